@@ -1,0 +1,1 @@
+//! The NEP rules: a pure, deterministic state machine with no I/O.
