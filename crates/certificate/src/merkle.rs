@@ -281,7 +281,8 @@ mod hex_hashes {
             .iter()
             .map(|s| {
                 let bytes = hex::decode(s).map_err(D::Error::custom)?;
-                <Hash>::try_from(bytes.as_slice()).map_err(|_| D::Error::custom("hash is not 32 bytes"))
+                <Hash>::try_from(bytes.as_slice())
+                    .map_err(|_| D::Error::custom("hash is not 32 bytes"))
             })
             .collect()
     }
@@ -324,10 +325,16 @@ mod tests {
     fn unsorted_or_duplicate_accounts_are_refused() {
         let mut b = ballots(3);
         b.swap(1, 2);
-        assert_eq!(BallotTree::new(&b), Err(MerkleError::NotSortedOrDuplicate { index: 2 }));
+        assert_eq!(
+            BallotTree::new(&b),
+            Err(MerkleError::NotSortedOrDuplicate { index: 2 })
+        );
         let mut d = ballots(2);
         d[1].account = d[0].account;
-        assert_eq!(BallotTree::new(&d), Err(MerkleError::NotSortedOrDuplicate { index: 1 }));
+        assert_eq!(
+            BallotTree::new(&d),
+            Err(MerkleError::NotSortedOrDuplicate { index: 1 })
+        );
     }
 
     #[test]
