@@ -188,3 +188,28 @@ pub fn activation_log(committee: &Committee, count: u64) -> Vec<(CertificatePayl
     }
     out
 }
+
+/// What a dishonest combiner gets from only `t` shares of the default
+/// scheme: it interpolates them as if the threshold were `t - 1`. The result
+/// is a well-formed G2 point that is not the group signature.
+pub fn forge_from_t_shares(committee: &Committee, signers: &[u32], message: &[u8]) -> Vec<u8> {
+    assert_eq!(committee.info.scheme, SchemeId::G2Rfc9380);
+    assert_eq!(signers.len() as u32, committee.info.t);
+    let set = committee.keys.public_key_set.to_bytes();
+    // Drop `n` and the highest coefficient: a degree t - 1 commitment.
+    let lower =
+        blsttc::PublicKeySet::from_bytes(set[4..set.len() - 48].to_vec()).expect("lower set");
+    let shares: Vec<(usize, blsttc::SignatureShare)> = signers
+        .iter()
+        .map(|&i| {
+            let raw = committee.keys.secret_key_shares[i as usize].to_bytes();
+            let sk = blsttc::SecretKeyShare::from_bytes(raw).expect("share");
+            (i as usize, sk.sign(message))
+        })
+        .collect();
+    lower
+        .combine_signatures(shares)
+        .expect("interpolate")
+        .to_bytes()
+        .to_vec()
+}
