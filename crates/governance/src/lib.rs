@@ -1,1 +1,49 @@
 //! The NEP rules: a pure, deterministic state machine with no I/O.
+//!
+//! The node feeds every committed log entry to [`GovernanceState::apply`] (or
+//! [`GovernanceState::apply_batch`]); every replica reaches the same state,
+//! comparable with [`GovernanceState::state_hash`]. Time comes only from
+//! committed [`Entry::Tick`] entries. This crate knows nothing about Raft,
+//! gRPC, storage or tokio.
+
+pub mod account;
+mod balances;
+pub mod certificate;
+pub mod command;
+mod conflict;
+mod drafting;
+pub mod economic_parity;
+pub mod emergency;
+pub mod error;
+pub mod genesis;
+mod invariants;
+mod issuance;
+pub mod limits;
+pub mod nep;
+pub mod params;
+pub mod proposal;
+pub mod proposal_file;
+pub mod queries;
+pub mod receipt;
+pub mod signature;
+pub mod state;
+pub mod tally;
+mod tick;
+pub mod types;
+pub mod validation;
+mod voting;
+
+pub use certificate::{
+    CertificateEvent, CertificateKind, CertificateRecord, IssuedCertificate, PendingCertificate,
+};
+pub use command::{Command, CommandSignature, Entry, SignedCommand, VoteChoice};
+pub use emergency::emergency_threshold;
+pub use error::GovError;
+pub use genesis::{Allocation, Genesis, GenesisCommittee, GenesisError, GenesisValidator};
+pub use nep::{EconomicImpact, NepContent, NepType, ParameterChange, UpgradePath};
+pub use params::{ParamKind, ParamValue, ParameterSet};
+pub use proposal::{Proposal, RejectReason, Stage};
+pub use queries::{AccountView, ProposalFilter, QueryError, TallyView, VoteReceipt};
+pub use receipt::{Effect, Outcome, Receipt, Transition};
+pub use state::{GovernanceState, SnapshotError, Supply};
+pub use types::{AccountId, Amount, BasisPoints, Micro, NepId, ProtocolVersion, Timestamp, NEURO};

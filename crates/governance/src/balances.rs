@@ -1,0 +1,163 @@
+//! Transfer, Stake and Unstake: moving NEURO between accounts, and between
+//! balance and stake (DESIGN §4). Every check comes before any change.
+
+use crate::account::Account;
+use crate::error::GovError;
+use crate::receipt::Effect;
+use crate::signature;
+use crate::state::GovernanceState;
+use crate::types::{AccountId, Amount, NepId, Timestamp};
+
+impl GovernanceState {
+    pub(crate) fn transfer(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+    ) -> Result<Effect, GovError> {
+        if amount == Amount::ZERO {
+            return Err(GovError::ZeroAmount);
+        }
+        if from == to {
+            return Err(GovError::SelfTransfer { account: from });
+        }
+        if signature::decompress_ok(&to).is_none() {
+            return Err(GovError::InvalidAccountKey { account: to });
+        }
+        let sender = &self.accounts[&from];
+        if sender.balance < amount {
+            return Err(GovError::InsufficientBalance {
+                account: from,
+                needed: amount,
+                available: sender.balance,
+            });
+        }
+        let created_receiver = !self.accounts.contains_key(&to);
+        let receiver_balance = self
+            .accounts
+            .get(&to)
+            .map(|a| a.balance)
+            .unwrap_or_default();
+        let new_receiver_balance = receiver_balance
+            .checked_add(amount)
+            .ok_or(GovError::AmountOverflow { account: to })?;
+        self.account_mut(from).balance.0 -= amount.0;
+        self.accounts.entry(to).or_default().balance = new_receiver_balance;
+        Ok(Effect::Transferred {
+            from,
+            to,
+            amount,
+            created_receiver,
+        })
+    }
+
+    pub(crate) fn stake(
+        &mut self,
+        log_index: u64,
+        who: AccountId,
+        amount: Amount,
+    ) -> Result<Effect, GovError> {
+        if amount == Amount::ZERO {
+            return Err(GovError::ZeroAmount);
+        }
+        let account = &self.accounts[&who];
+        if account.balance < amount {
+            return Err(GovError::InsufficientBalance {
+                account: who,
+                needed: amount,
+                available: account.balance,
+            });
+        }
+        let staked = account
+            .staked
+            .checked_add(amount)
+            .ok_or(GovError::AmountOverflow { account: who })?;
+        let open = self.open_snapshot_list();
+        let account = self.account_mut(who);
+        account.balance.0 -= amount.0;
+        account.staked = staked;
+        account.checkpoint(log_index, &open);
+        self.supply.balances -= amount.0;
+        self.supply.staked += amount.0;
+        Ok(Effect::Staked {
+            account: who,
+            amount,
+            staked,
+        })
+    }
+
+    pub(crate) fn unstake(
+        &mut self,
+        log_index: u64,
+        who: AccountId,
+        amount: Amount,
+    ) -> Result<Effect, GovError> {
+        if amount == Amount::ZERO {
+            return Err(GovError::ZeroAmount);
+        }
+        self.prune_vote_locks(who);
+        let account = &self.accounts[&who];
+        if account.staked < amount {
+            return Err(GovError::InsufficientStake {
+                account: who,
+                needed: amount,
+                staked: account.staked,
+            });
+        }
+        let remaining = Amount(account.staked.0 - amount.0);
+        if let Some((nep, locked, until_ms)) = self.strongest_lock(who) {
+            if remaining < locked {
+                return Err(GovError::StakeLocked {
+                    account: who,
+                    requested: amount,
+                    unlocked: Amount(account.staked.0.saturating_sub(locked.0)),
+                    locked,
+                    nep,
+                    until_ms,
+                });
+            }
+        }
+        let open = self.open_snapshot_list();
+        let account = self.account_mut(who);
+        account.staked = remaining;
+        account.balance.0 += amount.0;
+        account.checkpoint(log_index, &open);
+        self.supply.staked -= amount.0;
+        self.supply.balances += amount.0;
+        Ok(Effect::Unstaked {
+            account: who,
+            amount,
+            staked: remaining,
+        })
+    }
+
+    /// Drops locks of votes that have closed.
+    pub(crate) fn prune_vote_locks(&mut self, who: AccountId) {
+        let proposals = &self.proposals;
+        if let Some(account) = self.accounts.get_mut(&who) {
+            account
+                .vote_locks
+                .retain(|nep, _| proposals.get(nep).is_some_and(|p| p.open_vote().is_some()));
+        }
+    }
+
+    /// The largest lock on `who`'s stake: (NEP, locked power, vote deadline).
+    pub(crate) fn strongest_lock(&self, who: AccountId) -> Option<(NepId, Amount, Timestamp)> {
+        let account = self.accounts.get(&who)?;
+        account
+            .vote_locks
+            .iter()
+            .filter_map(|(nep, locked)| {
+                let vote = self.proposals.get(nep)?.open_vote()?;
+                Some((*nep, *locked, vote.deadline_ms))
+            })
+            .max_by_key(|(nep, locked, _)| (*locked, std::cmp::Reverse(*nep)))
+    }
+
+    /// The account of an author whose existence was already checked.
+    pub(crate) fn account_mut(&mut self, who: AccountId) -> &mut Account {
+        self.accounts
+            .get_mut(&who)
+            .expect("account exists: every caller checked it first")
+    }
+}

@@ -1,0 +1,130 @@
+//! Why an entry was refused. Every variant names the rule it enforces and the
+//! values involved, so a client can act on it without reading replica logs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proposal::Stage;
+use crate::types::{AccountId, Amount, NepId, Timestamp};
+use crate::validation::ContentError;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum GovError {
+    // --- authentication and ordering ---------------------------------------
+    #[error("signature of account {author} does not verify for this chain")]
+    BadSignature { author: AccountId },
+    #[error(
+        "account {account} does not exist (it needs a genesis allocation or a transfer first)"
+    )]
+    UnknownAccount { account: AccountId },
+    #[error("nonce {nonce} of {account} was already used by a different command (next nonce is {expected})")]
+    NonceReplay {
+        account: AccountId,
+        nonce: u64,
+        expected: u64,
+    },
+    #[error("nonce {nonce} of {account} is out of order: the next nonce is {expected}")]
+    NonceOutOfOrder {
+        account: AccountId,
+        nonce: u64,
+        expected: u64,
+    },
+    #[error("log index {index} is not after the last applied index {last}")]
+    LogIndexNotIncreasing { index: u64, last: u64 },
+
+    // --- balances and stake -------------------------------------------------
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    #[error("{account} cannot transfer to itself")]
+    SelfTransfer { account: AccountId },
+    #[error("balance of {account} is {available}, {needed} needed")]
+    InsufficientBalance {
+        account: AccountId,
+        needed: Amount,
+        available: Amount,
+    },
+    #[error("staked amount of {account} is {staked}, {needed} needed")]
+    InsufficientStake {
+        account: AccountId,
+        needed: Amount,
+        staked: Amount,
+    },
+    #[error("{account} cannot unstake {requested}: {locked} is locked by its vote on {nep} until that vote ends at {until_ms}, only {unlocked} is free")]
+    StakeLocked {
+        account: AccountId,
+        requested: Amount,
+        unlocked: Amount,
+        locked: Amount,
+        nep: NepId,
+        until_ms: Timestamp,
+    },
+    #[error("{account} is not a valid ed25519 public key, so nobody could ever use it")]
+    InvalidAccountKey { account: AccountId },
+    #[error("{account} would exceed the largest representable amount")]
+    AmountOverflow { account: AccountId },
+
+    // --- proposals ------------------------------------------------------------
+    #[error("{nep} does not exist")]
+    UnknownNep { nep: NepId },
+    #[error("{account} is not the author of {nep}")]
+    NotAuthor { nep: NepId, account: AccountId },
+    #[error("{nep} is {stage}; this needs {expected}")]
+    WrongStage {
+        nep: NepId,
+        stage: Stage,
+        expected: String,
+    },
+    #[error("invalid NEP content: {0}")]
+    InvalidContent(#[from] ContentError),
+    #[error("emergency NEPs are submitted with SubmitEmergency by a validator, not as drafts")]
+    EmergencyNotDraftable,
+    #[error("only EMERG NEPs can be submitted with SubmitEmergency, this is {nep_type}")]
+    NotEmergency { nep_type: crate::nep::NepType },
+    #[error("{account} already holds {open} drafts or proposals in review (limit {max})")]
+    TooManyOpenDrafts {
+        account: AccountId,
+        open: usize,
+        max: usize,
+    },
+    #[error("{open} proposals are open (limit {max}); wait until some are decided")]
+    TooManyOpenProposals { open: usize, max: usize },
+    #[error("{open} emergency NEPs await approval (limit {max})")]
+    TooManyPendingEmergencies { open: usize, max: usize },
+
+    // --- voting -------------------------------------------------------------------
+    #[error("voting on {nep} closed at {deadline_ms}; committed time is {committed_ms}")]
+    VotingClosed {
+        nep: NepId,
+        deadline_ms: Timestamp,
+        committed_ms: Timestamp,
+    },
+    #[error("{nep} is {stage}: no vote is open on it")]
+    VotingNotOpen { nep: NepId, stage: Stage },
+    #[error("{account} had no stake at the snapshot of {nep} (or has none left), so it has no voting power")]
+    NoVotingPower { nep: NepId, account: AccountId },
+
+    // --- emergency track --------------------------------------------------------
+    #[error("{account} is not a committee validator identity")]
+    NotValidator { account: AccountId },
+    #[error("validator {validator} already approved {nep}")]
+    AlreadyApproved { nep: NepId, validator: u32 },
+    #[error(
+        "the approval window of {nep} closed at {deadline_ms}; committed time is {committed_ms}"
+    )]
+    EmergencyWindowClosed {
+        nep: NepId,
+        deadline_ms: Timestamp,
+        committed_ms: Timestamp,
+    },
+
+    // --- certificates ------------------------------------------------------------
+    #[error("no certificate with sequence {sequence} has been decided")]
+    UnknownCertificate { sequence: u64 },
+    #[error("certificate {sequence} was already issued")]
+    CertificateAlreadyIssued { sequence: u64 },
+    #[error(
+        "certificate {sequence} carries a payload that differs from the one this replica decided"
+    )]
+    CertificatePayloadMismatch { sequence: u64 },
+    #[error("certificate {sequence} does not verify against the committee: {reason}")]
+    CertificateInvalid { sequence: u64, reason: String },
+}

@@ -1,0 +1,283 @@
+//! The genesis file: chain identity, initial accounts, the committee, and
+//! parameter overrides. Loadable from TOML.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{
+    MAX_CHAIN_ID_BYTES, MAX_GENESIS_ALLOCATIONS, MAX_GENESIS_FILE_BYTES, MAX_VALIDATORS,
+};
+use crate::params::{spec, ParamError, ParamKind, ParamValue, ParameterSet};
+use crate::types::{AccountId, Amount, Micro, ProtocolVersion};
+
+/// An initial account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub account: AccountId,
+    #[serde(default)]
+    pub balance: Amount,
+    #[serde(default)]
+    pub staked: Amount,
+}
+
+/// A committee validator: its index (its BLS share index, from 0) and its ed25519
+/// identity key, which signs `SubmitEmergency` and `EmergencyApprove`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisValidator {
+    pub index: u32,
+    pub identity: AccountId,
+}
+
+/// What the state machine needs of the committee to verify certificates:
+/// the pinned committee info and its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisCommittee {
+    /// SHA-256 of the committee info's canonical JSON; named by every payload.
+    #[serde(with = "hex::serde")]
+    pub hash: [u8; 32],
+    /// Scheme id, e.g. `bls-threshold-g2-rfc9380`.
+    pub scheme: String,
+    /// Compressed group public key (hex).
+    #[serde(with = "hex::serde")]
+    pub group_public_key: Vec<u8>,
+    /// `t + 1` shares make a certificate.
+    pub t: u32,
+    pub n: u32,
+    pub epoch: u64,
+    /// SHA-256 over the validator set (hex).
+    #[serde(with = "hex::serde")]
+    pub validator_set_hash: [u8; 32],
+}
+
+/// A parameter override as written in TOML: converted by the key's type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamInput {
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl ParamInput {
+    /// Converts to the registry type of `key`. Fixed-point values may be
+    /// written as numbers or decimal strings and convert exactly.
+    pub fn to_value(&self, key: &str) -> Result<ParamValue, ParamError> {
+        let s = spec(key).ok_or_else(|| ParamError::Unknown {
+            key: key.to_owned(),
+        })?;
+        let mismatch = |found| ParamError::KindMismatch {
+            key: key.to_owned(),
+            expected: s.kind,
+            found,
+        };
+        let value = match (s.kind, self) {
+            (ParamKind::Integer, ParamInput::Integer(v)) => ParamValue::Integer(*v),
+            (ParamKind::Bool, ParamInput::Bool(b)) => ParamValue::Bool(*b),
+            (ParamKind::String, ParamInput::Text(t)) => ParamValue::String(t.clone()),
+            (ParamKind::FixedPoint, ParamInput::Integer(v)) => ParamValue::FixedPoint(Micro(
+                v.checked_mul(crate::types::MICRO)
+                    .ok_or_else(|| ParamError::OutOfRange {
+                        key: key.to_owned(),
+                        value: v.to_string(),
+                        min: s.min,
+                        max: s.max,
+                    })?,
+            )),
+            (ParamKind::FixedPoint, ParamInput::Float(f)) => {
+                ParamValue::FixedPoint(Micro::from_f64(*f).map_err(|_| ParamError::OutOfRange {
+                    key: key.to_owned(),
+                    value: f.to_string(),
+                    min: s.min,
+                    max: s.max,
+                })?)
+            }
+            (ParamKind::FixedPoint, ParamInput::Text(t)) => {
+                ParamValue::FixedPoint(Micro::parse_decimal(t).map_err(|_| {
+                    ParamError::OutOfRange {
+                        key: key.to_owned(),
+                        value: t.clone(),
+                        min: s.min,
+                        max: s.max,
+                    }
+                })?)
+            }
+            (_, ParamInput::Bool(_)) => return Err(mismatch(ParamKind::Bool)),
+            (_, ParamInput::Integer(_)) => return Err(mismatch(ParamKind::Integer)),
+            (_, ParamInput::Float(_)) => return Err(mismatch(ParamKind::FixedPoint)),
+            (_, ParamInput::Text(_)) => return Err(mismatch(ParamKind::String)),
+        };
+        s.check(&value)?;
+        Ok(value)
+    }
+}
+
+fn default_block_interval_ms() -> u64 {
+    1_000
+}
+
+fn default_version() -> ProtocolVersion {
+    ProtocolVersion { major: 1, minor: 0 }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_id: String,
+    pub genesis_time_ms: u64,
+    #[serde(default = "default_block_interval_ms")]
+    pub block_interval_ms: u64,
+    #[serde(default = "default_version")]
+    pub protocol_version: ProtocolVersion,
+    #[serde(default)]
+    pub allocations: Vec<Allocation>,
+    pub validators: Vec<GenesisValidator>,
+    pub committee: GenesisCommittee,
+    /// Overrides of the registry defaults, e.g. `"gov.day_ms" = 1000`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, ParamInput>,
+}
+
+/// Why a genesis is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum GenesisError {
+    #[error("genesis file is {bytes} bytes, more than {max}")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("genesis TOML: {0}")]
+    Toml(String),
+    #[error("chain id {chain_id:?} must be 1..={max} characters of [A-Za-z0-9._-]")]
+    BadChainId { chain_id: String, max: usize },
+    #[error("block_interval_ms must be greater than 0")]
+    ZeroBlockInterval,
+    #[error("{count} allocations, more than {max}")]
+    TooManyAllocations { count: usize, max: usize },
+    #[error("account {account} is allocated twice")]
+    DuplicateAllocation { account: AccountId },
+    #[error("total genesis supply exceeds {max} base units")]
+    SupplyOverflow { max: u64 },
+    #[error("{count} validators; a committee needs 1..={max}")]
+    BadValidatorCount { count: usize, max: usize },
+    #[error("validator indices must be 0..n-1, each once (found {index})")]
+    BadValidatorIndex { index: u32 },
+    #[error("validator identity {identity} appears twice")]
+    DuplicateValidator { identity: AccountId },
+    #[error("account {account} is not a valid ed25519 public key")]
+    BadAccountKey { account: AccountId },
+    #[error("committee n = {committee_n} but {validators} validators are listed")]
+    CommitteeSizeMismatch { committee_n: u32, validators: usize },
+    #[error("committee threshold t = {t} must be below n = {n}")]
+    BadThreshold { t: u32, n: u32 },
+    #[error("parameter override: {0}")]
+    Parameter(#[from] ParamError),
+    #[error("gov.grace_min_days {min} exceeds gov.grace_max_days {max}")]
+    GraceBoundsInverted { min: u64, max: u64 },
+}
+
+impl Genesis {
+    /// Parses a genesis TOML document.
+    pub fn from_toml(text: &str) -> Result<Genesis, GenesisError> {
+        if text.len() > MAX_GENESIS_FILE_BYTES {
+            return Err(GenesisError::TooLarge {
+                bytes: text.len(),
+                max: MAX_GENESIS_FILE_BYTES,
+            });
+        }
+        toml::from_str(text).map_err(|e| GenesisError::Toml(e.to_string()))
+    }
+
+    pub fn to_toml(&self) -> Result<String, GenesisError> {
+        toml::to_string_pretty(self).map_err(|e| GenesisError::Toml(e.to_string()))
+    }
+
+    /// The initial parameter set: defaults with the overrides applied.
+    pub fn parameter_set(&self) -> Result<ParameterSet, GenesisError> {
+        let mut params = ParameterSet::genesis_defaults();
+        for (key, input) in &self.parameters {
+            params.set(key, input.to_value(key)?)?;
+        }
+        let gov = params.gov();
+        if gov.grace_min_days > gov.grace_max_days {
+            return Err(GenesisError::GraceBoundsInverted {
+                min: gov.grace_min_days,
+                max: gov.grace_max_days,
+            });
+        }
+        Ok(params)
+    }
+
+    /// Checks everything that does not depend on the parameter registry.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let id_ok = !self.chain_id.is_empty()
+            && self.chain_id.len() <= MAX_CHAIN_ID_BYTES
+            && self
+                .chain_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !id_ok {
+            return Err(GenesisError::BadChainId {
+                chain_id: self.chain_id.clone(),
+                max: MAX_CHAIN_ID_BYTES,
+            });
+        }
+        if self.block_interval_ms == 0 {
+            return Err(GenesisError::ZeroBlockInterval);
+        }
+        if self.allocations.len() > MAX_GENESIS_ALLOCATIONS {
+            return Err(GenesisError::TooManyAllocations {
+                count: self.allocations.len(),
+                max: MAX_GENESIS_ALLOCATIONS,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        let mut total: u64 = 0;
+        for a in &self.allocations {
+            if !seen.insert(a.account) {
+                return Err(GenesisError::DuplicateAllocation { account: a.account });
+            }
+            if crate::signature::decompress_ok(&a.account).is_none() {
+                return Err(GenesisError::BadAccountKey { account: a.account });
+            }
+            total = total
+                .checked_add(a.balance.0)
+                .and_then(|t| t.checked_add(a.staked.0))
+                .ok_or(GenesisError::SupplyOverflow { max: u64::MAX })?;
+        }
+        let n = self.validators.len();
+        if n == 0 || n > MAX_VALIDATORS {
+            return Err(GenesisError::BadValidatorCount {
+                count: n,
+                max: MAX_VALIDATORS,
+            });
+        }
+        let mut indices = BTreeSet::new();
+        let mut identities = BTreeSet::new();
+        for v in &self.validators {
+            if v.index as usize >= n || !indices.insert(v.index) {
+                return Err(GenesisError::BadValidatorIndex { index: v.index });
+            }
+            if !identities.insert(v.identity) {
+                return Err(GenesisError::DuplicateValidator {
+                    identity: v.identity,
+                });
+            }
+            if crate::signature::decompress_ok(&v.identity).is_none() {
+                return Err(GenesisError::BadAccountKey {
+                    account: v.identity,
+                });
+            }
+        }
+        if self.committee.n as usize != n {
+            return Err(GenesisError::CommitteeSizeMismatch {
+                committee_n: self.committee.n,
+                validators: n,
+            });
+        }
+        if self.committee.t >= self.committee.n {
+            return Err(GenesisError::BadThreshold {
+                t: self.committee.t,
+                n: self.committee.n,
+            });
+        }
+        Ok(())
+    }
+}

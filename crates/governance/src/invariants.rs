@@ -1,0 +1,104 @@
+//! Invariants checked after every applied entry. A violation is a bug in the
+//! rules, never a user error, so `apply` panics on it; a snapshot that breaks
+//! one is refused.
+//!
+//! * Conservation: balances + staked + burned = genesis supply.
+//! * Tallies: no vote counts more power than its snapshot total.
+//! * Stages only move forward: enforced where they change
+//!   (`Proposal::set_stage`), and bookkeeping counters match the stages.
+
+use crate::proposal::Stage;
+use crate::state::GovernanceState;
+
+impl GovernanceState {
+    /// Panics if an invariant is broken. The O(1) conservation check runs
+    /// always; the full recount over every account and proposal runs in
+    /// debug builds (tests, property tests), where states are small.
+    pub(crate) fn assert_invariants(&self) {
+        let s = &self.supply;
+        assert_eq!(
+            u128::from(s.balances) + u128::from(s.staked) + u128::from(s.burned),
+            u128::from(s.genesis),
+            "invariant: NEURO conservation broken: {s:?}"
+        );
+        if cfg!(debug_assertions) {
+            if let Err(e) = self.check_invariants() {
+                panic!("invariant: {e}");
+            }
+        }
+    }
+
+    /// Full check, returning the first violation.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        let s = &self.supply;
+        if u128::from(s.balances) + u128::from(s.staked) + u128::from(s.burned)
+            != u128::from(s.genesis)
+        {
+            return Err(format!("NEURO conservation broken: {s:?}"));
+        }
+        let (mut balances, mut staked) = (0u128, 0u128);
+        for a in self.accounts.values() {
+            balances += u128::from(a.balance.0);
+            staked += u128::from(a.staked.0);
+        }
+        if balances != u128::from(s.balances) || staked != u128::from(s.staked) {
+            return Err(format!(
+                "account sums (balances {balances}, staked {staked}) differ from the supply record {s:?}"
+            ));
+        }
+        let mut open = 0u32;
+        let mut pending_emergencies = 0u32;
+        for p in self.proposals.values() {
+            if let Some(v) = &p.vote {
+                let t = &v.tally;
+                if t.participating() > t.total_power {
+                    return Err(format!(
+                        "{} tally {} exceeds snapshot power {}",
+                        p.id,
+                        t.participating(),
+                        t.total_power
+                    ));
+                }
+                let sum: u128 = v.ballots.values().map(|b| u128::from(b.power.0)).sum();
+                if sum != t.participating() {
+                    return Err(format!(
+                        "{} tally {} differs from its ballots {sum}",
+                        p.id,
+                        t.participating()
+                    ));
+                }
+            }
+            if !p.stage.is_final(p.is_emergency()) {
+                open += 1;
+            }
+            if p.stage == Stage::AwaitingApproval {
+                pending_emergencies += 1;
+            }
+        }
+        if open != self.open_proposals {
+            return Err(format!(
+                "{open} open proposals but the counter says {}",
+                self.open_proposals
+            ));
+        }
+        if pending_emergencies != self.pending_emergencies {
+            return Err(format!(
+                "{pending_emergencies} emergencies await approval but the counter says {}",
+                self.pending_emergencies
+            ));
+        }
+        // Certificate sequence numbers are gap-free from 1 and chained.
+        let mut previous = [0u8; 32];
+        for (i, (seq, r)) in self.certificates.iter().enumerate() {
+            if *seq != i as u64 + 1
+                || r.event.sequence != *seq
+                || r.event.previous_payload_hash != previous
+            {
+                return Err(format!("certificate chain broken at sequence {seq}"));
+            }
+            previous = r.payload_hash;
+        }
+        self.params.validate().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

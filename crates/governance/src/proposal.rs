@@ -1,0 +1,192 @@
+//! A NEP on the committee's record: its content plus where it is in the
+//! lifecycle (DESIGN §4).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nep::NepContent;
+use crate::params::ParamValue;
+use crate::tally::VoteBox;
+use crate::types::{AccountId, NepId, ProtocolVersion, Timestamp};
+
+/// Lifecycle stage.
+///
+/// ```text
+/// DRAFT ─► REVIEW ─► VOTING ─► SCHEDULED ─► ACTIVE
+///   │        │          └─► REJECTED          ▲
+///   └─► WITHDRAWN ◄─┘                         │
+/// EMERG: AWAITING_APPROVAL ─► SCHEDULED ─► ACTIVE ─► RATIFIED | REVOKED
+///                  └─► REJECTED     └─► CANCELLED (normal NEPs, by an EMERG)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Stage {
+    Draft,
+    Review,
+    Voting,
+    AwaitingApproval,
+    Scheduled,
+    Active,
+    Ratified,
+    Revoked,
+    Rejected,
+    Withdrawn,
+    Cancelled,
+}
+
+impl Stage {
+    /// The transitions of the lifecycle diagram; nothing else is allowed.
+    pub fn can_move_to(self, next: Stage) -> bool {
+        use Stage::*;
+        matches!(
+            (self, next),
+            (Draft, Review)
+                | (Draft, Withdrawn)
+                | (Review, Voting)
+                | (Review, Withdrawn)
+                | (Voting, Scheduled)
+                | (Voting, Rejected)
+                | (AwaitingApproval, Scheduled)
+                | (AwaitingApproval, Rejected)
+                | (Scheduled, Active)
+                | (Scheduled, Cancelled)
+                | (Active, Ratified)
+                | (Active, Revoked)
+        )
+    }
+
+    /// No further transition is possible (for EMERG, ACTIVE is not final:
+    /// ratification follows).
+    pub fn is_final(self, emergency: bool) -> bool {
+        use Stage::*;
+        match self {
+            Ratified | Revoked | Rejected | Withdrawn | Cancelled => true,
+            Active => !emergency,
+            _ => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        use Stage::*;
+        match self {
+            Draft => "DRAFT",
+            Review => "REVIEW",
+            Voting => "VOTING",
+            AwaitingApproval => "AWAITING_APPROVAL",
+            Scheduled => "SCHEDULED",
+            Active => "ACTIVE",
+            Ratified => "RATIFIED",
+            Revoked => "REVOKED",
+            Rejected => "REJECTED",
+            Withdrawn => "WITHDRAWN",
+            Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses the names above, case-insensitively.
+    pub fn parse(s: &str) -> Option<Stage> {
+        use Stage::*;
+        let all = [
+            Draft,
+            Review,
+            Voting,
+            AwaitingApproval,
+            Scheduled,
+            Active,
+            Ratified,
+            Revoked,
+            Rejected,
+            Withdrawn,
+            Cancelled,
+        ];
+        all.into_iter()
+            .find(|st| st.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a NEP was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// Participation below `quorum_bps` of the snapshot power.
+    NoQuorum,
+    /// `yes` below `approval_bps` of `yes + no`, or no `yes` at all.
+    NotApproved,
+    /// Approved, but a key no longer holds `expected_old`, or is reserved by
+    /// another scheduled change; `with` names that change if any.
+    Conflict {
+        key: String,
+        with: Option<NepId>,
+        expected_old: ParamValue,
+        current: ParamValue,
+    },
+    /// An emergency NEP without 2f+1 approvals when its window closed.
+    EmergencyWindowExpired { approvals: u32, threshold: u32 },
+}
+
+/// A NEP with its lifecycle record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: NepId,
+    pub author: AccountId,
+    pub content: NepContent,
+    pub content_hash: [u8; 32],
+    pub stage: Stage,
+    pub created_ms: Timestamp,
+    /// DRAFT → REVIEW (normal) or emergency submission.
+    pub submitted_ms: Option<Timestamp>,
+    /// When REVIEW ends (normal NEPs).
+    pub review_ends_ms: Option<Timestamp>,
+    /// The vote: the normal vote, or an EMERG NEP's ratification vote.
+    pub vote: Option<VoteBox>,
+    /// EMERG: validator indices that approved, and when the window closes.
+    pub approvals: BTreeSet<u32>,
+    pub window_ends_ms: Option<Timestamp>,
+    /// When the deciding tick was applied.
+    pub decided_ms: Option<Timestamp>,
+    /// SCHEDULED: when it takes effect.
+    pub activation_ms: Option<Timestamp>,
+    /// The version its activation certificate assigned.
+    pub version_after: Option<ProtocolVersion>,
+    /// EMERG after activation: each changed key's value before it, restored
+    /// on revocation.
+    pub previous_values: Vec<(String, ParamValue)>,
+    pub rejection: Option<RejectReason>,
+    /// Sequences of the certificates issued about this NEP, in order.
+    pub certificates: Vec<u64>,
+}
+
+impl Proposal {
+    pub fn is_emergency(&self) -> bool {
+        self.content.nep_type.is_emergency()
+    }
+
+    /// Moves to `next`, which must be allowed by the lifecycle diagram: a
+    /// stage never moves backwards or sideways.
+    pub(crate) fn set_stage(&mut self, next: Stage) {
+        assert!(
+            self.stage.can_move_to(next),
+            "invariant: {} cannot move from {} to {}",
+            self.id,
+            self.stage,
+            next
+        );
+        self.stage = next;
+    }
+
+    /// The vote that is open now, if any.
+    pub fn open_vote(&self) -> Option<&VoteBox> {
+        match self.stage {
+            Stage::Voting => self.vote.as_ref(),
+            Stage::Active if self.is_emergency() => self.vote.as_ref(),
+            _ => None,
+        }
+    }
+}

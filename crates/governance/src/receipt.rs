@@ -1,0 +1,90 @@
+//! What an applied entry did: returned to the client (commands) and to the
+//! node (ticks and certificates).
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::VoteChoice;
+use crate::error::GovError;
+use crate::proposal::Stage;
+use crate::types::{AccountId, Amount, NepId, Timestamp};
+
+/// The result of applying one entry.
+pub type Outcome = Result<Receipt, GovError>;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Log index of the entry that produced this receipt (for a retried
+    /// command: of the original entry).
+    pub log_index: u64,
+    /// Committed time when it was applied.
+    pub committed_ms: Timestamp,
+    pub effect: Effect,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    Transferred {
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+        created_receiver: bool,
+    },
+    Staked {
+        account: AccountId,
+        amount: Amount,
+        staked: Amount,
+    },
+    Unstaked {
+        account: AccountId,
+        amount: Amount,
+        staked: Amount,
+    },
+    DraftCreated {
+        nep: NepId,
+        content_hash: [u8; 32],
+    },
+    DraftAmended {
+        nep: NepId,
+        content_hash: [u8; 32],
+    },
+    Submitted {
+        nep: NepId,
+        fee_burned: Amount,
+        review_ends_ms: Timestamp,
+    },
+    Withdrawn {
+        nep: NepId,
+    },
+    Voted {
+        nep: NepId,
+        choice: VoteChoice,
+        power: Amount,
+        replaced: Option<VoteChoice>,
+    },
+    EmergencySubmitted {
+        nep: NepId,
+        window_ends_ms: Timestamp,
+    },
+    EmergencyApproved {
+        nep: NepId,
+        validator: u32,
+        approvals: u32,
+        threshold: u32,
+    },
+    Ticked {
+        transitions: Vec<Transition>,
+    },
+    CertificateRecorded {
+        sequence: u64,
+    },
+}
+
+/// One stage change made by a tick.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub nep: NepId,
+    pub from: Stage,
+    pub to: Stage,
+    /// The certificate this transition decided, if any.
+    pub certificate: Option<u64>,
+}
