@@ -143,6 +143,7 @@ fn generate() -> BTreeMap<String, Vector> {
         version(2, 0),
     );
     p4.nep_type = NepType::Emerg as i32;
+    p4.title = "NEP-7: emergency switch of the gossip layer".into();
     p4.emergency_approvals = vec![0, 1, 3];
     p4.tally = None;
     p4.upgrade_path.as_mut().unwrap().grace_period_days = 0;
