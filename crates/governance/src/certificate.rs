@@ -1,15 +1,20 @@
 //! The events that need a certificate (DESIGN §5) and the payload bytes
 //! validators sign. All payload building lives here.
 
+use std::collections::BTreeSet;
+
+use neuroshard_certificate::{proto, Envelope, ShareIndex, Verifier};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::genesis::CommitteeGenesis;
+use crate::limits::MAX_CERTIFICATE_SHARES;
 
 use crate::nep::{EconomicImpact, NepType, UpgradePath};
 use crate::params::ParamValue;
 use crate::types::{BasisPoints, NepId, ProtocolVersion, Timestamp};
 
 /// Payload type named in every envelope.
-pub const PAYLOAD_TYPE: &str = "application/vnd.neuroshard.certificate.v1+protobuf";
+pub use neuroshard_certificate::PAYLOAD_TYPE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -73,22 +78,110 @@ pub struct CertificateEvent {
 }
 
 impl CertificateEvent {
-    /// The payload bytes validators sign.
+    /// The protobuf payload (`proto/certificate.proto`).
+    pub fn to_proto(&self) -> proto::CertificatePayload {
+        let version = |v: ProtocolVersion| proto::ProtocolVersion {
+            major: v.major,
+            minor: v.minor,
+        };
+        proto::CertificatePayload {
+            chain_id: self.chain_id.clone(),
+            sequence: self.sequence,
+            previous_payload_hash: self.previous_payload_hash.to_vec(),
+            kind: match self.kind {
+                CertificateKind::Activation => proto::CertificateKind::Activation,
+                CertificateKind::Cancellation => proto::CertificateKind::Cancellation,
+                CertificateKind::Revocation => proto::CertificateKind::Revocation,
+            } as i32,
+            nep_id: self.nep.0,
+            nep_type: match self.nep_type {
+                NepType::Arch => proto::NepType::Arch,
+                NepType::Econ => proto::NepType::Econ,
+                NepType::Train => proto::NepType::Train,
+                NepType::Net => proto::NepType::Net,
+                NepType::Gov => proto::NepType::Gov,
+                NepType::Emerg => proto::NepType::Emerg,
+            } as i32,
+            content_hash: self.content_hash.to_vec(),
+            title: self.title.clone(),
+            parameter_changes: self
+                .parameter_changes
+                .iter()
+                .map(|c| proto::ParameterChange {
+                    key: c.key.clone(),
+                    old_value: Some(proto_value(&c.old)),
+                    new_value: Some(proto_value(&c.new)),
+                })
+                .collect(),
+            economic_impact: Some(proto::EconomicImpact {
+                training_efficiency_multiplier_micro: self
+                    .economic_impact
+                    .training_efficiency_multiplier
+                    .0,
+                training_reward_multiplier_micro: self.economic_impact.training_reward_multiplier.0,
+                net_earnings_change_percent_micro: self
+                    .economic_impact
+                    .net_earnings_change_percent
+                    .0,
+                summary: self.economic_impact.summary.clone(),
+            }),
+            upgrade_path: Some(proto::UpgradePath {
+                grace_period_days: self.upgrade_path.grace_period_days,
+                backward_compatible: self.upgrade_path.backward_compatible,
+            }),
+            tally: Some(proto::Tally {
+                yes: self.tally.yes,
+                no: self.tally.no,
+                abstain: self.tally.abstain,
+                total_power: self.tally.total_power,
+                quorum_bps: self.tally.quorum_bps.0,
+                approval_bps: self.tally.approval_bps.0,
+                ballots: self.tally.ballots,
+            }),
+            decision_time_ms: self.decision_time_ms.0,
+            decision_log_index: self.decision_log_index,
+            activation_time_ms: self.activation_time_ms.0,
+            activation_height: self.activation_height,
+            version_before: Some(version(self.version_before)),
+            version_after: Some(version(self.version_after)),
+            parameters_hash: self.parameters_hash.to_vec(),
+            committee_hash: self.committee_hash.to_vec(),
+            ballots_root: self.ballots_root.to_vec(),
+            emergency_approvals: self.emergency_approvals.clone(),
+        }
+    }
+
+    /// The payload bytes validators sign (deterministic protobuf).
     pub fn encode_payload(&self) -> Vec<u8> {
-        // Encoding a plain struct into a Vec cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
+        neuroshard_certificate::encode_payload(&self.to_proto())
+    }
+}
+
+fn proto_value(v: &ParamValue) -> proto::ParameterValue {
+    use proto::parameter_value::Value;
+    proto::ParameterValue {
+        value: Some(match v {
+            ParamValue::Integer(i) => Value::Integer(*i),
+            ParamValue::FixedPoint(m) => Value::FixedMicro(m.0),
+            ParamValue::Bool(b) => Value::Boolean(*b),
+            ParamValue::String(t) => Value::Text(t.clone()),
+        }),
     }
 }
 
 /// SHA-256 of payload bytes: the `previous_payload_hash` of the next one.
 pub fn payload_hash(payload: &[u8]) -> [u8; 32] {
-    Sha256::digest(payload).into()
+    neuroshard_certificate::payload_hash(payload)
 }
 
-/// A validator's signature share, as carried in `CertificateIssued`.
+/// A validator's signature share on `PAE(payload_type, payload)`, as
+/// carried in `CertificateIssued` so every signature is attributable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateShare {
+    /// Committee index (0-based).
     pub validator: u32,
+    /// 96-byte compressed share.
+    #[serde(with = "hex::serde")]
     pub share: Vec<u8>,
 }
 
@@ -96,13 +189,8 @@ pub struct CertificateShare {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCertificate {
     pub sequence: u64,
-    pub payload_type: String,
-    pub payload: Vec<u8>,
-    pub scheme: String,
-    pub committee_epoch: u64,
-    /// Combined signature over the DSSE pre-authentication encoding.
-    pub signature: Vec<u8>,
-    /// The t+1 shares it was combined from, so each is attributable.
+    pub envelope: Envelope,
+    /// The t+1 shares the signature was combined from.
     pub shares: Vec<CertificateShare>,
 }
 
@@ -124,41 +212,25 @@ pub struct PendingCertificate {
     pub decision_time_ms: Timestamp,
 }
 
-/// Checks a combined certificate against the committee before it is
-/// recorded: envelope fields and share set.
-pub fn verify_issued(
-    committee: &crate::genesis::GenesisCommittee,
-    c: &IssuedCertificate,
-) -> Result<(), String> {
-    if c.payload_type != PAYLOAD_TYPE {
+/// Checks a combined certificate before it is recorded: the envelope
+/// verifies against the committee's group key (the light-node verifier:
+/// type, scheme, epoch, committee hash, chain id, BLS signature), and the
+/// attached shares are t+1 distinct committee members' valid shares on the
+/// same bytes, when the genesis carries the public key set.
+pub fn verify_issued(committee: &CommitteeGenesis, c: &IssuedCertificate) -> Result<(), String> {
+    let verifier = Verifier::new(committee.info.clone()).map_err(|e| e.to_string())?;
+    verifier.verify(&c.envelope).map_err(|e| e.to_string())?;
+    if c.shares.len() > MAX_CERTIFICATE_SHARES {
         return Err(format!(
-            "payload type {:?} is not {PAYLOAD_TYPE:?}",
-            c.payload_type
+            "{} shares, more than {MAX_CERTIFICATE_SHARES}",
+            c.shares.len()
         ));
     }
-    if c.scheme != committee.scheme {
-        return Err(format!(
-            "scheme {:?} is not the committee's {:?}",
-            c.scheme, committee.scheme
-        ));
-    }
-    if c.committee_epoch != committee.epoch {
-        return Err(format!(
-            "epoch {} is not the committee's {}",
-            c.committee_epoch, committee.epoch
-        ));
-    }
-    if c.shares.len() > crate::limits::MAX_CERTIFICATE_SHARES {
-        return Err(format!(
-            "{} shares, more than {}",
-            c.shares.len(),
-            crate::limits::MAX_CERTIFICATE_SHARES
-        ));
-    }
-    let needed = committee.t as usize + 1;
-    let mut seen = std::collections::BTreeSet::new();
+    let info = &committee.info;
+    let needed = info.t as usize + 1;
+    let mut seen = BTreeSet::new();
     for s in &c.shares {
-        if s.validator >= committee.n || !seen.insert(s.validator) {
+        if s.validator >= info.n || !seen.insert(s.validator) {
             return Err(format!(
                 "share of validator {} is unknown or repeated",
                 s.validator
@@ -166,7 +238,25 @@ pub fn verify_issued(
         }
     }
     if seen.len() < needed {
-        return Err(format!("{} shares, {needed} (t + 1) needed", seen.len()));
+        return Err(format!(
+            "{} shares attached, {needed} (t + 1) needed",
+            seen.len()
+        ));
+    }
+    if let Some(keys) = &committee.public_key_set {
+        let scheme = info.scheme.scheme();
+        let keys = scheme
+            .public_key_set_from_bytes(keys)
+            .map_err(|e| e.to_string())?;
+        let message = c.envelope.signed_bytes();
+        for s in &c.shares {
+            let share = scheme
+                .signature_share_from_bytes(&s.share)
+                .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
+            scheme
+                .verify_share(&keys, ShareIndex(s.validator), &share, &message)
+                .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
+        }
     }
     Ok(())
 }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use neuroshard_certificate::CommitteeInfo;
+
 use crate::limits::{
     MAX_CHAIN_ID_BYTES, MAX_GENESIS_ALLOCATIONS, MAX_GENESIS_FILE_BYTES, MAX_VALIDATORS,
 };
@@ -29,25 +31,40 @@ pub struct GenesisValidator {
     pub identity: AccountId,
 }
 
-/// What the state machine needs of the committee to verify certificates:
-/// the pinned committee info and its hash.
+/// What the state machine needs of the committee to verify certificates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GenesisCommittee {
-    /// SHA-256 of the committee info's canonical JSON; named by every payload.
-    #[serde(with = "hex::serde")]
-    pub hash: [u8; 32],
-    /// Scheme id, e.g. `bls-threshold-g2-rfc9380`.
-    pub scheme: String,
-    /// Compressed group public key (hex).
-    #[serde(with = "hex::serde")]
-    pub group_public_key: Vec<u8>,
-    /// `t + 1` shares make a certificate.
-    pub t: u32,
-    pub n: u32,
-    pub epoch: u64,
-    /// SHA-256 over the validator set (hex).
-    #[serde(with = "hex::serde")]
-    pub validator_set_hash: [u8; 32],
+pub struct CommitteeGenesis {
+    /// The committee info light nodes pin; its hash is named by every payload.
+    pub info: CommitteeInfo,
+    /// The public key set (hex of `PublicKeySet::to_bytes`): when present,
+    /// every signature share attached to a `CertificateIssued` entry is
+    /// verified against its validator's public key share.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex")]
+    pub public_key_set: Option<Vec<u8>>,
+}
+
+impl CommitteeGenesis {
+    /// SHA-256 of the committee info's canonical JSON.
+    pub fn committee_hash(&self) -> [u8; 32] {
+        self.info.committee_hash()
+    }
+}
+
+mod opt_hex {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(bytes) => s.serialize_some(&hex::encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| hex::decode(s).map_err(D::Error::custom))
+            .transpose()
+    }
 }
 
 /// A parameter override as written in TOML: converted by the key's type.
@@ -132,7 +149,11 @@ pub struct Genesis {
     #[serde(default)]
     pub allocations: Vec<Allocation>,
     pub validators: Vec<GenesisValidator>,
-    pub committee: GenesisCommittee,
+    pub committee: CommitteeGenesis,
+    /// Optional: the expected committee hash (hex); refused if it differs
+    /// from the hash of `committee.info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committee_hash: Option<String>,
     /// Overrides of the registry defaults, e.g. `"gov.day_ms" = 1000`.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParamInput>,
@@ -165,8 +186,16 @@ pub enum GenesisError {
     BadAccountKey { account: AccountId },
     #[error("committee n = {committee_n} but {validators} validators are listed")]
     CommitteeSizeMismatch { committee_n: u32, validators: usize },
-    #[error("committee threshold t = {t} must be below n = {n}")]
-    BadThreshold { t: u32, n: u32 },
+    #[error("committee info: {0}")]
+    Committee(String),
+    #[error("committee info names {field} {found}, the genesis says {expected}")]
+    CommitteeMismatch {
+        field: String,
+        found: String,
+        expected: String,
+    },
+    #[error("committee hash {given} differs from the hash of the committee info, {computed}")]
+    CommitteeHashMismatch { given: String, computed: String },
     #[error("parameter override: {0}")]
     Parameter(#[from] ParamError),
     #[error("gov.grace_min_days {min} exceeds gov.grace_max_days {max}")]
@@ -266,17 +295,53 @@ impl Genesis {
                 });
             }
         }
-        if self.committee.n as usize != n {
+        let info = &self.committee.info;
+        info.validate()
+            .map_err(|e| GenesisError::Committee(e.to_string()))?;
+        if info.n as usize != n {
             return Err(GenesisError::CommitteeSizeMismatch {
-                committee_n: self.committee.n,
+                committee_n: info.n,
                 validators: n,
             });
         }
-        if self.committee.t >= self.committee.n {
-            return Err(GenesisError::BadThreshold {
-                t: self.committee.t,
-                n: self.committee.n,
+        if info.chain_id != self.chain_id {
+            return Err(GenesisError::CommitteeMismatch {
+                field: "chain_id".to_owned(),
+                found: info.chain_id.clone(),
+                expected: self.chain_id.clone(),
             });
+        }
+        if info.genesis_time_ms != self.genesis_time_ms {
+            return Err(GenesisError::CommitteeMismatch {
+                field: "genesis_time_ms".to_owned(),
+                found: info.genesis_time_ms.to_string(),
+                expected: self.genesis_time_ms.to_string(),
+            });
+        }
+        if let Some(keys) = &self.committee.public_key_set {
+            let parsed = info
+                .scheme
+                .scheme()
+                .public_key_set_from_bytes(keys)
+                .map_err(|e| GenesisError::Committee(format!("public key set: {e}")))?;
+            if parsed.group_public_key().to_bytes() != info.group_public_key
+                || parsed.size() != info.n
+                || parsed.threshold() != info.t
+            {
+                return Err(GenesisError::Committee(
+                    "public key set does not match the committee info (group key, t or n)"
+                        .to_owned(),
+                ));
+            }
+        }
+        let computed = hex::encode(self.committee.committee_hash());
+        if let Some(given) = &self.committee_hash {
+            if !given.eq_ignore_ascii_case(&computed) {
+                return Err(GenesisError::CommitteeHashMismatch {
+                    given: given.clone(),
+                    computed,
+                });
+            }
         }
         Ok(())
     }

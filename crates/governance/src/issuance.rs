@@ -128,7 +128,7 @@ impl GovernanceState {
             version_before,
             version_after,
             parameters_hash,
-            committee_hash: self.chain.committee.hash,
+            committee_hash: self.chain.committee_hash,
             ballots_root,
             emergency_approvals: p.approvals.iter().copied().collect(),
         };
@@ -173,7 +173,7 @@ impl GovernanceState {
                 sequence: c.sequence,
             });
         }
-        if record.payload != c.payload {
+        if record.payload != c.envelope.payload {
             return Err(GovError::CertificatePayloadMismatch {
                 sequence: c.sequence,
             });

@@ -28,6 +28,8 @@ pub mod receipt;
 pub mod signature;
 pub mod state;
 pub mod tally;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 mod tick;
 pub mod types;
 pub mod validation;
@@ -39,7 +41,7 @@ pub use certificate::{
 pub use command::{Command, CommandSignature, Entry, SignedCommand, VoteChoice};
 pub use emergency::emergency_threshold;
 pub use error::GovError;
-pub use genesis::{Allocation, Genesis, GenesisCommittee, GenesisError, GenesisValidator};
+pub use genesis::{Allocation, CommitteeGenesis, Genesis, GenesisError, GenesisValidator};
 pub use nep::{EconomicImpact, NepContent, NepType, ParameterChange, UpgradePath};
 pub use params::{ParamKind, ParamValue, ParameterSet};
 pub use proposal::{Proposal, RejectReason, Stage};

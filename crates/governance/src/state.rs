@@ -11,7 +11,7 @@ use crate::account::Account;
 use crate::certificate::CertificateRecord;
 use crate::command::{Command, Entry, SignedCommand};
 use crate::error::GovError;
-use crate::genesis::{Genesis, GenesisCommittee, GenesisError};
+use crate::genesis::{CommitteeGenesis, Genesis, GenesisError};
 use crate::params::ParameterSet;
 use crate::proposal::Proposal;
 use crate::receipt::{Effect, Outcome, Receipt};
@@ -24,7 +24,9 @@ pub struct ChainInfo {
     pub chain_id: String,
     pub genesis_time_ms: Timestamp,
     pub block_interval_ms: u64,
-    pub committee: GenesisCommittee,
+    pub committee: CommitteeGenesis,
+    /// SHA-256 of the committee info's canonical JSON.
+    pub committee_hash: [u8; 32],
 }
 
 impl ChainInfo {
@@ -133,6 +135,7 @@ impl GovernanceState {
                 genesis_time_ms: Timestamp(g.genesis_time_ms),
                 block_interval_ms: g.block_interval_ms,
                 committee: g.committee.clone(),
+                committee_hash: g.committee.committee_hash(),
             },
             validators,
             last_index: None,
