@@ -1,0 +1,139 @@
+//! Transfer, Stake, Unstake and conservation of NEURO.
+
+use neuroshard_governance::testkit::{account_of, user_key};
+use neuroshard_governance::{AccountId, Amount, Command, Effect, GovError};
+
+use crate::support::*;
+
+#[test]
+fn balance_rules_table() {
+    let to_new = account_of(&user_key(50));
+    // Bytes that are not a curve point: nobody could ever sign for them.
+    let not_a_key = (0u8..=255)
+        .map(|b| AccountId([b; 32]))
+        .find(|a| neuroshard_governance::signature::decompress_ok(a).is_none())
+        .expect("some byte pattern is not a curve point");
+    let cases: Vec<(&str, Command, Result<(), GovError>)> = vec![
+        (
+            "stake zero",
+            Command::Stake { amount: Amount(0) },
+            Err(GovError::ZeroAmount),
+        ),
+        (
+            "stake more than balance",
+            Command::Stake {
+                amount: Amount(1000 * NEURO + 1),
+            },
+            Err(GovError::InsufficientBalance {
+                account: user(1),
+                needed: Amount(1000 * NEURO + 1),
+                available: Amount(1000 * NEURO),
+            }),
+        ),
+        (
+            "stake all",
+            Command::Stake {
+                amount: Amount(1000 * NEURO),
+            },
+            Ok(()),
+        ),
+        (
+            "unstake more than staked",
+            Command::Unstake {
+                amount: Amount(2000 * NEURO + 1),
+            },
+            Err(GovError::InsufficientStake {
+                account: user(1),
+                needed: Amount(2000 * NEURO + 1),
+                staked: Amount(2000 * NEURO),
+            }),
+        ),
+        (
+            "unstake some",
+            Command::Unstake {
+                amount: Amount(1500 * NEURO),
+            },
+            Ok(()),
+        ),
+        (
+            "transfer to self",
+            Command::Transfer {
+                to: user(1),
+                amount: Amount(1),
+            },
+            Err(GovError::SelfTransfer { account: user(1) }),
+        ),
+        (
+            "transfer to a non-key",
+            Command::Transfer {
+                to: not_a_key,
+                amount: Amount(1),
+            },
+            Err(GovError::InvalidAccountKey { account: not_a_key }),
+        ),
+        (
+            "transfer creates the receiver",
+            Command::Transfer {
+                to: to_new,
+                amount: Amount(3),
+            },
+            Ok(()),
+        ),
+        (
+            "transfer more than balance",
+            Command::Transfer {
+                to: to_new,
+                amount: Amount(1500 * NEURO),
+            },
+            Err(GovError::InsufficientBalance {
+                account: user(1),
+                needed: Amount(1500 * NEURO),
+                available: Amount(1500 * NEURO - 3),
+            }),
+        ),
+    ];
+    let mut c = chain();
+    let genesis_supply = c.state.supply().genesis;
+    for (name, cmd, expected) in cases {
+        let got = c.exec(&user_key(1), cmd).map(|_| ());
+        assert_eq!(got, expected, "{name}");
+        let s = c.state.supply();
+        assert_eq!(
+            s.balances + s.staked + s.burned,
+            genesis_supply,
+            "{name}: conservation"
+        );
+    }
+    assert_eq!(c.state.account(&to_new).unwrap().balance, Amount(3));
+    assert_eq!(
+        c.state.account(&user(1)).unwrap().staked,
+        Amount(500 * NEURO)
+    );
+}
+
+#[test]
+fn a_new_account_can_join_after_genesis() {
+    let mut c = chain();
+    let newcomer = user_key(60);
+    ok(c.exec(
+        &user_key(0),
+        Command::Transfer {
+            to: account_of(&newcomer),
+            amount: Amount(200 * NEURO),
+        },
+    ));
+    let r = ok(c.exec(
+        &newcomer,
+        Command::Stake {
+            amount: Amount(150 * NEURO),
+        },
+    ));
+    assert!(matches!(r.effect, Effect::Staked { staked, .. } if staked == Amount(150 * NEURO)));
+    // Enough to propose.
+    ok(c.exec(
+        &newcomer,
+        Command::CreateDraft {
+            content: heads(1, 4),
+        },
+    ));
+}
