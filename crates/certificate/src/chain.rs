@@ -4,7 +4,8 @@
 //! the run must be gap-free and hash-linked; then all signatures are checked
 //! together with [`crate::ThresholdScheme::verify_batch`]. For the default
 //! scheme that is one random-linear-combination check (see `scheme/batch.rs`);
-//! `bls-threshold-tc04` has no batch API, so it verifies one by one. If the
+//! `bls-threshold-tc04` has no batch API, so it verifies one by one. The
+//! per-certificate checks run on all cores (`crate::parallel`). If the
 //! batch fails, the certificates are verified one by one to name the first
 //! bad one.
 
@@ -49,11 +50,12 @@ impl Verifier {
                 max: MAX_CHAIN_CERTIFICATES,
             });
         }
+        // Decoding and signature decompression/subgroup checks, on all cores;
+        // errors are then reported in order, the first one wins.
+        let unsigned = crate::parallel::map(envelopes, |e| self.check_unsigned(e));
         let mut checked: Vec<(Unsigned, Hash)> = Vec::with_capacity(envelopes.len());
-        for (index, envelope) in envelopes.iter().enumerate() {
-            let u = self
-                .check_unsigned(envelope)
-                .map_err(|source| ChainError::Certificate { index, source })?;
+        for (index, (envelope, u)) in envelopes.iter().zip(unsigned).enumerate() {
+            let u = u.map_err(|source| ChainError::Certificate { index, source })?;
             let sequence = u.payload.sequence;
             let expected_link = match checked.last() {
                 None if sequence == 1 => Some([0u8; 32]),

@@ -6,6 +6,7 @@ pub mod committee;
 pub mod envelope;
 pub mod follower;
 pub mod merkle;
+mod parallel;
 pub mod proto;
 pub mod scheme;
 pub mod verifier;

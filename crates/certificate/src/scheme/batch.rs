@@ -13,7 +13,9 @@
 //! probability about 2^-128 for 128-bit `r_i` that the signer cannot predict.
 //! Because the key is shared, the whole batch costs one hash-to-curve per
 //! message, two multi-scalar multiplications (Pippenger) and a single
-//! two-term pairing check, instead of a pairing per signature.
+//! two-term pairing check, instead of a pairing per signature. Hashing is
+//! spread over the available cores (`crate::parallel`), as blst already does
+//! for the multi-scalar multiplications.
 //!
 //! The `r_i` are derived, not drawn: `r_i = SHA-256(tag || T || i)[..16]`
 //! where `T` is SHA-256 over the key and every (message, signature). They are
@@ -72,10 +74,9 @@ pub(super) fn verify_same_key(
     let sig_sum: blst_p2_affine = sig_sum.into();
 
     // Σ r_i·H(m_i), H being the same RFC 9380 hash the single verify uses.
-    let hashes: Vec<blst_p2> = items
-        .iter()
-        .map(|(msg, _)| *G2Projective::hash_to_curve(msg, IETF_BASIC_DST, &[]).as_ref())
-        .collect();
+    let hashes: Vec<blst_p2> = crate::parallel::map(items, |(msg, _)| {
+        *G2Projective::hash_to_curve(msg, IETF_BASIC_DST, &[]).as_ref()
+    });
     let hash_sum = to_affine(p2_affines::from(&hashes).mult(&scalars, BATCH_SCALAR_BITS));
 
     let pk_point: &blst_p1_affine = pk.into();
