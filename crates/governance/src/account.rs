@@ -1,8 +1,6 @@
 //! Per-account state: balance, stake, nonce, stake checkpoints, vote locks
 //! and the last few outcomes for identical retries.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_REMEMBERED_OUTCOMES;
@@ -14,6 +12,13 @@ use crate::types::{Amount, NepId};
 pub struct StakeCheckpoint {
     pub index: u64,
     pub staked: Amount,
+}
+
+/// Stake locked by a vote until that vote ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteLock {
+    pub nep: NepId,
+    pub power: Amount,
 }
 
 /// An outcome kept so an identical retry returns it instead of re-applying.
@@ -33,8 +38,10 @@ pub struct Account {
     pub nonce: u64,
     /// Stake history, ascending by index, compacted to what open votes need.
     pub checkpoints: Vec<StakeCheckpoint>,
-    /// Power this account voted with, per NEP whose vote may still be open.
-    pub vote_locks: BTreeMap<NepId, Amount>,
+    /// Power this account voted with, per NEP whose vote may still be open,
+    /// sorted by NEP (a small sorted Vec: one entry costs 16 bytes, where a
+    /// B-tree's first entry would allocate a whole node).
+    pub vote_locks: Vec<VoteLock>,
     /// The last outcomes, oldest first, at most `MAX_REMEMBERED_OUTCOMES`.
     pub recent: Vec<RememberedOutcome>,
 }
@@ -99,12 +106,26 @@ impl Account {
     pub(crate) fn remember(&mut self, nonce: u64, digest: [u8; 32], outcome: Outcome) {
         if self.recent.len() >= MAX_REMEMBERED_OUTCOMES {
             self.recent.remove(0);
+        } else {
+            // Grow one at a time: most accounts send few commands.
+            self.recent.reserve_exact(1);
         }
         self.recent.push(RememberedOutcome {
             nonce,
             digest,
             outcome,
         });
+    }
+
+    /// Records (or replaces) the lock of a vote on `nep`.
+    pub(crate) fn lock(&mut self, nep: NepId, power: Amount) {
+        match self.vote_locks.binary_search_by_key(&nep, |l| l.nep) {
+            Ok(i) => self.vote_locks[i].power = power,
+            Err(i) => {
+                self.vote_locks.reserve_exact(1);
+                self.vote_locks.insert(i, VoteLock { nep, power });
+            }
+        }
     }
 
     pub fn remembered(&self, nonce: u64) -> Option<&RememberedOutcome> {

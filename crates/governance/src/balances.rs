@@ -135,9 +135,11 @@ impl GovernanceState {
     pub(crate) fn prune_vote_locks(&mut self, who: AccountId) {
         let proposals = &self.proposals;
         if let Some(account) = self.accounts.get_mut(&who) {
-            account
-                .vote_locks
-                .retain(|nep, _| proposals.get(nep).is_some_and(|p| p.open_vote().is_some()));
+            account.vote_locks.retain(|l| {
+                proposals
+                    .get(&l.nep)
+                    .is_some_and(|p| p.open_vote().is_some())
+            });
         }
     }
 
@@ -147,9 +149,9 @@ impl GovernanceState {
         account
             .vote_locks
             .iter()
-            .filter_map(|(nep, locked)| {
-                let vote = self.proposals.get(nep)?.open_vote()?;
-                Some((*nep, *locked, vote.deadline_ms))
+            .filter_map(|l| {
+                let vote = self.proposals.get(&l.nep)?.open_vote()?;
+                Some((l.nep, l.power, vote.deadline_ms))
             })
             .max_by_key(|(nep, locked, _)| (*locked, std::cmp::Reverse(*nep)))
     }

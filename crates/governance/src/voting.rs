@@ -55,7 +55,7 @@ impl GovernanceState {
             .and_then(|p| p.vote.as_mut())
             .expect("open vote exists: checked above")
             .cast(who, Ballot { choice, power });
-        self.account_mut(who).vote_locks.insert(nep, power);
+        self.account_mut(who).lock(nep, power);
         Ok(Effect::Voted {
             nep,
             choice,
