@@ -174,3 +174,57 @@ fn find(haystack: &[u8], needle: &[u8]) -> usize {
         .position(|w| w == needle)
         .expect("needle present")
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn fixtures() -> &'static Vec<(Verifier, Envelope)> {
+        static F: OnceLock<Vec<(Verifier, Envelope)>> = OnceLock::new();
+        F.get_or_init(|| {
+            SchemeId::ALL
+                .iter()
+                .map(|&s| {
+                    let c = Committee::standard(s);
+                    let (_, e) = first(&c);
+                    (Verifier::new(c.info.clone()).unwrap(), e)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Flipping any bit of the payload or signature never yields an
+        /// accepted certificate, on either backend.
+        #[test]
+        fn no_single_bit_flip_is_accepted(
+            scheme in 0usize..2,
+            in_signature in any::<bool>(),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let (verifier, envelope) = &fixtures()[scheme];
+            let mut e = envelope.clone();
+            let target = if in_signature { &mut e.signature } else { &mut e.payload };
+            let i = at.index(target.len());
+            target[i] ^= 1 << bit;
+            prop_assert!(verifier.verify(&e).is_err());
+        }
+
+        /// Every envelope survives JSON and protobuf unchanged.
+        #[test]
+        fn envelopes_round_trip(
+            payload in prop::collection::vec(any::<u8>(), 0..512),
+            signature in prop::collection::vec(any::<u8>(), 0..=96),
+            epoch in any::<u64>(),
+            scheme in "[a-z0-9-]{0,40}",
+        ) {
+            let e = Envelope { payload_type: PAYLOAD_TYPE.into(), payload, scheme, committee_epoch: epoch, signature };
+            prop_assert_eq!(&Envelope::from_json(e.to_json().as_bytes()).unwrap(), &e);
+            prop_assert_eq!(&Envelope::from_proto_bytes(&e.to_proto_bytes()).unwrap(), &e);
+        }
+    }
+}
