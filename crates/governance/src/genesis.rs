@@ -15,6 +15,7 @@ use crate::types::{AccountId, Amount, Micro, ProtocolVersion};
 
 /// An initial account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Allocation {
     pub account: AccountId,
     #[serde(default)]
@@ -26,6 +27,7 @@ pub struct Allocation {
 /// A committee validator: its index (its BLS share index, from 0) and its ed25519
 /// identity key, which signs `SubmitEmergency` and `EmergencyApprove`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenesisValidator {
     pub index: u32,
     pub identity: AccountId,
@@ -33,6 +35,7 @@ pub struct GenesisValidator {
 
 /// What the state machine needs of the committee to verify certificates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommitteeGenesis {
     /// The committee info light nodes pin; its hash is named by every payload.
     pub info: CommitteeInfo,
@@ -138,7 +141,9 @@ fn default_version() -> ProtocolVersion {
     ProtocolVersion { major: 1, minor: 0 }
 }
 
+/// Unknown fields are refused, so a misspelt key is an error, not a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Genesis {
     pub chain_id: String,
     pub genesis_time_ms: u64,

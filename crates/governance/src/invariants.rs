@@ -98,6 +98,45 @@ impl GovernanceState {
             }
             previous = r.payload_hash;
         }
+        // Internal references point at records that exist, in a fitting stage.
+        for (seq, e) in &self.effects {
+            let fits = self.proposals.get(&e.nep).is_some_and(|p| match e.kind {
+                crate::state::EffectKind::Activate => p.stage == Stage::Scheduled,
+                crate::state::EffectKind::Revoke => p.stage == Stage::Revoked,
+            });
+            if !fits || !self.certificates.contains_key(seq) {
+                return Err(format!(
+                    "pending effect {seq} refers to {} in the wrong stage",
+                    e.nep
+                ));
+            }
+        }
+        for nep in &self.timed {
+            let fits = self.proposals.get(nep).is_some_and(|p| {
+                matches!(
+                    p.stage,
+                    Stage::Review | Stage::Voting | Stage::AwaitingApproval
+                ) || (p.stage == Stage::Active && p.is_emergency())
+            });
+            if !fits {
+                return Err(format!("{nep} waits on time but is not in a timed stage"));
+            }
+        }
+        for p in self.proposals.values() {
+            let votes_open = p.open_vote().is_some();
+            if votes_open != p.vote.as_ref().is_some_and(|v| v.closed.is_none()) {
+                return Err(format!(
+                    "{} is {} but its vote's open/closed state disagrees",
+                    p.id, p.stage
+                ));
+            }
+            if p.id.0 >= self.next_nep || !self.accounts.contains_key(&p.author) {
+                return Err(format!(
+                    "{} has an id or author the state does not know",
+                    p.id
+                ));
+            }
+        }
         self.params.validate().map_err(|e| e.to_string())?;
         Ok(())
     }

@@ -177,3 +177,12 @@ fn governance_parameters_changed_by_a_nep_apply_to_later_neps() {
         Some(RejectReason::NoQuorum)
     );
 }
+
+#[test]
+fn committed_time_never_moves_back() {
+    let mut c = chain();
+    ok(c.tick_at(c.now_ms + 5_000));
+    let t = c.state.committed_time_ms();
+    ok(c.tick_at(t - 4_000));
+    assert_eq!(c.state.committed_time_ms(), t);
+}
