@@ -107,6 +107,21 @@ fn memory_per_ballot(f: &Fixture) {
     let tally = state.tally(f.nep).expect("tally");
     assert_eq!(tally.ballots as usize, VOTERS);
     let per_vote = (after - before) as f64 / VOTERS as f64;
+    // The ballots alone: the heap a copy of the NEP's ballot map takes.
+    let ballots = &state
+        .proposal(f.nep)
+        .expect("nep")
+        .vote
+        .as_ref()
+        .expect("vote")
+        .ballots;
+    let before_copy = LIVE_BYTES.load(Ordering::Relaxed);
+    let copy = ballots.clone();
+    let per_ballot = (LIVE_BYTES.load(Ordering::Relaxed) - before_copy) as f64 / copy.len() as f64;
+    drop(copy);
+    println!(
+        "memory: {per_ballot:.0} bytes per stored ballot (B-tree of account -> choice, power)"
+    );
     // The ballot itself: its B-tree entry in the NEP's vote box.
     let ballot_entry = std::mem::size_of::<neuroshard_governance::AccountId>()
         + std::mem::size_of::<neuroshard_governance::tally::Ballot>();
