@@ -18,5 +18,9 @@ pub use envelope::{
     MAX_PAYLOAD_BYTES, PAYLOAD_TYPE,
 };
 pub use follower::{ActiveState, FollowError, Follower, MAX_FOLLOWED_CERTIFICATES};
-pub use scheme::{scheme_by_id, SchemeError, SchemeId, ShareIndex, ThresholdScheme};
+pub use parallel::MAX_VERIFY_THREADS;
+pub use scheme::{
+    scheme_by_id, DealtKeys, GroupPublicKey, PublicKeySet, SchemeError, SchemeId, SecretKeyShare,
+    ShareIndex, Signature, SignatureShare, ThresholdScheme,
+};
 pub use verifier::{VerifiedCertificate, Verifier, VerifyError};

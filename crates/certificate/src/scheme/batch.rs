@@ -10,7 +10,8 @@
 //!
 //! If every `σ_i = sk·H(m_i)` both sides are equal. If some are not, the
 //! equation holds only if the `r_i` happen to cancel the errors, which has
-//! probability about 2^-128 for 128-bit `r_i` that the signer cannot predict.
+//! probability about 2^-127 for the 128-bit `r_i` (lowest bit forced to 1) that
+//! the signer cannot predict.
 //! Because the key is shared, the whole batch costs one hash-to-curve per
 //! message, two multi-scalar multiplications (Pippenger) and a single
 //! two-term pairing check, instead of a pairing per signature. Hashing is

@@ -34,6 +34,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use batch::{BATCH_SCALAR_BITS, MAX_BATCH_SIGNATURES};
 pub use g2_rfc9380::G2Rfc9380;
 pub use keys::{
     DealtKeys, GroupPublicKey, PublicKeySet, SecretKeyShare, Signature, SignatureShare,

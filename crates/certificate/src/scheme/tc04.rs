@@ -73,8 +73,9 @@ fn wrap_key_set(n: u32, keys: threshold_crypto::PublicKeySet) -> Result<PublicKe
 
 /// The commitment coefficients, concatenated compressed G1 points.
 pub(super) fn public_key_set_coefficients(keys: &threshold_crypto::PublicKeySet) -> Vec<u8> {
-    // Serde shape: {"commit": {"coeff": [[48 byte values], ...]}}.
-    let value = serde_json::to_value(keys).unwrap_or(Value::Null);
+    // Serde shape: {"commit": {"coeff": [[48 byte values], ...]}}. Turning
+    // curve points into a JSON value cannot fail; if it did, that is a bug.
+    let value = serde_json::to_value(keys).expect("serialising a tc04 key set to a JSON value");
     value["commit"]["coeff"]
         .as_array()
         .into_iter()
@@ -105,9 +106,10 @@ pub(super) fn secret_key_share_bytes(
 ) -> [u8; SECRET_KEY_SHARE_BYTES] {
     // Serde shape: the canonical (non-Montgomery) representation, four
     // little-endian-ordered u64 limbs.
+    // Cannot fail for a field element; a silent fallback would write a wrong key.
     let limbs: [u64; 4] = serde_json::to_value(SerdeSecret(share))
         .and_then(serde_json::from_value)
-        .unwrap_or([0; 4]);
+        .expect("serialising a tc04 secret key share to four limbs");
     let mut out = [0u8; SECRET_KEY_SHARE_BYTES];
     for (i, limb) in limbs.iter().rev().enumerate() {
         out[i * 8..(i + 1) * 8].copy_from_slice(&limb.to_be_bytes());
