@@ -1,0 +1,172 @@
+//! The replicated state as both stores hold it in memory: the governance
+//! state plus the Raft bookkeeping applied with it, and the snapshot image
+//! that moves all three between replicas.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::{EntryPayload, RaftLogId};
+use serde::{Deserialize, Serialize};
+
+use neuroshard_governance::{Entry as GovEntry, GovernanceState};
+
+use crate::codec::{self, CodecError};
+use crate::store::snapshot_buffer::MAX_SNAPSHOT_BYTES;
+use crate::types::{Applied, LogId, RaftEntry, StoredMembership};
+
+/// Version of [`SnapshotImage`]'s layout; a replica refuses images of
+/// another version instead of misreading them.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The governance state and the Raft position it corresponds to.
+pub struct GovernanceMachine {
+    pub state: GovernanceState,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// What a snapshot carries: enough to replace a replica's state machine.
+#[derive(Serialize, Deserialize)]
+pub struct SnapshotImage {
+    pub format: u32,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    /// `GovernanceState::to_snapshot_bytes()`.
+    pub governance: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("snapshot image format {found} is not the supported format {SNAPSHOT_FORMAT}")]
+    Format { found: u32 },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("governance snapshot bytes are invalid: {0}")]
+    Governance(String),
+}
+
+impl GovernanceMachine {
+    pub fn new(state: GovernanceState) -> Self {
+        Self {
+            state,
+            last_applied: None,
+            membership: StoredMembership::default(),
+        }
+    }
+
+    /// Applies `entries` in log order and returns one result per entry.
+    /// Governance entries go to the state machine as one batch (so it can
+    /// verify their signatures together); blank and membership entries only
+    /// move the Raft bookkeeping.
+    pub fn apply(&mut self, entries: Vec<RaftEntry>) -> Vec<Applied> {
+        let mut results = Vec::with_capacity(entries.len());
+        let mut batch: Vec<(u64, GovEntry)> = Vec::new();
+        // Position in `results` of each governance entry's answer.
+        let mut slots = Vec::new();
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(gov) => {
+                    slots.push(results.len());
+                    batch.push((log_id.index, gov));
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id), m);
+                }
+            }
+            results.push(Applied {
+                log_index: log_id.index,
+                outcome: None,
+            });
+            self.last_applied = Some(log_id);
+        }
+        if !batch.is_empty() {
+            let outcomes = self.state.apply_batch(&batch);
+            assert_eq!(
+                outcomes.len(),
+                batch.len(),
+                "apply_batch returns one outcome per entry"
+            );
+            for (slot, outcome) in slots.into_iter().zip(outcomes) {
+                results[slot].outcome = Some(outcome);
+            }
+        }
+        results
+    }
+
+    /// Replays governance entries that were applied before a restart; their
+    /// outcomes were already delivered.
+    pub fn replay(&mut self, entries: &[(u64, GovEntry)]) {
+        if !entries.is_empty() {
+            self.state.apply_batch(entries);
+        }
+    }
+
+    pub fn image(&self) -> SnapshotImage {
+        SnapshotImage {
+            format: SNAPSHOT_FORMAT,
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            governance: self.state.to_snapshot_bytes(),
+        }
+    }
+
+    /// Replaces everything with the content of `image`.
+    pub fn restore(image: SnapshotImage) -> Result<Self, ImageError> {
+        if image.format != SNAPSHOT_FORMAT {
+            return Err(ImageError::Format {
+                found: image.format,
+            });
+        }
+        let state = GovernanceState::from_snapshot_bytes(&image.governance)
+            .map_err(|e| ImageError::Governance(e.to_string()))?;
+        Ok(Self {
+            state,
+            last_applied: image.last_applied,
+            membership: image.membership,
+        })
+    }
+}
+
+impl SnapshotImage {
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode("snapshot image", self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
+        let image: SnapshotImage =
+            codec::decode_bounded("snapshot image", bytes, MAX_SNAPSHOT_BYTES)?;
+        if image.format != SNAPSHOT_FORMAT {
+            return Err(ImageError::Format {
+                found: image.format,
+            });
+        }
+        Ok(image)
+    }
+}
+
+/// The machine shared between the storage (which applies entries) and the
+/// node (which reads status and, later, serves queries). Readers never see a
+/// half-applied batch: `apply` holds the write lock for the whole batch.
+#[derive(Clone)]
+pub struct SharedMachine(Arc<RwLock<GovernanceMachine>>);
+
+impl SharedMachine {
+    pub fn new(machine: GovernanceMachine) -> Self {
+        Self(Arc::new(RwLock::new(machine)))
+    }
+
+    /// A panic while applying is a broken invariant of the state machine; the
+    /// process is going down anyway, so later readers see the data as it was.
+    pub fn read(&self) -> RwLockReadGuard<'_, GovernanceMachine> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, GovernanceMachine> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

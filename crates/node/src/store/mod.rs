@@ -1,0 +1,38 @@
+//! Raft storage: the log and the governance state machine, on sled (durable
+//! against power loss) and in memory (simulation and tests).
+
+pub mod durability;
+pub mod machine;
+pub mod mem;
+pub mod sled_log;
+pub mod sled_sm;
+mod snapshot;
+mod snapshot_buffer;
+
+use std::path::Path;
+
+pub use durability::{DurableDb, GroupCommit};
+pub use machine::{GovernanceMachine, SharedMachine, SnapshotImage};
+pub use mem::{MemLogStore, MemStateMachine};
+pub use sled_log::SledLogStore;
+pub use sled_sm::{RecoveryError, SledStateMachine};
+pub use snapshot_buffer::{SnapshotBuffer, MAX_SNAPSHOT_BYTES};
+
+use neuroshard_governance::GovernanceState;
+
+/// Opens the durable log and state machine in `dir` (one sled database, so
+/// one sync covers both).
+pub fn open_sled(
+    dir: &Path,
+    genesis_state: GovernanceState,
+) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
+    let durable = DurableDb::open(dir).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
+    let commit =
+        GroupCommit::start(durable.clone()).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
+    let log = SledLogStore::open(&durable, commit.clone())?;
+    let sm = SledStateMachine::open(&durable, commit, genesis_state)?;
+    Ok((log, sm, durable))
+}
+
+#[cfg(test)]
+mod suite_tests;

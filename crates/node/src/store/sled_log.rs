@@ -1,0 +1,232 @@
+//! The Raft log and vote on sled, durable against power loss.
+//!
+//! Tree `raft_log`: big-endian log index -> postcard(entry). Tree
+//! `raft_meta`: the vote, the last purged log id and the committed log id.
+//! Appends are written at once (readable immediately) and acknowledged by the
+//! group-commit thread after the sync; votes and truncations wait for their
+//! sync before returning; a purge first syncs (so the snapshot that covers
+//! the purged entries is durable before they disappear).
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogState, RaftLogId, RaftLogReader, StorageIOError,
+};
+
+use crate::codec;
+use crate::store::durability::{DurableDb, GroupCommit};
+use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_COMMITTED: &[u8] = b"committed";
+
+/// Most entries one read returns to a replication stream (openraft asks for
+/// more when it needs them).
+pub const MAX_ENTRIES_PER_READ: u64 = 4096;
+
+#[derive(Clone)]
+pub struct SledLogStore {
+    log: sled::Tree,
+    meta: sled::Tree,
+    commit: GroupCommit,
+}
+
+fn io_err(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn read_logs_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+impl SledLogStore {
+    pub fn open(durable: &Arc<DurableDb>, commit: GroupCommit) -> Result<Self, sled::Error> {
+        Ok(Self {
+            log: durable.db().open_tree("raft_log")?,
+            meta: durable.db().open_tree("raft_meta")?,
+            commit,
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &'static [u8],
+    ) -> Result<Option<T>, StorageError> {
+        match self.meta.get(key).map_err(read_logs_err)? {
+            None => Ok(None),
+            Some(bytes) => codec::decode("raft metadata", &bytes)
+                .map(Some)
+                .map_err(read_logs_err),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &'static [u8],
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let bytes = codec::encode("raft metadata", value).map_err(write_logs_err)?;
+        self.meta.insert(key, bytes).map_err(write_logs_err)?;
+        Ok(())
+    }
+
+    async fn barrier(&self, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
+        self.commit
+            .barrier()
+            .await
+            .map_err(|e| io_err(subject, ErrorVerb::Write, e))
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<RaftEntry, StorageError> {
+    codec::decode("log entry", bytes).map_err(read_logs_err)
+}
+
+impl RaftLogReader<TypeConfig> for SledLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<RaftEntry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Bound::Included(index_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in self.log.range((Bound::Included(index_key(start)), end)) {
+            let (_, value) = item.map_err(read_logs_err)?;
+            out.push(decode_entry(&value)?);
+        }
+        Ok(out)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<RaftEntry>, StorageError> {
+        let end = end.min(start.saturating_add(MAX_ENTRIES_PER_READ));
+        self.try_get_log_entries(start..end).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for SledLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let last = match self.log.last().map_err(read_logs_err)? {
+            Some((_, value)) => Some(*decode_entry(&value)?.get_log_id()),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote)?;
+        self.barrier(ErrorSubject::Vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    /// Not synced on its own: it is a hint for re-applying after a restart,
+    /// and it becomes durable with the next append or vote.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta(KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = RaftEntry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let bytes = codec::encode("log entry", &entry).map_err(write_logs_err)?;
+            batch.insert(&index_key(entry.get_log_id().index), bytes);
+        }
+        self.log.apply_batch(batch).map_err(write_logs_err)?;
+        self.commit
+            .after_sync(callback)
+            .await
+            .map_err(write_logs_err)
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // One atomic batch: a crash leaves the whole suffix or none of it.
+        let keys: Vec<_> = self
+            .log
+            .range(index_key(log_id.index)..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(write_logs_err)?;
+        let mut batch = sled::Batch::default();
+        for key in &keys {
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_logs_err)?;
+        self.barrier(ErrorSubject::Logs).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The snapshot and state machine that cover these entries must be
+        // durable before the entries can go.
+        self.barrier(ErrorSubject::Logs).await?;
+        self.put_meta(KEY_PURGED, &log_id)?;
+        let keys: Vec<_> = self
+            .log
+            .range(..=index_key(log_id.index))
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(write_logs_err)?;
+        let mut batch = sled::Batch::default();
+        for key in &keys {
+            debug_assert!(key_index(key).is_some_and(|i| i <= log_id.index));
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(write_logs_err)?;
+        Ok(())
+    }
+}
