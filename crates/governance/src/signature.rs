@@ -1,110 +1,102 @@
-//! ed25519 verification of command signatures, one at a time or in batches.
+//! ed25519 verification of command signatures, one at a time or in batches,
+//! by the `ed25519-zebra` crate under the ZIP-215 rules.
 //!
-//! Both paths check the same *cofactored* equation `[8]([s]B − R − [k]A) = 0`
-//! (the ZIP-215 rule), with `s` canonical and `k = SHA-512(R || A || M)`.
-//! Cofactorless verification and cofactorless batch verification disagree on
-//! crafted signatures with small-order components, so a replica that batched
-//! differently from another could accept a command the other refused. With
-//! one cofactored equation for both, a command's validity never depends on how
-//! the node grouped entries into a batch. Every standard ed25519 signature
-//! (RFC 8032 signer, e.g. `ed25519-dalek`) satisfies it.
+//! ZIP-215 fixes the edge cases that RFC 8032 leaves open: `A` and `R` may be
+//! any point encoding (non-canonical ones included), `s` must be canonical,
+//! and the check is the *cofactored* equation `[8][s]B = [8]R + [8][k]A`.
+//! Cofactorless single checks and cofactored batch checks disagree on crafted
+//! signatures with small-order components, so under those rules a replica
+//! that batched differently from another could accept a command the other
+//! refused. Under ZIP-215 single and batch verification accept exactly the
+//! same signatures, so a command's validity never depends on how the node
+//! grouped entries into a batch. Every standard RFC 8032 signature (the
+//! `ed25519-dalek` signer that [`crate::SignedCommand::sign`] uses) is valid.
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
-use sha2::{Digest, Sha512};
+use ed25519_zebra::batch;
+use ed25519_zebra::{Signature, VerificationKey, VerificationKeyBytes};
+use rand_010::rngs::{StdRng, SysRng};
+use rand_010::SeedableRng;
 
 use crate::limits::MAX_VERIFY_BATCH;
 use crate::types::AccountId;
 
-/// A signature parsed into its parts, with the challenge computed.
-struct Prepared {
-    a: EdwardsPoint,
-    r: EdwardsPoint,
-    s: Scalar,
-    k: Scalar,
-}
+/// One signature to check: the author's key, the signed message, the signature.
+pub type BatchItem<'a> = (&'a AccountId, &'a [u8], &'a [u8; 64]);
 
-fn prepare(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> Option<Prepared> {
-    let a = CompressedEdwardsY(author.0).decompress()?;
-    let mut r_bytes = [0u8; 32];
-    r_bytes.copy_from_slice(&signature[..32]);
-    let r = CompressedEdwardsY(r_bytes).decompress()?;
-    let mut s_bytes = [0u8; 32];
-    s_bytes.copy_from_slice(&signature[32..]);
-    let s: Option<Scalar> = Scalar::from_canonical_bytes(s_bytes).into();
-    let s = s?;
-    let mut h = Sha512::new();
-    h.update(r_bytes);
-    h.update(author.0);
-    h.update(message);
-    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-    Some(Prepared { a, r, s, k })
-}
-
-/// True iff `signature` is `author`'s signature of `message`.
+/// True iff `signature` is `author`'s signature of `message` (ZIP-215).
 pub fn verify_one(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool {
-    let Some(p) = prepare(author, message, signature) else {
+    let Ok(key) = VerificationKey::try_from(author.0) else {
         return false;
     };
-    // [s]B - [k]A - R, then clear the cofactor.
-    let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&(-p.k), &p.a, &p.s);
-    (sb_minus_ka - p.r).mul_by_cofactor().is_identity()
+    key.verify(&Signature::from_bytes(signature), message)
+        .is_ok()
 }
 
-/// True iff every signature is valid (up to 2^-128 for adversarial inputs:
-/// random-linear-combination batching). Deterministic: the coefficients are
-/// derived from a hash of every input, never from an RNG.
-pub fn verify_batch(items: &[(&AccountId, &[u8], &[u8; 64])]) -> bool {
-    items.chunks(MAX_VERIFY_BATCH).all(verify_chunk)
+/// True iff every signature is valid. Batches of at most [`MAX_VERIFY_BATCH`];
+/// an empty list is vacuously valid.
+pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
+    items.chunks(MAX_VERIFY_BATCH).all(|chunk| {
+        let prepared: Vec<batch::Item> = chunk.iter().map(prepare).collect();
+        batch_holds(&prepared)
+    })
 }
 
-fn verify_chunk(items: &[(&AccountId, &[u8], &[u8; 64])]) -> bool {
-    let mut prepared = Vec::with_capacity(items.len());
-    // Coefficients z_i: 128-bit values from SHA-512 over all signed inputs,
-    // so a signer cannot choose its own coefficient after seeing the others.
-    let mut transcript = Sha512::new();
-    transcript.update(b"neuroshard/batch-verify/v1");
-    for (author, message, signature) in items {
-        let Some(p) = prepare(author, message, signature) else {
-            return false;
-        };
-        transcript.update(author.0);
-        transcript.update(signature);
-        transcript.update((message.len() as u64).to_be_bytes());
-        transcript.update(message);
-        prepared.push(p);
+/// The exact verdict of [`verify_one`] for every item, in order, computed
+/// with batch verification where it can: each chunk of at most
+/// [`MAX_VERIFY_BATCH`] is checked as one batch, and only a chunk whose batch
+/// fails is checked one signature at a time, so one bad signature costs its
+/// chunk a second pass but refuses only its own entry.
+pub fn verify_each(items: &[BatchItem<'_>]) -> Vec<bool> {
+    let mut verdicts = Vec::with_capacity(items.len());
+    for chunk in items.chunks(MAX_VERIFY_BATCH) {
+        let prepared: Vec<batch::Item> = chunk.iter().map(prepare).collect();
+        if batch_holds(&prepared) {
+            verdicts.extend(std::iter::repeat_n(true, prepared.len()));
+        } else {
+            verdicts.extend(prepared.into_iter().map(|i| i.verify_single().is_ok()));
+        }
     }
-    let seed: [u8; 64] = transcript.finalize().into();
-    let mut b_coefficient = Scalar::ZERO;
-    let mut scalars = Vec::with_capacity(2 * prepared.len());
-    let mut points = Vec::with_capacity(2 * prepared.len());
-    for (i, p) in prepared.iter().enumerate() {
-        let mut h = Sha512::new();
-        h.update(seed);
-        h.update((i as u64).to_be_bytes());
-        let wide: [u8; 64] = h.finalize().into();
-        let mut z_bytes = [0u8; 32];
-        z_bytes[..16].copy_from_slice(&wide[..16]);
-        let z = Scalar::from_bytes_mod_order(z_bytes);
-        b_coefficient += z * p.s;
-        scalars.push(-z);
-        points.push(p.r);
-        scalars.push(-(z * p.k));
-        points.push(p.a);
+    verdicts
+}
+
+/// Hashes the challenge `k = SHA-512(R || A || M)` once, for the batch and,
+/// if the batch fails, for the single check as well.
+fn prepare(&(author, message, signature): &BatchItem<'_>) -> batch::Item {
+    batch::Item::from((
+        VerificationKeyBytes::from(author.0),
+        Signature::from_bytes(signature),
+        message,
+    ))
+}
+
+/// One ZIP-215 batch equation over `items` (all valid ⇒ true; any invalid ⇒
+/// false except with probability 2^-128).
+///
+/// The 128-bit coefficients of the random linear combination are random, and
+/// ed25519-zebra pairs them with signatures in its own hash-map order. That is
+/// fine for a replicated state machine: the coefficients never decide a
+/// command's fate, because a batch that fails is redone as exact, deterministic
+/// single checks ([`verify_each`], `GovernanceState::apply_batch`), and a batch
+/// passes only if every signature in it is valid. If the OS cannot seed the
+/// generator the batch reports failure, which again means exact single checks.
+fn batch_holds(items: &[batch::Item]) -> bool {
+    if items.is_empty() {
+        return true;
     }
-    // Σ z_i([s_i]B − R_i − [k_i]A_i) = [Σ z_i s_i]B − Σ z_i R_i − Σ z_i k_i A_i
-    let sum = EdwardsPoint::vartime_multiscalar_mul(
-        std::iter::once(b_coefficient).chain(scalars),
-        std::iter::once(curve25519_dalek::constants::ED25519_BASEPOINT_POINT).chain(points),
-    );
-    sum.mul_by_cofactor().is_identity()
+    let Ok(rng) = StdRng::try_from_rng(&mut SysRng) else {
+        return false;
+    };
+    let mut verifier = batch::Verifier::new();
+    for item in items {
+        verifier.queue(item.clone());
+    }
+    verifier.verify(rng).is_ok()
 }
 
 /// `Some(())` iff the account bytes are a valid curve point (an ed25519 key
 /// that can sign). Used to refuse accounts nobody could ever sign for.
 pub fn decompress_ok(account: &AccountId) -> Option<()> {
-    CompressedEdwardsY(account.0).decompress().map(|_| ())
+    VerificationKey::try_from(account.0).ok().map(|_| ())
 }
 
 #[cfg(test)]
@@ -116,38 +108,193 @@ mod tests {
         SigningKey::from_bytes(&[i; 32])
     }
 
+    /// Five standard signatures over different messages by different keys.
+    struct Signed {
+        ids: Vec<AccountId>,
+        msgs: Vec<Vec<u8>>,
+        sigs: Vec<[u8; 64]>,
+    }
+
+    fn signed(n: u8) -> Signed {
+        let keys: Vec<SigningKey> = (1..=n).map(key).collect();
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| vec![i; 10 + i as usize]).collect();
+        Signed {
+            ids: keys
+                .iter()
+                .map(|k| AccountId(k.verifying_key().to_bytes()))
+                .collect(),
+            sigs: keys
+                .iter()
+                .zip(&msgs)
+                .map(|(k, m)| k.sign(m).to_bytes())
+                .collect(),
+            msgs,
+        }
+    }
+
+    impl Signed {
+        fn items(&self) -> Vec<BatchItem<'_>> {
+            (0..self.ids.len())
+                .map(|i| (&self.ids[i], self.msgs[i].as_slice(), &self.sigs[i]))
+                .collect()
+        }
+    }
+
+    /// Single, batch and per-entry verdicts agree on `items`.
+    fn assert_agree(items: &[BatchItem<'_>]) -> Vec<bool> {
+        let singles: Vec<bool> = items.iter().map(|&(a, m, s)| verify_one(a, m, s)).collect();
+        assert_eq!(verify_each(items), singles);
+        assert_eq!(verify_batch(items), singles.iter().all(|v| *v));
+        singles
+    }
+
     #[test]
     fn standard_signatures_verify_one_and_in_batch() {
-        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
-        let keys: Vec<SigningKey> = (1..=5).map(key).collect();
-        let ids: Vec<AccountId> = keys
-            .iter()
-            .map(|k| AccountId(k.verifying_key().to_bytes()))
-            .collect();
-        let sigs: Vec<[u8; 64]> = keys
-            .iter()
-            .zip(&msgs)
-            .map(|(k, m)| k.sign(m).to_bytes())
-            .collect();
-        for i in 0..5 {
-            assert!(verify_one(&ids[i], &msgs[i], &sigs[i]));
-        }
-        let items: Vec<_> = (0..5)
-            .map(|i| (&ids[i], msgs[i].as_slice(), &sigs[i]))
-            .collect();
-        assert!(verify_batch(&items));
-
-        // One wrong message breaks the batch and the single check.
-        let bad = b"other".to_vec();
-        assert!(!verify_one(&ids[2], &bad, &sigs[2]));
-        let mut items_bad = items.clone();
-        items_bad[2] = (&ids[2], bad.as_slice(), &sigs[2]);
-        assert!(!verify_batch(&items_bad));
-
-        // A non-canonical s is refused.
-        let mut high_s = sigs[0];
-        high_s[63] |= 0xf0;
-        assert!(!verify_one(&ids[0], &msgs[0], &high_s));
+        let s = signed(5);
+        assert_eq!(assert_agree(&s.items()), vec![true; 5]);
         assert!(verify_batch(&[]));
+        assert!(verify_each(&[]).is_empty());
+    }
+
+    #[test]
+    fn one_bad_signature_refuses_exactly_its_entry() {
+        let s = signed(6);
+        let other = b"other".to_vec();
+        let mut flipped = s.sigs[4];
+        flipped[10] ^= 1;
+        let mut items = s.items();
+        items[2] = (&s.ids[2], other.as_slice(), &s.sigs[2]);
+        assert_eq!(
+            assert_agree(&items),
+            vec![true, true, false, true, true, true]
+        );
+        items[2] = s.items()[2];
+        items[4] = (&s.ids[4], s.msgs[4].as_slice(), &flipped);
+        assert_eq!(
+            assert_agree(&items),
+            vec![true, true, true, true, false, true]
+        );
+        // The same signature under another author's key.
+        items[4] = (&s.ids[0], s.msgs[4].as_slice(), &s.sigs[4]);
+        assert_eq!(
+            assert_agree(&items),
+            vec![true, true, true, true, false, true]
+        );
+    }
+
+    #[test]
+    fn non_canonical_s_is_refused_single_and_in_batch() {
+        let s = signed(3);
+        let mut high_s = s.sigs[0];
+        high_s[63] |= 0xf0;
+        let mut items = s.items();
+        items[0] = (&s.ids[0], s.msgs[0].as_slice(), &high_s);
+        assert_eq!(assert_agree(&items), vec![false, true, true]);
+    }
+
+    /// Encodings of small-order points (the 8-torsion), canonical and not:
+    /// the identity (y = 1), its non-canonical twin y = p + 1, the point of
+    /// order 2 (y = −1), and the order-4 points (y = 0, both signs of x).
+    fn small_order_encodings() -> Vec<[u8; 32]> {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        // p + 1 = 2^255 − 18, little-endian.
+        let mut identity_non_canonical = [0xffu8; 32];
+        identity_non_canonical[0] = 0xee;
+        identity_non_canonical[31] = 0x7f;
+        // p − 1 = 2^255 − 20.
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        let order_four = [0u8; 32];
+        let mut order_four_negative = [0u8; 32];
+        order_four_negative[31] = 0x80;
+        vec![
+            identity,
+            identity_non_canonical,
+            minus_one,
+            order_four,
+            order_four_negative,
+        ]
+    }
+
+    /// With `A` and `R` of small order and `s = 0`, the cofactored equation
+    /// holds for any message, while RFC 8032's cofactorless check and strict
+    /// verifiers refuse most of these. ZIP-215 accepts them all, and batch and
+    /// single verification must say the same, alone and mixed with standard
+    /// signatures and with a bad one.
+    #[test]
+    fn small_order_and_non_canonical_encodings_agree_single_and_batch() {
+        let encodings = small_order_encodings();
+        let mut ids = Vec::new();
+        let mut sigs = Vec::new();
+        for a in &encodings {
+            for r in &encodings {
+                ids.push(AccountId(*a));
+                let mut sig = [0u8; 64];
+                sig[..32].copy_from_slice(r);
+                sigs.push(sig);
+            }
+        }
+        let message = b"any message at all".as_slice();
+        let crafted: Vec<BatchItem<'_>> = ids
+            .iter()
+            .zip(&sigs)
+            .map(|(a, s)| (a, message, s))
+            .collect();
+        assert_eq!(assert_agree(&crafted), vec![true; crafted.len()]);
+
+        // Mixed with standard signatures, and with one of them broken.
+        let s = signed(4);
+        let mut mixed = s.items();
+        mixed.extend(crafted.iter().copied());
+        assert!(assert_agree(&mixed).iter().all(|v| *v));
+        let other = b"other".to_vec();
+        mixed[1] = (&s.ids[1], other.as_slice(), &s.sigs[1]);
+        let verdicts = assert_agree(&mixed);
+        assert_eq!(verdicts.iter().filter(|v| !**v).count(), 1);
+        assert!(!verdicts[1]);
+
+        // A small-order R with a non-zero s does not satisfy the equation.
+        let mut bad = sigs[0];
+        bad[32] = 1;
+        assert_eq!(assert_agree(&[(&ids[0], message, &bad)]), vec![false]);
+    }
+
+    #[test]
+    fn undecodable_key_or_r_is_refused_single_and_in_batch() {
+        // y = 2 is not the y-coordinate of any curve point.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert!(decompress_ok(&AccountId(off_curve)).is_none());
+        let s = signed(3);
+        let mut bad_r = s.sigs[1];
+        bad_r[..32].copy_from_slice(&off_curve);
+        let bad_key = AccountId(off_curve);
+        let mut items = s.items();
+        items[0] = (&bad_key, s.msgs[0].as_slice(), &s.sigs[0]);
+        items[1] = (&s.ids[1], s.msgs[1].as_slice(), &bad_r);
+        assert_eq!(assert_agree(&items), vec![false, false, true]);
+        assert!(decompress_ok(&s.ids[2]).is_some());
+    }
+
+    #[test]
+    fn batches_larger_than_the_limit_are_split_and_agree() {
+        let k = key(7);
+        let id = AccountId(k.verifying_key().to_bytes());
+        let n = MAX_VERIFY_BATCH + 3;
+        let msgs: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut sigs: Vec<[u8; 64]> = msgs.iter().map(|m| k.sign(m).to_bytes()).collect();
+        // One bad signature in the second chunk only.
+        sigs[n - 1][0] ^= 1;
+        let items: Vec<BatchItem<'_>> = msgs
+            .iter()
+            .zip(&sigs)
+            .map(|(m, s)| (&id, m.as_slice(), s))
+            .collect();
+        let verdicts = assert_agree(&items);
+        assert!(verdicts[..n - 1].iter().all(|v| *v));
+        assert!(!verdicts[n - 1]);
+        assert!(verify_batch(&items[..MAX_VERIFY_BATCH]));
     }
 }

@@ -110,6 +110,17 @@ pub enum SnapshotError {
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVv1\0";
 const STATE_HASH_DOMAIN: &[u8] = b"neuroshard/state/v1";
 
+/// What [`GovernanceState::apply_batch`] already knows about a command's
+/// signature, so a command is verified exactly once.
+enum SignatureCheck<'m> {
+    /// Not verified yet: `apply_command` verifies it on its own.
+    Unchecked,
+    /// Verified (ZIP-215); the signed message, reused for the retry digest.
+    Valid(&'m [u8]),
+    /// Verified and refused.
+    Invalid,
+}
+
 impl GovernanceState {
     /// The state at genesis.
     pub fn from_genesis(g: &Genesis) -> Result<Self, GenesisError> {
@@ -162,13 +173,13 @@ impl GovernanceState {
     /// Applies one committed entry. Every replica calls this with the same
     /// `(log_index, entry)` sequence and reaches the same state.
     pub fn apply(&mut self, log_index: u64, entry: &Entry) -> Outcome {
-        self.apply_checked(log_index, entry, None)
+        self.apply_checked(log_index, entry, SignatureCheck::Unchecked)
     }
 
-    /// Applies entries in order, verifying all command signatures in one
-    /// ed25519 batch first; if the batch fails, each command is verified on
-    /// its own, so one bad signature refuses only its own command. The
-    /// outcome of every entry is the same as with `apply`.
+    /// Applies entries in order, verifying the command signatures in ed25519
+    /// batches first ([`signature::verify_each`]); a batch that fails is
+    /// redone one signature at a time, so one bad signature refuses only its
+    /// own command. The outcome of every entry is the same as with `apply`.
     pub fn apply_batch(&mut self, entries: &[(u64, Entry)]) -> Vec<Outcome> {
         let messages: Vec<Option<Vec<u8>>> = entries
             .iter()
@@ -177,7 +188,7 @@ impl GovernanceState {
                 _ => None,
             })
             .collect();
-        let items: Vec<(&AccountId, &[u8], &[u8; 64])> = entries
+        let items: Vec<signature::BatchItem<'_>> = entries
             .iter()
             .zip(&messages)
             .filter_map(|((_, e), m)| match (e, m) {
@@ -185,26 +196,28 @@ impl GovernanceState {
                 _ => None,
             })
             .collect();
-        let all_valid = !items.is_empty() && signature::verify_batch(&items);
+        let mut verdicts = signature::verify_each(&items).into_iter();
         entries
             .iter()
             .zip(&messages)
             .map(|((index, entry), message)| {
-                let pre = match (all_valid, message) {
-                    (true, Some(m)) => Some(m.as_slice()),
-                    _ => None,
+                // One verdict per command, in entry order.
+                let check = match (message, message.as_ref().and(verdicts.next())) {
+                    (Some(m), Some(true)) => SignatureCheck::Valid(m),
+                    (Some(_), Some(false)) => SignatureCheck::Invalid,
+                    _ => SignatureCheck::Unchecked,
                 };
-                self.apply_checked(*index, entry, pre)
+                self.apply_checked(*index, entry, check)
             })
             .collect()
     }
 
-    /// `verified_message`: the command's signed message, already verified.
+    /// `check`: what `apply_batch` already knows about a command's signature.
     fn apply_checked(
         &mut self,
         log_index: u64,
         entry: &Entry,
-        verified_message: Option<&[u8]>,
+        check: SignatureCheck<'_>,
     ) -> Outcome {
         if let Some(last) = self.last_index {
             if log_index <= last {
@@ -215,7 +228,7 @@ impl GovernanceState {
             }
         }
         let outcome = match entry {
-            Entry::Command(c) => self.apply_command(log_index, c, verified_message),
+            Entry::Command(c) => self.apply_command(log_index, c, check),
             Entry::Tick { now_ms } => Ok(self.tick(log_index, Timestamp(*now_ms))),
             Entry::CertificateIssued(c) => self.record_issued(log_index, c),
         };
@@ -228,12 +241,13 @@ impl GovernanceState {
         &mut self,
         log_index: u64,
         c: &SignedCommand,
-        verified_message: Option<&[u8]>,
+        check: SignatureCheck<'_>,
     ) -> Outcome {
         let owned;
-        let message = match verified_message {
-            Some(m) => m,
-            None => {
+        let message = match check {
+            SignatureCheck::Valid(m) => m,
+            SignatureCheck::Invalid => return Err(GovError::BadSignature { author: c.author }),
+            SignatureCheck::Unchecked => {
                 owned = c.message(&self.chain.chain_id);
                 if !signature::verify_one(&c.author, &owned, &c.signature.0) {
                     return Err(GovError::BadSignature { author: c.author });
