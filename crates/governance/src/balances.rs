@@ -21,7 +21,7 @@ impl GovernanceState {
         if from == to {
             return Err(GovError::SelfTransfer { account: from });
         }
-        if signature::decompress_ok(&to).is_none() {
+        if !signature::usable_account_key(&to) {
             return Err(GovError::InvalidAccountKey { account: to });
         }
         let sender = &self.accounts[&from];

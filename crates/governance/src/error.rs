@@ -57,7 +57,7 @@ pub enum GovError {
         nep: NepId,
         until_ms: Timestamp,
     },
-    #[error("{account} is not a valid ed25519 public key, so nobody could ever use it")]
+    #[error("{account} is not a usable ed25519 public key: not a curve point (nobody could sign for it) or of small order (anybody could)")]
     InvalidAccountKey { account: AccountId },
     #[error("{account} would exceed the largest representable amount")]
     AmountOverflow { account: AccountId },

@@ -187,7 +187,7 @@ pub enum GenesisError {
     BadValidatorIndex { index: u32 },
     #[error("validator identity {identity} appears twice")]
     DuplicateValidator { identity: AccountId },
-    #[error("account {account} is not a valid ed25519 public key")]
+    #[error("account {account} is not a usable ed25519 public key (not a curve point, or of small order so anybody could sign for it)")]
     BadAccountKey { account: AccountId },
     #[error("committee n = {committee_n} but {validators} validators are listed")]
     CommitteeSizeMismatch { committee_n: u32, validators: usize },
@@ -268,7 +268,7 @@ impl Genesis {
             if !seen.insert(a.account) {
                 return Err(GenesisError::DuplicateAllocation { account: a.account });
             }
-            if crate::signature::decompress_ok(&a.account).is_none() {
+            if !crate::signature::usable_account_key(&a.account) {
                 return Err(GenesisError::BadAccountKey { account: a.account });
             }
             total = total
@@ -294,7 +294,7 @@ impl Genesis {
                     identity: v.identity,
                 });
             }
-            if crate::signature::decompress_ok(&v.identity).is_none() {
+            if !crate::signature::usable_account_key(&v.identity) {
                 return Err(GenesisError::BadAccountKey {
                     account: v.identity,
                 });

@@ -93,10 +93,16 @@ fn batch_holds(items: &[batch::Item]) -> bool {
     verifier.verify(rng).is_ok()
 }
 
-/// `Some(())` iff the account bytes are a valid curve point (an ed25519 key
-/// that can sign). Used to refuse accounts nobody could ever sign for.
-pub fn decompress_ok(account: &AccountId) -> Option<()> {
-    VerificationKey::try_from(account.0).ok().map(|_| ())
+/// True iff `account` can be an account: its bytes decode to a curve point
+/// (else nobody could ever sign for it) that is not of small order. Under
+/// ZIP-215 a small-order key verifies the signature `(R, s) = (small-order
+/// point, 0)` on *every* message, so anybody could sign for it; refusing such
+/// keys where accounts are created (genesis, `Transfer`) means no account ever
+/// has one. Signatures themselves are still checked by the plain ZIP-215
+/// rules, so this choice never makes replicas disagree on a signature.
+pub fn usable_account_key(account: &AccountId) -> bool {
+    VerificationKey::try_from(account.0).is_ok()
+        && ed25519_dalek::VerifyingKey::from_bytes(&account.0).is_ok_and(|k| !k.is_weak())
 }
 
 #[cfg(test)]
@@ -255,6 +261,11 @@ mod tests {
         assert_eq!(verdicts.iter().filter(|v| !**v).count(), 1);
         assert!(!verdicts[1]);
 
+        // Anybody can sign for a small-order key, so none is a usable account.
+        assert!(encodings
+            .iter()
+            .all(|a| !usable_account_key(&AccountId(*a))));
+
         // A small-order R with a non-zero s does not satisfy the equation.
         let mut bad = sigs[0];
         bad[32] = 1;
@@ -266,7 +277,7 @@ mod tests {
         // y = 2 is not the y-coordinate of any curve point.
         let mut off_curve = [0u8; 32];
         off_curve[0] = 2;
-        assert!(decompress_ok(&AccountId(off_curve)).is_none());
+        assert!(!usable_account_key(&AccountId(off_curve)));
         let s = signed(3);
         let mut bad_r = s.sigs[1];
         bad_r[..32].copy_from_slice(&off_curve);
@@ -275,7 +286,7 @@ mod tests {
         items[0] = (&bad_key, s.msgs[0].as_slice(), &s.sigs[0]);
         items[1] = (&s.ids[1], s.msgs[1].as_slice(), &bad_r);
         assert_eq!(assert_agree(&items), vec![false, false, true]);
-        assert!(decompress_ok(&s.ids[2]).is_some());
+        assert!(usable_account_key(&s.ids[2]));
     }
 
     #[test]

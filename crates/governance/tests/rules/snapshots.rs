@@ -90,6 +90,27 @@ fn genesis_rules_table() {
     cases.push(("supply overflow", g, |e| {
         matches!(e, GenesisError::SupplyOverflow { .. })
     }));
+    // y = 2 is not the y-coordinate of any curve point: nobody could sign.
+    let mut off_curve = [0u8; 32];
+    off_curve[0] = 2;
+    let mut g = base.clone();
+    g.allocations[0].account = neuroshard_governance::AccountId(off_curve);
+    cases.push(("allocation to a non-point", g, |e| {
+        matches!(e, GenesisError::BadAccountKey { .. })
+    }));
+    // The identity point (small order): anybody could sign for it.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut g = base.clone();
+    g.allocations[0].account = neuroshard_governance::AccountId(identity);
+    cases.push(("allocation to a small-order key", g, |e| {
+        matches!(e, GenesisError::BadAccountKey { .. })
+    }));
+    let mut g = base.clone();
+    g.validators[0].identity = neuroshard_governance::AccountId(identity);
+    cases.push(("small-order validator identity", g, |e| {
+        matches!(e, GenesisError::BadAccountKey { .. })
+    }));
     let mut g = base.clone();
     g.validators.pop();
     cases.push(("committee size", g, |e| {

@@ -8,11 +8,13 @@ use crate::support::*;
 #[test]
 fn balance_rules_table() {
     let to_new = account_of(&user_key(50));
-    // Bytes that are not a curve point: nobody could ever sign for them.
-    let not_a_key = (0u8..=255)
-        .map(|b| AccountId([b; 32]))
-        .find(|a| neuroshard_governance::signature::decompress_ok(a).is_none())
-        .expect("some byte pattern is not a curve point");
+    // y = 2 is not the y-coordinate of a curve point: nobody could sign for it.
+    let mut not_a_key = AccountId([0; 32]);
+    not_a_key.0[0] = 2;
+    // The identity point has small order: under ZIP-215 anybody could sign
+    // for it (R = identity, s = 0 verifies on every message).
+    let mut small_order = AccountId([0; 32]);
+    small_order.0[0] = 1;
     let cases: Vec<(&str, Command, Result<(), GovError>)> = vec![
         (
             "stake zero",
@@ -70,6 +72,16 @@ fn balance_rules_table() {
                 amount: Amount(1),
             },
             Err(GovError::InvalidAccountKey { account: not_a_key }),
+        ),
+        (
+            "transfer to a small-order key",
+            Command::Transfer {
+                to: small_order,
+                amount: Amount(1),
+            },
+            Err(GovError::InvalidAccountKey {
+                account: small_order,
+            }),
         ),
         (
             "transfer creates the receiver",
