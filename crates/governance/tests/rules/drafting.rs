@@ -416,3 +416,57 @@ fn open_drafts_per_author_are_bounded() {
     // Another author is not affected.
     draft(&mut c, 1, heads(1, 4)).unwrap();
 }
+
+#[test]
+fn nep_ids_count_up_from_one_across_both_tracks() {
+    let mut c = chain();
+    assert_eq!(draft(&mut c, 0, heads(1, 4)), Ok(NepId(1)));
+    assert_eq!(draft(&mut c, 1, heads(1, 2)), Ok(NepId(2)));
+    // A refused draft takes no id.
+    assert!(draft(&mut c, 0, nep(NepType::Emerg, vec![], 0, true)).is_err());
+    // Emergencies share the sequence.
+    let emergency = nep(
+        NepType::Emerg,
+        vec![int_change("net.gossip_fanout", 8, 16)],
+        0,
+        true,
+    );
+    let r = ok(c.exec(
+        &neuroshard_governance::testkit::validator_key(0),
+        Command::SubmitEmergency { content: emergency },
+    ));
+    assert!(matches!(r.effect, Effect::EmergencySubmitted { nep, .. } if nep == NepId(3)));
+    assert_eq!(draft(&mut c, 2, heads(1, 3)), Ok(NepId(4)));
+    assert_eq!(NepId(4).to_string(), "NEP-4");
+}
+
+#[test]
+fn a_draft_can_be_withdrawn_before_submission_at_no_cost() {
+    let mut c = chain();
+    let balance = c.state.account(&user(0)).unwrap().balance;
+    let nep = draft(&mut c, 0, heads(1, 4)).unwrap();
+    let r = ok(c.exec(&user_key(0), Command::Withdraw { nep }));
+    assert!(matches!(r.effect, Effect::Withdrawn { nep: n } if n == nep));
+    assert_eq!(stage(&c, nep), Stage::Withdrawn);
+    // No fee was ever burned, and the draft slot is free again.
+    assert_eq!(c.state.supply().burned, 0);
+    assert_eq!(c.state.account(&user(0)).unwrap().balance, balance);
+    for _ in 0..MAX_OPEN_DRAFTS_PER_AUTHOR {
+        draft(&mut c, 0, heads(1, 4)).unwrap();
+    }
+    // Withdrawn is final: no second withdrawal, no submission.
+    assert!(matches!(
+        err(c.exec(&user_key(0), Command::Withdraw { nep })),
+        GovError::WrongStage {
+            stage: Stage::Withdrawn,
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(c.exec(&user_key(0), Command::Submit { nep })),
+        GovError::WrongStage {
+            stage: Stage::Withdrawn,
+            ..
+        }
+    ));
+}

@@ -318,3 +318,43 @@ fn voted_stake_is_locked_until_the_vote_ends() {
     ));
     assert_eq!(c.state.account(&user(1)).unwrap().locked, Amount(0));
 }
+
+#[test]
+fn voting_opens_at_the_first_tick_at_or_past_the_end_of_review() {
+    let mut c = chain();
+    let nep = submit(&mut c, 0, heads(1, 4));
+    let review_ends = c.state.proposal(nep).unwrap().review_ends_ms.unwrap();
+    let submitted = c.state.proposal(nep).unwrap().submitted_ms.unwrap();
+    let review_days = c.state.params().gov().review_days;
+    assert_eq!(review_ends.0, submitted.0 + review_days * c.day_ms());
+
+    // One millisecond before: still in review, and votes are refused.
+    ok(c.tick_at(review_ends.0 - 1));
+    assert_eq!(stage(&c, nep), Stage::Review);
+    assert_eq!(
+        err(vote(&mut c, 1, nep, VoteChoice::Yes)),
+        GovError::VotingNotOpen {
+            nep,
+            stage: Stage::Review
+        }
+    );
+    // Stake added before the opening tick is in the snapshot.
+    ok(c.exec(
+        &user_key(2),
+        Command::Stake {
+            amount: Amount(500 * NEURO),
+        },
+    ));
+    let total_before_tick = u128::from(c.state.supply().staked);
+
+    // The tick at the end of review opens the vote and takes the snapshot.
+    ok(c.tick_at(review_ends.0));
+    assert_eq!(stage(&c, nep), Stage::Voting);
+    let t = c.state.tally(nep).unwrap();
+    assert_eq!(t.tally.total_power, total_before_tick);
+    assert_eq!(t.opened_ms, review_ends);
+    let voting_days = c.state.params().gov().voting_days;
+    assert_eq!(t.deadline_ms.0, review_ends.0 + voting_days * c.day_ms());
+    let r = ok(vote(&mut c, 2, nep, VoteChoice::Yes));
+    assert!(matches!(r.effect, Effect::Voted { power, .. } if power == Amount(1500 * NEURO)));
+}
