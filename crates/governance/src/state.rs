@@ -201,11 +201,17 @@ impl GovernanceState {
             .iter()
             .zip(&messages)
             .map(|((index, entry), message)| {
-                // One verdict per command, in entry order.
-                let check = match (message, message.as_ref().and(verdicts.next())) {
-                    (Some(m), Some(true)) => SignatureCheck::Valid(m),
-                    (Some(_), Some(false)) => SignatureCheck::Invalid,
-                    _ => SignatureCheck::Unchecked,
+                // One verdict per command, in entry order; entries without a
+                // signature (ticks, certificates) must not consume one.
+                let check = match message {
+                    None => SignatureCheck::Unchecked,
+                    Some(m) => match verdicts.next() {
+                        Some(true) => SignatureCheck::Valid(m),
+                        Some(false) => SignatureCheck::Invalid,
+                        // Unreachable (one verdict per message), and safe:
+                        // the command is then verified on its own.
+                        None => SignatureCheck::Unchecked,
+                    },
                 };
                 self.apply_checked(*index, entry, check)
             })

@@ -163,3 +163,40 @@ fn log_indices_must_increase() {
         Err(GovError::LogIndexNotIncreasing { index: 5, last: 5 })
     );
 }
+
+#[test]
+fn a_forged_command_after_a_tick_in_a_batch_is_refused() {
+    // Entries that are not commands (ticks) carry no signature; the batch
+    // verdicts must still line up with the commands they belong to.
+    let mut single = chain();
+    let mut batched = chain();
+    let chain_id = single.genesis.chain_id.clone();
+    let mut forged = SignedCommand::sign(&chain_id, &user_key(0), 1, stake(1));
+    forged.signature.0[5] ^= 1;
+    let entries = [
+        Entry::Tick {
+            now_ms: single.now_ms + 1,
+        },
+        Entry::Command(forged),
+        Entry::Command(SignedCommand::sign(&chain_id, &user_key(1), 1, stake(2))),
+        Entry::Tick {
+            now_ms: single.now_ms + 2,
+        },
+        Entry::Command(SignedCommand::sign(&chain_id, &user_key(2), 1, stake(3))),
+    ];
+    let indexed: Vec<(u64, Entry)> = entries
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+    let one_by_one: Vec<_> = indexed
+        .iter()
+        .map(|(i, e)| single.state.apply(*i, e))
+        .collect();
+    let in_batch = batched.state.apply_batch(&indexed);
+    assert_eq!(in_batch[1], Err(GovError::BadSignature { author: user(0) }));
+    assert_eq!(in_batch.iter().filter(|o| o.is_err()).count(), 1);
+    assert_eq!(one_by_one, in_batch);
+    assert_eq!(single.state.state_hash(), batched.state.state_hash());
+}
