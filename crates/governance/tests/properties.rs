@@ -105,19 +105,61 @@ fn content(variant: u8) -> NepContent {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Transfer { from: usize, to: usize, amount: u64 },
-    Stake { who: usize, amount: u64 },
-    Unstake { who: usize, amount: u64 },
-    Draft { who: usize, variant: u8 },
-    Amend { who: usize, nep: u64, variant: u8 },
-    Submit { who: usize, nep: u64 },
-    Withdraw { who: usize, nep: u64 },
-    Vote { who: usize, nep: u64, choice: u8 },
-    Emergency { validator: u32, variant: u8 },
-    Approve { validator: u32, nep: u64 },
-    Tick { advance_ms: u64 },
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: u64,
+    },
+    Stake {
+        who: usize,
+        amount: u64,
+    },
+    Unstake {
+        who: usize,
+        amount: u64,
+    },
+    Draft {
+        who: usize,
+        variant: u8,
+    },
+    Amend {
+        who: usize,
+        nep: u64,
+        variant: u8,
+    },
+    Submit {
+        who: usize,
+        nep: u64,
+    },
+    Withdraw {
+        who: usize,
+        nep: u64,
+    },
+    Vote {
+        who: usize,
+        nep: u64,
+        choice: u8,
+    },
+    Emergency {
+        validator: u32,
+        variant: u8,
+    },
+    Approve {
+        validator: u32,
+        nep: u64,
+    },
+    Tick {
+        advance_ms: u64,
+    },
     RetryLast,
     IssueCertificates,
+    /// A Stake with the author's next nonce and one flipped signature bit:
+    /// refused everywhere, without using the nonce.
+    Forge {
+        who: usize,
+        amount: u64,
+        bit: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -138,6 +180,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u64..1_200).prop_map(|advance_ms| Op::Tick { advance_ms }),
         1 => Just(Op::RetryLast),
         1 => Just(Op::IssueCertificates),
+        1 => (0..USERS, 1u64..600 * NEURO, 0u16..512).prop_map(|(who, amount, bit)| Op::Forge { who, amount, bit }),
     ]
 }
 
@@ -277,6 +320,21 @@ fn run(ops: &[Op]) -> (TestChain, Vec<(u64, Entry)>, Vec<Outcome>) {
                 now_ms: c.now_ms + advance_ms,
             }),
             Op::RetryLast => entries.extend(last_command.clone()),
+            Op::Forge { who, amount, bit } => {
+                let key = user_key(who);
+                let account = neuroshard_governance::testkit::account_of(&key);
+                let nonce = c.state.account(&account).map_or(1, |a| a.next_nonce);
+                let mut forged = neuroshard_governance::SignedCommand::sign(
+                    &c.genesis.chain_id,
+                    &key,
+                    nonce,
+                    Command::Stake {
+                        amount: Amount(amount),
+                    },
+                );
+                forged.signature.0[usize::from(bit / 8)] ^= 1 << (bit % 8);
+                entries.push(Entry::Command(forged));
+            }
             Op::IssueCertificates => {
                 let seqs: Vec<u64> = c
                     .state
@@ -303,7 +361,14 @@ fn run(ops: &[Op]) -> (TestChain, Vec<(u64, Entry)>, Vec<Outcome>) {
                 .collect();
             let index = c.next_index;
             c.next_index += 1;
-            outcomes.push(c.state.apply(index, &entry));
+            let outcome = c.state.apply(index, &entry);
+            if let (Op::Forge { .. }, Entry::Command(f)) = (op, &entry) {
+                assert_eq!(
+                    outcome,
+                    Err(neuroshard_governance::GovError::BadSignature { author: f.author })
+                );
+            }
+            outcomes.push(outcome);
             log.push((index, entry));
             for (id, before) in stages_before {
                 let after = c.state.proposal(id).unwrap().stage;
