@@ -1,11 +1,33 @@
 //! The NeuroShard validator replica: openraft with the governance state
 //! machine on sled, gRPC between validators over mutual TLS, ticks, client
 //! writes through any validator.
+//!
+//! Start one with [`Node::start`] (from a [`NodeConfig`]) and talk to it
+//! with [`Node::submit`] / [`Node::status`] in process, or with
+//! [`ApiClient`] over its API listener.
 
 // openraft's storage and RPC traits fix their error types (`StorageError`,
 // `RaftError`, ~200 bytes); helpers that produce them return them as is.
 #![allow(clippy::result_large_err)]
 
+pub mod client;
+pub mod clock;
 pub mod codec;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod node;
+pub mod proto;
+pub mod status;
 pub mod store;
+pub mod submit;
+pub mod ticker;
+pub mod transport;
 pub mod types;
+
+pub use client::{ApiClient, ClientError};
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use node::{Environment, Node, NodeCore};
+pub use status::NodeStatus;
+pub use submit::Submitted;

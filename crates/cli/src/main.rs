@@ -1,0 +1,224 @@
+//! `neuroshard`: the genesis ceremony, a validator, and operator tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use neuroshard_cli::{bench, keygen, run_node};
+use neuroshard_node::ApiClient;
+
+#[derive(Parser)]
+#[command(
+    name = "neuroshard",
+    version,
+    about = "NeuroShard governance committee"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Genesis ceremony: BLS key shares, identity keys, a committee CA and
+    /// TLS certificates, genesis.toml, committee.json and one node.toml per
+    /// validator.
+    Keygen {
+        /// Number of validators (n = 3f + 1 tolerates f faulty ones).
+        #[arg(long)]
+        validators: u32,
+        /// Output directory (must not hold a genesis yet).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "neuroshard-local")]
+        chain_id: String,
+        /// Length of a governance day in ms (`gov.day_ms`); short for demos.
+        #[arg(long)]
+        day_ms: Option<u64>,
+        /// Validator i listens on base+2i (peer) and base+2i+1 (API).
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+        /// Address the validators listen on and dial each other at.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Initial accounts (TOML `[[allocations]]` with account, balance,
+        /// staked); default: one treasury account, key in DIR/treasury.key.
+        #[arg(long)]
+        allocations: Option<PathBuf>,
+    },
+    /// Runs a validator until SIGTERM.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Role, leader, term, commit/applied index, members and state hash of
+    /// one validator.
+    Status {
+        /// https://host:port of the validator's API listener.
+        #[arg(long)]
+        endpoint: String,
+        /// The committee CA (DIR/ca.pem).
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Signed-command throughput through a local committee of real
+    /// validator processes (durable appends).
+    Cluster {
+        #[arg(long, default_value_t = 4)]
+        validators: u32,
+        /// Concurrent client accounts.
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+        #[arg(long, default_value_t = 50)]
+        commands_per_sender: u64,
+        /// Where to put the committee (default: a fresh temporary directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 17100)]
+        base_port: u16,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Keygen {
+            validators,
+            out,
+            chain_id,
+            day_ms,
+            base_port,
+            host,
+            allocations,
+        } => {
+            let mut opts = keygen::KeygenOptions::new(validators, out);
+            opts.chain_id = chain_id;
+            opts.day_ms = day_ms;
+            opts.base_port = base_port;
+            opts.host = host;
+            opts.allocations = allocations;
+            let c = keygen::run(&opts)?;
+            println!(
+                "genesis ceremony for {validators} validators written to {}",
+                c.dir.display()
+            );
+            for (config, api) in c.node_configs.iter().zip(&c.api_endpoints) {
+                println!(
+                    "  neuroshard node --config {}   # API {api}",
+                    config.display()
+                );
+            }
+            if let Some(t) = &c.treasury_key {
+                println!("treasury key: {}", t.display());
+            }
+        }
+        Cmd::Node { config } => {
+            init_tracing();
+            run_node::run(&config).await?;
+        }
+        Cmd::Status { endpoint, ca, json } => {
+            let mut client = ApiClient::connect(&endpoint, &ca, Duration::from_secs(5)).await?;
+            let s = client.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                println!("node        {} ({})", s.node_id, s.role);
+                println!("chain       {}", s.chain_id);
+                println!("leader      {}", opt(s.leader));
+                println!("term        {}", s.term);
+                println!("commit      {}", opt(s.commit_index));
+                println!("applied     {}", opt(s.applied_index));
+                println!("last log    {}", opt(s.last_log_index));
+                println!("snapshot    {}", opt(s.snapshot_index));
+                println!("members     {:?}", s.members);
+                println!("state hash  {}", s.state_hash);
+                println!("time (ms)   {}", s.committed_time_ms);
+            }
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Cluster {
+                    validators,
+                    senders,
+                    commands_per_sender,
+                    out,
+                    base_port,
+                    json,
+                },
+        } => {
+            let tmp;
+            let out = match out {
+                Some(o) => o,
+                None => {
+                    tmp = std::env::temp_dir()
+                        .join(format!("neuroshard-bench-{}", std::process::id()));
+                    tmp.clone()
+                }
+            };
+            let binary = std::env::current_exe()?;
+            let report = bench::run(
+                &binary,
+                &bench::BenchOptions {
+                    validators,
+                    senders,
+                    commands_per_sender,
+                    out,
+                    base_port,
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

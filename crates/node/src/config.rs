@@ -1,0 +1,497 @@
+//! `node.toml`: one validator's configuration. Unknown keys are refused (the
+//! TOML error names them) and every value is checked against its rule
+//! ([`ConfigError::Invalid`] names the key). Relative paths are resolved
+//! against the directory of the config file.
+//!
+//! ```toml
+//! node_id = 0                       # index in genesis.toml's validators
+//! data_dir = "data"                 # Raft log + state machine (sled)
+//! genesis = "../genesis.toml"
+//! peer_listen = "127.0.0.1:7100"    # mutual TLS, validators only
+//! api_listen = "127.0.0.1:7200"     # server TLS, clients
+//!
+//! [tls]
+//! ca_cert = "../ca.pem"
+//! cert = "tls.pem"
+//! key = "tls.key"
+//!
+//! [keys]
+//! identity = "identity.key"         # ed25519 identity key (hex), 0600
+//! bls_share = "bls_share.key"       # BLS secret key share (hex), 0600
+//!
+//! [[peers]]                          # every other validator
+//! id = 1
+//! addr = "127.0.0.1:7101"
+//!
+//! [raft]    # all optional; defaults shown in `RaftSettings::default`
+//! [ticks]
+//! [client]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::NodeId;
+
+/// Largest config file read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 256 * 1024;
+/// Most peers a committee may list.
+pub const MAX_PEERS: usize = 255;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub peer_listen: String,
+    pub api_listen: String,
+    pub tls: TlsPaths,
+    pub keys: KeyPaths,
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    #[serde(default)]
+    pub raft: RaftSettings,
+    #[serde(default)]
+    pub ticks: TickSettings,
+    #[serde(default)]
+    pub client: ClientSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPaths {
+    pub identity: PathBuf,
+    pub bls_share: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    /// host:port of that validator's peer listener.
+    pub addr: String,
+}
+
+/// Raft timing, snapshots and message bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_logs_since_last: u64,
+    /// Bytes per InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: u64,
+    /// Entries kept in the log behind a snapshot (for followers that are
+    /// only slightly behind).
+    pub logs_to_keep_after_snapshot: u64,
+    /// Most entries in one AppendEntries.
+    pub max_entries_per_append: u64,
+    /// Deadline of AppendEntries and Vote RPCs.
+    pub rpc_timeout_ms: u64,
+    /// Deadline of one InstallSnapshot chunk.
+    pub snapshot_rpc_timeout_ms: u64,
+    /// Largest gRPC message accepted or sent on the peer listener.
+    pub max_message_bytes: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_logs_since_last: 10_000,
+            snapshot_chunk_bytes: 1024 * 1024,
+            logs_to_keep_after_snapshot: 1_000,
+            max_entries_per_append: 512,
+            rpc_timeout_ms: 2_000,
+            snapshot_rpc_timeout_ms: 10_000,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TickSettings {
+    /// The leader proposes a `Tick` this often.
+    pub tick_interval_ms: u64,
+    /// Added to this validator's wall clock (testing clock skew; 0 in
+    /// production).
+    pub clock_offset_ms: i64,
+}
+
+impl Default for TickSettings {
+    fn default() -> Self {
+        Self {
+            tick_interval_ms: 500,
+            clock_offset_ms: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    /// Commands a follower sends to the leader in one ForwardCommands RPC.
+    pub max_forward_batch: usize,
+    /// Client commands waiting at this node to be ordered.
+    pub max_pending_commands: usize,
+    /// Longest a client waits for its command to be applied.
+    pub submit_timeout_ms: u64,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            max_forward_batch: 256,
+            max_pending_commands: 8192,
+            submit_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {len} bytes, more than MAX_CONFIG_FILE_BYTES = {MAX_CONFIG_FILE_BYTES}")]
+    TooLarge { path: String, len: u64 },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}` = {value}: {rule}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        rule: String,
+    },
+}
+
+fn invalid(
+    key: &'static str,
+    value: impl std::fmt::Display,
+    rule: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        rule: rule.into(),
+    }
+}
+
+fn check_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(key, value, format!("must be within {min}..={max}")));
+    }
+    Ok(())
+}
+
+fn check_addr(key: &'static str, addr: &str) -> Result<(), ConfigError> {
+    // Host names are allowed, so parse only the port strictly.
+    let port = addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+    match port {
+        Some(Ok(_)) if !addr.starts_with(':') => Ok(()),
+        _ => Err(invalid(key, format!("{addr:?}"), "must be host:port")),
+    }
+}
+
+impl NodeConfig {
+    /// Reads, parses, validates and resolves relative paths.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if meta.len() > MAX_CONFIG_FILE_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: shown,
+                len: meta.len(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: shown.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text (paths stay as written).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<config>".into(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.data_dir,
+            &mut self.genesis,
+            &mut self.tls.ca_cert,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.keys.identity,
+            &mut self.keys.bls_share,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Every rule a value must follow, each refusal naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_addr("peer_listen", &self.peer_listen)?;
+        check_addr("api_listen", &self.api_listen)?;
+        if self.peer_listen == self.api_listen && !self.peer_listen.ends_with(":0") {
+            return Err(invalid(
+                "api_listen",
+                &self.api_listen,
+                "must differ from peer_listen",
+            ));
+        }
+        if self.peers.len() > MAX_PEERS {
+            return Err(invalid(
+                "peers",
+                self.peers.len(),
+                format!("at most MAX_PEERS = {MAX_PEERS} peers"),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in &self.peers {
+            if peer.id == self.node_id {
+                return Err(invalid(
+                    "peers.id",
+                    peer.id,
+                    "must not be this node's own node_id",
+                ));
+            }
+            if !seen.insert(peer.id) {
+                return Err(invalid("peers.id", peer.id, "listed twice"));
+            }
+            check_addr("peers.addr", &peer.addr)?;
+        }
+        let r = &self.raft;
+        check_range(
+            "raft.heartbeat_interval_ms",
+            r.heartbeat_interval_ms,
+            10,
+            60_000,
+        )?;
+        check_range(
+            "raft.election_timeout_min_ms",
+            r.election_timeout_min_ms,
+            50,
+            600_000,
+        )?;
+        if r.election_timeout_min_ms <= 2 * r.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                r.election_timeout_min_ms,
+                format!(
+                    "must exceed twice raft.heartbeat_interval_ms ({})",
+                    r.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                r.election_timeout_max_ms,
+                format!(
+                    "must exceed raft.election_timeout_min_ms ({})",
+                    r.election_timeout_min_ms
+                ),
+            ));
+        }
+        check_range(
+            "raft.snapshot_logs_since_last",
+            r.snapshot_logs_since_last,
+            1,
+            u64::MAX,
+        )?;
+        check_range(
+            "raft.max_message_bytes",
+            r.max_message_bytes,
+            64 * 1024,
+            1024 * 1024 * 1024,
+        )?;
+        check_range(
+            "raft.snapshot_chunk_bytes",
+            r.snapshot_chunk_bytes,
+            512,
+            r.max_message_bytes / 2,
+        )?;
+        check_range(
+            "raft.max_entries_per_append",
+            r.max_entries_per_append,
+            1,
+            100_000,
+        )?;
+        check_range("raft.rpc_timeout_ms", r.rpc_timeout_ms, 10, 600_000)?;
+        check_range(
+            "raft.snapshot_rpc_timeout_ms",
+            r.snapshot_rpc_timeout_ms,
+            10,
+            600_000,
+        )?;
+        check_range(
+            "ticks.tick_interval_ms",
+            self.ticks.tick_interval_ms,
+            10,
+            3_600_000,
+        )?;
+        let c = &self.client;
+        check_range(
+            "client.max_forward_batch",
+            c.max_forward_batch as u64,
+            1,
+            10_000,
+        )?;
+        check_range(
+            "client.max_pending_commands",
+            c.max_pending_commands as u64,
+            1,
+            1_000_000,
+        )?;
+        check_range(
+            "client.submit_timeout_ms",
+            c.submit_timeout_ms,
+            100,
+            600_000,
+        )?;
+        Ok(())
+    }
+
+    /// Addresses of every other validator by id.
+    pub fn peer_addr(&self, id: NodeId) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.addr.as_str())
+    }
+
+    /// Every member of the committee (this node and its peers).
+    pub fn members(&self) -> std::collections::BTreeSet<NodeId> {
+        self.peers
+            .iter()
+            .map(|p| p.id)
+            .chain([self.node_id])
+            .collect()
+    }
+
+    /// The peer listener as a socket address, when it is one.
+    pub fn peer_socket(&self) -> Option<SocketAddr> {
+        self.peer_listen.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+node_id = 0
+data_dir = "data"
+genesis = "../genesis.toml"
+peer_listen = "127.0.0.1:7100"
+api_listen = "127.0.0.1:7200"
+[tls]
+ca_cert = "../ca.pem"
+cert = "tls.pem"
+key = "tls.key"
+[keys]
+identity = "identity.key"
+bls_share = "bls_share.key"
+[[peers]]
+id = 1
+addr = "127.0.0.1:7101"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = NodeConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.raft, RaftSettings::default());
+        assert_eq!(c.members().into_iter().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            NodeConfig::parse(&c.to_toml().expect("toml")).expect("round trip"),
+            c
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let text = format!("{MINIMAL}\n[raft]\nheartbeat_ms = 5\n");
+        let err = NodeConfig::parse(&text).expect_err("unknown key");
+        assert!(err.to_string().contains("heartbeat_ms"), "{err}");
+        let text = MINIMAL.replace("node_id = 0", "node_id = 0\nnodeid = 1");
+        let err = NodeConfig::parse(&text).expect_err("unknown top-level key");
+        assert!(err.to_string().contains("nodeid"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_are_refused_by_name() {
+        let cases = [
+            (
+                "[raft]\nelection_timeout_min_ms = 100\nheartbeat_interval_ms = 100\n",
+                "raft.election_timeout_min_ms",
+            ),
+            (
+                "[raft]\nelection_timeout_max_ms = 400\n",
+                "raft.election_timeout_max_ms",
+            ),
+            (
+                "[raft]\nsnapshot_chunk_bytes = 100\n",
+                "raft.snapshot_chunk_bytes",
+            ),
+            ("[ticks]\ntick_interval_ms = 0\n", "ticks.tick_interval_ms"),
+            (
+                "[client]\nmax_forward_batch = 0\n",
+                "client.max_forward_batch",
+            ),
+        ];
+        for (extra, key) in cases {
+            let err = NodeConfig::parse(&format!("{MINIMAL}\n{extra}")).expect_err(key);
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+        let err =
+            NodeConfig::parse(&MINIMAL.replace("id = 1", "id = 0")).expect_err("self as peer");
+        assert!(err.to_string().contains("peers.id"), "{err}");
+        let err = NodeConfig::parse(&MINIMAL.replace("127.0.0.1:7200", "localhost"))
+            .expect_err("no port");
+        assert!(err.to_string().contains("api_listen"), "{err}");
+    }
+}

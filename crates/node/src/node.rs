@@ -1,0 +1,441 @@
+//! A running validator: storage, Raft, both listeners, the ticker and the
+//! client write path, wired together; and its shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use neuroshard_governance::{Genesis, GovernanceState, SignedCommand};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, NodeConfig};
+use crate::error::NodeError;
+use crate::keys::{load_validator_keys, ValidatorKeys};
+use crate::proto::raft_peer_server::RaftPeerServer;
+use crate::proto::replica_admin_server::ReplicaAdminServer;
+use crate::status::NodeStatus;
+use crate::store::{open_sled, DurableDb, SharedMachine};
+use crate::submit::{Submitted, Submitter};
+use crate::ticker::run_ticker;
+use crate::transport::api_service::AdminService;
+use crate::transport::net::{tls_incoming, Network, TcpNetwork};
+use crate::transport::peer_client::{PeerClientSettings, PeerClients};
+use crate::transport::peer_service::{PeerService, ReceivedShare, MAX_PENDING_SHARES};
+use crate::transport::tls::TlsMaterial;
+use crate::types::{NodeId, Raft, TypeConfig};
+
+/// Largest genesis file read.
+pub const MAX_GENESIS_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What the node uses of the outside world; a simulation swaps both.
+#[derive(Clone)]
+pub struct Environment {
+    pub network: Arc<dyn Network>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Environment {
+    /// Real TCP and the system clock (shifted by `ticks.clock_offset_ms`).
+    pub fn real(config: &NodeConfig) -> Self {
+        Self {
+            network: Arc::new(TcpNetwork),
+            clock: Arc::new(SystemClock {
+                offset_ms: config.ticks.clock_offset_ms,
+            }),
+        }
+    }
+}
+
+/// What the services share: the replica and its write path.
+pub struct NodeCore {
+    pub id: NodeId,
+    pub chain_id: String,
+    pub raft: Raft,
+    pub machine: SharedMachine,
+    pub submitter: Submitter,
+    pub members: BTreeSet<NodeId>,
+}
+
+impl NodeCore {
+    pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+        self.submitter.submit(command).await
+    }
+
+    pub async fn status(&self) -> NodeStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let commit_index = self
+            .raft
+            .with_raft_state(|s| s.committed.map(|c| c.index))
+            .await
+            .ok()
+            .flatten();
+        // Index and hash under one lock: the hash is of the state at that index.
+        let (applied_index, state_hash, committed_time_ms) = {
+            let m = self.machine.read();
+            (
+                m.last_applied.map(|l| l.index),
+                hex::encode(m.state.state_hash()),
+                m.state.committed_time_ms(),
+            )
+        };
+        let role = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        NodeStatus {
+            node_id: self.id,
+            role: role.to_owned(),
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index,
+            applied_index,
+            last_log_index: metrics.last_log_index,
+            snapshot_index: metrics.snapshot.map(|s| s.index),
+            purged_index: metrics.purged.map(|p| p.index),
+            members: metrics.membership_config.membership().voter_ids().collect(),
+            state_hash,
+            committed_time_ms,
+            chain_id: self.chain_id.clone(),
+        }
+    }
+}
+
+/// A running validator.
+pub struct Node {
+    core: Arc<NodeCore>,
+    peer_addr: SocketAddr,
+    api_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    shares: Option<mpsc::Receiver<ReceivedShare>>,
+    durable: Option<Arc<DurableDb>>,
+    keys: Option<ValidatorKeys>,
+}
+
+/// Reads and checks the genesis file.
+pub fn load_genesis(path: &Path) -> Result<Genesis, NodeError> {
+    let shown = path.display().to_string();
+    let err = |message: String| NodeError::Genesis {
+        path: shown.clone(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if meta.len() > MAX_GENESIS_FILE_BYTES {
+        return Err(err(format!(
+            "{} bytes, more than MAX_GENESIS_FILE_BYTES",
+            meta.len()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let genesis = Genesis::from_toml(&text).map_err(|e| err(e.to_string()))?;
+    genesis.validate().map_err(|e| err(e.to_string()))?;
+    Ok(genesis)
+}
+
+fn raft_config(config: &NodeConfig, chain_id: &str) -> Result<openraft::Config, NodeError> {
+    let r = &config.raft;
+    let c = openraft::Config {
+        cluster_name: chain_id.to_owned(),
+        heartbeat_interval: r.heartbeat_interval_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        max_payload_entries: r.max_entries_per_append,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
+        snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+        max_in_snapshot_log_to_keep: r.logs_to_keep_after_snapshot,
+        install_snapshot_timeout: r.snapshot_rpc_timeout_ms,
+        // Catch a follower up from the log while it is within this distance.
+        replication_lag_threshold: r.logs_to_keep_after_snapshot.max(1),
+        ..Default::default()
+    };
+    c.validate()
+        .map_err(|e| NodeError::Raft(format!("raft settings: {e}")))
+}
+
+impl Node {
+    /// Starts the validator described by `config` on real TCP, the system
+    /// clock and its sled store in `data_dir`.
+    pub async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
+        let genesis = load_genesis(&config.genesis)?;
+        let keys = load_validator_keys(
+            config.node_id,
+            &genesis,
+            &config.keys.identity,
+            &config.keys.bls_share,
+        )
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let state = GovernanceState::from_genesis(&genesis).map_err(|e| NodeError::Genesis {
+            path: config.genesis.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let storage_err = |message: String| NodeError::Storage {
+            path: config.data_dir.display().to_string(),
+            message,
+        };
+        let (log, sm, durable) =
+            open_sled(&config.data_dir, state).map_err(|e| storage_err(e.to_string()))?;
+        let machine = sm.shared();
+        let tls = TlsMaterial::load(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)?;
+        let mut node = Self::start_with(
+            config,
+            &genesis,
+            tls,
+            log,
+            sm,
+            machine,
+            Environment::real(config),
+        )
+        .await?;
+        node.durable = Some(durable);
+        node.keys = Some(keys);
+        Ok(node)
+    }
+
+    /// Starts a validator on the given storage and environment (the
+    /// simulation passes the in-memory store and its own network and clock).
+    pub async fn start_with<LS, SM>(
+        config: &NodeConfig,
+        genesis: &Genesis,
+        tls: TlsMaterial,
+        log: LS,
+        sm: SM,
+        machine: SharedMachine,
+        env: Environment,
+    ) -> Result<Node, NodeError>
+    where
+        LS: openraft::storage::RaftLogStorage<TypeConfig>,
+        SM: openraft::storage::RaftStateMachine<TypeConfig>,
+    {
+        let members = config.members();
+        let expected: BTreeSet<NodeId> = genesis
+            .validators
+            .iter()
+            .map(|v| u64::from(v.index))
+            .collect();
+        if members != expected {
+            return Err(ConfigError::Invalid {
+                key: "peers",
+                value: format!("{members:?} (with node_id)"),
+                rule: format!("must name exactly the genesis validators {expected:?}"),
+            }
+            .into());
+        }
+        let raft_cfg = Arc::new(raft_config(config, &genesis.chain_id)?);
+        let addrs: BTreeMap<NodeId, String> = config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.addr.clone()))
+            .collect();
+        let max_message_bytes =
+            usize::try_from(config.raft.max_message_bytes).unwrap_or(usize::MAX);
+        let peers = PeerClients::new(
+            config.node_id,
+            addrs,
+            env.network.clone(),
+            tls.peer_client_config()?,
+            PeerClientSettings {
+                rpc_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
+                snapshot_rpc_timeout: Duration::from_millis(config.raft.snapshot_rpc_timeout_ms),
+                connect_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
+                max_message_bytes,
+            },
+        );
+        let raft = Raft::new(config.node_id, raft_cfg, peers.clone(), log, sm)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        // Membership is fixed by genesis. Every validator proposes the same
+        // initial configuration (log id 0); one that already has a log keeps it.
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?
+        {
+            match raft.initialize(members.clone()).await {
+                Ok(()) => tracing::info!(?members, "initialised the committee membership"),
+                Err(e) => tracing::info!(error = %e, "membership already initialised elsewhere"),
+            }
+        }
+        let election_timeout = Duration::from_millis(config.raft.election_timeout_max_ms);
+        let submitter =
+            Submitter::new(raft.clone(), peers, config.client.clone(), election_timeout);
+        let core = Arc::new(NodeCore {
+            id: config.node_id,
+            chain_id: genesis.chain_id.clone(),
+            raft: raft.clone(),
+            machine,
+            submitter: submitter.clone(),
+            members: members.clone(),
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
+
+        let bind = |addr: String| {
+            let network = env.network.clone();
+            async move {
+                network
+                    .bind(addr.clone())
+                    .await
+                    .map_err(|source| NodeError::Bind { addr, source })
+            }
+        };
+        let peer_listener = bind(config.peer_listen.clone()).await?;
+        let api_listener = bind(config.api_listen.clone()).await?;
+        let local = |l: &dyn crate::transport::net::Listener, addr: &str| {
+            l.local_addr().map_err(|source| NodeError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })
+        };
+        let peer_addr = local(peer_listener.as_ref(), &config.peer_listen)?;
+        let api_addr = local(api_listener.as_ref(), &config.api_listen)?;
+
+        // Server-side deadline of any call: the longest a client may wait.
+        let server_timeout = Duration::from_millis(
+            config
+                .client
+                .submit_timeout_ms
+                .max(config.raft.snapshot_rpc_timeout_ms)
+                + 1_000,
+        );
+        let mut tasks = Vec::new();
+        let peer_service =
+            RaftPeerServer::new(PeerService::new(raft.clone(), submitter, members, share_tx))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes);
+        let incoming = tls_incoming(
+            peer_listener,
+            TlsAcceptor::from(tls.peer_server_config()?),
+            true,
+        );
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .timeout(server_timeout)
+                .add_service(peer_service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "peer listener stopped");
+            }
+        }));
+        let admin = ReplicaAdminServer::new(AdminService::new(core.clone()))
+            .max_decoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES);
+        let incoming = tls_incoming(
+            api_listener,
+            TlsAcceptor::from(tls.api_server_config()?),
+            false,
+        );
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .timeout(server_timeout)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "API listener stopped");
+            }
+        }));
+        tasks.push(tokio::spawn(run_ticker(
+            raft,
+            env.clock.clone(),
+            Duration::from_millis(config.ticks.tick_interval_ms),
+            shutdown_rx,
+        )));
+        tracing::info!(node = config.node_id, %peer_addr, %api_addr, "validator started");
+        Ok(Node {
+            core,
+            peer_addr,
+            api_addr,
+            shutdown_tx,
+            tasks,
+            shares: Some(share_rx),
+            durable: None,
+            keys: None,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.core.id
+    }
+
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.core
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
+    pub fn machine(&self) -> &SharedMachine {
+        &self.core.machine
+    }
+
+    /// The bound peer listener (useful with port 0).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The bound API listener (useful with port 0).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The validator's verified keys (when started from files).
+    pub fn keys(&self) -> Option<&ValidatorKeys> {
+        self.keys.as_ref()
+    }
+
+    /// Signature shares other validators sent to this node, for the
+    /// certificate issuer; taken once.
+    pub fn take_share_inbox(&mut self) -> Option<mpsc::Receiver<ReceivedShare>> {
+        self.shares.take()
+    }
+
+    /// Syncs performed by the durable store so far (None in memory).
+    pub fn sync_count(&self) -> Option<u64> {
+        self.durable.as_ref().map(|d| d.sync_count())
+    }
+
+    /// Orders `command` through the leader and returns its log index and
+    /// governance outcome once applied.
+    pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+        self.core.submit(command).await
+    }
+
+    pub async fn status(&self) -> NodeStatus {
+        self.core.status().await
+    }
+
+    /// Stops the listeners and the ticker, then Raft (which waits for its
+    /// storage tasks), so the store is closed cleanly.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Err(e) = self.core.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Some(d) = &self.durable {
+            if let Err(e) = d.sync() {
+                tracing::error!(error = %e, "final sync failed");
+            }
+        }
+        tracing::info!(node = self.core.id, "validator stopped");
+    }
+}

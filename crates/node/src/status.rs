@@ -1,0 +1,65 @@
+//! What `neuroshard status` shows about one replica.
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto;
+use crate::types::NodeId;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub role: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<NodeId>,
+    /// Hex SHA-256 of the governance state at `applied_index`.
+    pub state_hash: String,
+    pub committed_time_ms: u64,
+    pub chain_id: String,
+}
+
+impl From<&NodeStatus> for proto::StatusResponse {
+    fn from(s: &NodeStatus) -> Self {
+        proto::StatusResponse {
+            node_id: s.node_id,
+            role: s.role.clone(),
+            leader: s.leader,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            last_log_index: s.last_log_index,
+            members: s.members.clone(),
+            state_hash: hex::decode(&s.state_hash).unwrap_or_default(),
+            committed_time_ms: s.committed_time_ms,
+            chain_id: s.chain_id.clone(),
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+        }
+    }
+}
+
+impl From<proto::StatusResponse> for NodeStatus {
+    fn from(s: proto::StatusResponse) -> Self {
+        NodeStatus {
+            node_id: s.node_id,
+            role: s.role,
+            leader: s.leader,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            last_log_index: s.last_log_index,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            members: s.members,
+            state_hash: hex::encode(s.state_hash),
+            committed_time_ms: s.committed_time_ms,
+            chain_id: s.chain_id,
+        }
+    }
+}

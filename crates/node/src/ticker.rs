@@ -1,0 +1,45 @@
+//! The leader's clock in the log: a `Tick` entry every `tick_interval_ms`.
+//! Governance time moves only when a tick is committed, so every replica
+//! sees the same time at the same log index.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use neuroshard_governance::Entry;
+
+use crate::clock::Clock;
+use crate::types::Raft;
+
+pub async fn run_ticker(
+    raft: Raft,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let is_leader = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_leader == Some(m.id) && m.state.is_leader()
+        };
+        if !is_leader {
+            continue;
+        }
+        let now_ms = clock.now_ms();
+        // One tick at a time: a slow commit delays the next tick rather than
+        // piling ticks up behind it.
+        match tokio::time::timeout(interval * 8, raft.client_write(Entry::Tick { now_ms })).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "tick not committed"),
+            Err(_) => tracing::warn!(now_ms, "tick not committed within {:?}", interval * 8),
+        }
+    }
+}

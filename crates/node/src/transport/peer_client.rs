@@ -1,0 +1,288 @@
+//! Dialling other validators: openraft's network (AppendEntries, Vote,
+//! InstallSnapshot) and the node's own calls (forwarded commands, signature
+//! shares), all over one mutually authenticated channel per peer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use prost::Message;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto;
+use crate::proto::raft_peer_client::RaftPeerClient;
+use crate::transport::convert;
+use crate::transport::net::{tls_connector, Network};
+use crate::transport::tls::{server_name_for, validator_dns_name};
+use crate::types::{NodeId, TypeConfig};
+
+/// Timeouts and bounds of outgoing peer RPCs.
+#[derive(Clone, Debug)]
+pub struct PeerClientSettings {
+    pub rpc_timeout: Duration,
+    pub snapshot_rpc_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_bytes: usize,
+}
+
+/// One gRPC channel per peer, created on first use; tonic reconnects it.
+#[derive(Clone)]
+pub struct PeerClients {
+    self_id: NodeId,
+    addrs: Arc<BTreeMap<NodeId, String>>,
+    network: Arc<dyn Network>,
+    tls: Arc<rustls::ClientConfig>,
+    settings: PeerClientSettings,
+    channels: Arc<Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("validator {0} has no address in this node's config")]
+    UnknownPeer(NodeId),
+    #[error("endpoint for validator {node}: {message}")]
+    Endpoint { node: NodeId, message: String },
+}
+
+impl PeerClients {
+    pub fn new(
+        self_id: NodeId,
+        addrs: BTreeMap<NodeId, String>,
+        network: Arc<dyn Network>,
+        tls: Arc<rustls::ClientConfig>,
+        settings: PeerClientSettings,
+    ) -> Self {
+        Self {
+            self_id,
+            addrs: Arc::new(addrs),
+            network,
+            tls,
+            settings,
+            channels: Arc::default(),
+        }
+    }
+
+    pub fn self_id(&self) -> NodeId {
+        self.self_id
+    }
+
+    pub fn settings(&self) -> &PeerClientSettings {
+        &self.settings
+    }
+
+    /// The client for `target`, connecting lazily.
+    pub fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, PeerError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(&target) {
+            return Ok(c.clone());
+        }
+        let addr = self
+            .addrs
+            .get(&target)
+            .ok_or(PeerError::UnknownPeer(target))?
+            .clone();
+        let endpoint_err = |message: String| PeerError::Endpoint {
+            node: target,
+            message,
+        };
+        let server_name = server_name_for(&validator_dns_name(target))
+            .map_err(|e| endpoint_err(e.to_string()))?;
+        // The scheme is http because TLS runs inside the connector.
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| endpoint_err(e.to_string()))?
+            .connect_timeout(self.settings.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let connector = tls_connector(self.network.clone(), addr, server_name, self.tls.clone());
+        let channel = endpoint.connect_with_connector_lazy(connector);
+        let client = RaftPeerClient::new(channel)
+            .max_decoding_message_size(self.settings.max_message_bytes)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        channels.insert(target, client.clone());
+        Ok(client)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerClients {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, _node: &openraft::EmptyNode) -> PeerConnection {
+        PeerConnection {
+            target,
+            clients: self.clone(),
+        }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerConnection {
+    target: NodeId,
+    clients: PeerClients,
+}
+
+/// A gRPC failure as openraft understands it: an error the remote Raft
+/// returned travels as JSON in the status details.
+fn rpc_error<E>(
+    target: NodeId,
+    self_id: NodeId,
+    action: RPCTypes,
+    timeout: Duration,
+    status: tonic::Status,
+) -> RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId, E>>
+where
+    E: std::error::Error + serde::de::DeserializeOwned,
+{
+    if !status.details().is_empty() {
+        if let Ok(remote) = serde_json::from_slice::<RaftError<NodeId, E>>(status.details()) {
+            return RPCError::RemoteError(RemoteError::new(target, remote));
+        }
+    }
+    match status.code() {
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Timeout(Timeout {
+            action,
+            id: self_id,
+            target,
+            timeout,
+        }),
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+fn wire_error<E: std::error::Error>(
+    e: &(impl std::error::Error + 'static),
+) -> RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(e))
+}
+
+impl PeerConnection {
+    fn client<E: std::error::Error>(
+        &self,
+    ) -> Result<RaftPeerClient<Channel>, RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId, E>>>
+    {
+        self.clients
+            .client(self.target)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+
+    fn deadline(&self, option: &RPCOption, configured: Duration) -> Duration {
+        option.hard_ttl().min(configured)
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        AppendEntriesResponse<NodeId>,
+        RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId>>,
+    > {
+        let entries = rpc.entries.len() as u64;
+        let msg = convert::append_request_to(&rpc).map_err(|e| wire_error(&e))?;
+        // Too big for the peer's message limit: openraft retries with fewer.
+        if msg.encoded_len() > self.clients.settings.max_message_bytes && entries > 1 {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries / 2),
+            ));
+        }
+        let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(timeout);
+        let resp = self.client()?.append_entries(req).await.map_err(|s| {
+            rpc_error(
+                self.target,
+                self.clients.self_id,
+                RPCTypes::AppendEntries,
+                timeout,
+                s,
+            )
+        })?;
+        convert::append_response_from(resp.into_inner()).map_err(|e| wire_error(&e))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let timeout = self.deadline(&option, self.clients.settings.snapshot_rpc_timeout);
+        let mut req = tonic::Request::new(convert::install_request_to(&rpc));
+        req.set_timeout(timeout);
+        let resp = self.client()?.install_snapshot(req).await.map_err(|s| {
+            rpc_error(
+                self.target,
+                self.clients.self_id,
+                RPCTypes::InstallSnapshot,
+                timeout,
+                s,
+            )
+        })?;
+        let vote = convert::vote_from(resp.into_inner().vote).map_err(|e| wire_error(&e))?;
+        Ok(InstallSnapshotResponse { vote })
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId>>>
+    {
+        let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
+        let mut req = tonic::Request::new(convert::vote_request_to(&rpc));
+        req.set_timeout(timeout);
+        let resp = self.client()?.vote(req).await.map_err(|s| {
+            rpc_error(
+                self.target,
+                self.clients.self_id,
+                RPCTypes::Vote,
+                timeout,
+                s,
+            )
+        })?;
+        convert::vote_response_from(resp.into_inner()).map_err(|e| wire_error(&e))
+    }
+}
+
+/// A forwarded batch failed as a whole (the results of a delivered batch
+/// come back per command).
+pub async fn forward_commands(
+    clients: &PeerClients,
+    leader: NodeId,
+    commands: Vec<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Vec<proto::CommandResult>, String> {
+    let count = commands.len();
+    let mut client = clients.client(leader).map_err(|e| e.to_string())?;
+    let mut req = tonic::Request::new(proto::ForwardCommandsRequest {
+        from: clients.self_id,
+        commands,
+    });
+    req.set_timeout(timeout);
+    let resp = client
+        .forward_commands(req)
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+    let results = resp.into_inner().results;
+    if results.len() != count {
+        return Err(format!(
+            "leader answered {} results for {count} commands",
+            results.len()
+        ));
+    }
+    Ok(results)
+}

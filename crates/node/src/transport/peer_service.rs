@@ -1,0 +1,227 @@
+//! The peer listener's gRPC service. Every call first checks that the
+//! validator named by the caller's client certificate is the sender the
+//! request claims (the vote's node for Raft RPCs, `from` otherwise) and is a
+//! committee member.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use neuroshard_governance::SignedCommand;
+
+use crate::codec;
+use crate::proto;
+use crate::proto::raft_peer_server::RaftPeer;
+use crate::submit::{result_to_wire, Submitter};
+use crate::transport::convert;
+use crate::transport::net::PeerIdentity;
+use crate::types::{NodeId, Raft};
+
+/// Shares queued for the certificate issuer before new ones are refused.
+pub const MAX_PENDING_SHARES: usize = 1024;
+/// Largest serialized BLS signature share accepted.
+pub const MAX_SHARE_BYTES: usize = 512;
+
+/// A signature share received from another validator, for the leader's
+/// certificate issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedShare {
+    pub from: NodeId,
+    pub sequence: u64,
+    pub payload_sha256: [u8; 32],
+    pub share: Vec<u8>,
+}
+
+pub struct PeerService {
+    raft: Raft,
+    submitter: Submitter,
+    members: BTreeSet<NodeId>,
+    shares: mpsc::Sender<ReceivedShare>,
+}
+
+impl PeerService {
+    pub fn new(
+        raft: Raft,
+        submitter: Submitter,
+        members: BTreeSet<NodeId>,
+        shares: mpsc::Sender<ReceivedShare>,
+    ) -> Self {
+        Self {
+            raft,
+            submitter,
+            members,
+            shares,
+        }
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>, claimed: NodeId) -> Result<(), Status> {
+        let identity = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.validator)
+            .ok_or_else(|| {
+                Status::unauthenticated("no validator certificate on this connection")
+            })?;
+        if identity != claimed {
+            return Err(Status::permission_denied(format!(
+                "certificate names validator {identity} but the request is sent as validator {claimed}"
+            )));
+        }
+        if !self.members.contains(&identity) {
+            return Err(Status::permission_denied(format!(
+                "validator {identity} is not a committee member"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// A Raft error travels as JSON in the status details, so the calling
+/// openraft sees the remote error it would see in process.
+fn raft_status<E: Serialize + std::fmt::Display>(
+    e: openraft::error::RaftError<NodeId, E>,
+) -> Status {
+    let details = serde_json::to_vec(&e).unwrap_or_default();
+    Status::with_details(
+        tonic::Code::FailedPrecondition,
+        e.to_string(),
+        details.into(),
+    )
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<proto::AppendEntriesRequest>,
+    ) -> Result<Response<proto::AppendEntriesResponse>, Status> {
+        let claimed = req
+            .get_ref()
+            .vote
+            .as_ref()
+            .map(|v| v.node_id)
+            .ok_or_else(|| invalid("field `vote` is missing"))?;
+        self.authenticate(&req, claimed)?;
+        let rpc = convert::append_request_from(req.into_inner()).map_err(invalid)?;
+        let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
+        Ok(Response::new(convert::append_response_to(&resp)))
+    }
+
+    async fn vote(
+        &self,
+        req: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteResponse>, Status> {
+        let claimed = req
+            .get_ref()
+            .vote
+            .as_ref()
+            .map(|v| v.node_id)
+            .ok_or_else(|| invalid("field `vote` is missing"))?;
+        self.authenticate(&req, claimed)?;
+        let rpc = convert::vote_request_from(req.into_inner()).map_err(invalid)?;
+        let resp = self.raft.vote(rpc).await.map_err(raft_status)?;
+        Ok(Response::new(convert::vote_response_to(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<proto::InstallSnapshotRequest>,
+    ) -> Result<Response<proto::InstallSnapshotResponse>, Status> {
+        let claimed = req
+            .get_ref()
+            .vote
+            .as_ref()
+            .map(|v| v.node_id)
+            .ok_or_else(|| invalid("field `vote` is missing"))?;
+        self.authenticate(&req, claimed)?;
+        let rpc = convert::install_request_from(req.into_inner()).map_err(invalid)?;
+        let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
+        Ok(Response::new(proto::InstallSnapshotResponse {
+            vote: Some(convert::vote_to(&resp.vote)),
+        }))
+    }
+
+    async fn forward_commands(
+        &self,
+        req: Request<proto::ForwardCommandsRequest>,
+    ) -> Result<Response<proto::ForwardCommandsResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let msg = req.into_inner();
+        let limit = self.submitter.settings().max_forward_batch;
+        if msg.commands.len() > limit {
+            return Err(invalid(format!(
+                "{} commands in one batch, the limit is {limit}",
+                msg.commands.len()
+            )));
+        }
+        // Decode all first; answer undecodable ones individually.
+        let mut decoded = Vec::with_capacity(msg.commands.len());
+        for bytes in &msg.commands {
+            decoded.push(codec::decode::<SignedCommand>("forwarded command", bytes));
+        }
+        let valid: Vec<SignedCommand> = decoded
+            .iter()
+            .filter_map(|d| d.as_ref().ok().cloned())
+            .collect();
+        let mut applied = self.submitter.write_local_batch(valid).await.into_iter();
+        let results = decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(_) => applied.next().unwrap_or_else(|| {
+                    Err(crate::error::NodeError::Internal(
+                        "missing batch result".into(),
+                    ))
+                }),
+                Err(e) => Err(crate::error::NodeError::Malformed(e.to_string())),
+            })
+            .map(|r| result_to_wire(&r))
+            .collect();
+        Ok(Response::new(proto::ForwardCommandsResponse { results }))
+    }
+
+    async fn submit_signature_share(
+        &self,
+        req: Request<proto::SignatureShareRequest>,
+    ) -> Result<Response<proto::SignatureShareResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let msg = req.into_inner();
+        let payload_sha256: [u8; 32] = msg.payload_sha256.as_slice().try_into().map_err(|_| {
+            invalid(format!(
+                "payload_sha256 must be 32 bytes, got {}",
+                msg.payload_sha256.len()
+            ))
+        })?;
+        if msg.share.is_empty() || msg.share.len() > MAX_SHARE_BYTES {
+            return Err(invalid(format!(
+                "share is {} bytes, allowed 1..={MAX_SHARE_BYTES}",
+                msg.share.len()
+            )));
+        }
+        let share = ReceivedShare {
+            from: msg.from,
+            sequence: msg.sequence,
+            payload_sha256,
+            share: msg.share,
+        };
+        let (accepted, message) = match self.shares.try_send(share) {
+            Ok(()) => (true, String::new()),
+            Err(mpsc::error::TrySendError::Full(_)) => (
+                false,
+                format!("{MAX_PENDING_SHARES} shares are waiting to be processed; resend later"),
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                (false, "this node does not collect shares".to_owned())
+            }
+        };
+        Ok(Response::new(proto::SignatureShareResponse {
+            accepted,
+            message,
+        }))
+    }
+}
