@@ -1,0 +1,138 @@
+//! `neuroshard-chaos`: checks recorded histories and runs the in-process
+//! model harness.
+//!
+//! Exit status: 0 when every invariant holds, 1 when any is violated, 2
+//! when the history cannot be read or the run cannot start.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use neuroshard_chaos::model::{self, ModelConfig, Sabotage};
+use neuroshard_chaos::{check, History, Report};
+
+#[derive(Parser)]
+#[command(
+    name = "neuroshard-chaos",
+    version,
+    about = "Chaos histories: check invariants, run the model harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Checks every invariant over a recorded history (JSON lines).
+    Check {
+        /// The history file.
+        file: PathBuf,
+    },
+    /// Runs the deterministic in-process model and checks its history.
+    Model {
+        #[arg(long)]
+        seed: u64,
+        /// Also write the history here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run without the log stall and the follower crash.
+        #[arg(long)]
+        no_faults: bool,
+        /// Regular voters (plus a latecomer and an author).
+        #[arg(long, default_value_t = 6)]
+        voters: usize,
+        /// A deliberately broken build, to see the checkers fail.
+        #[arg(long, value_enum, default_value_t = SabotageArg::None, hide = true)]
+        sabotage: SabotageArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SabotageArg {
+    None,
+    AcknowledgeLateVotes,
+    CountLateVotes,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    match run(cli, &mut out) {
+        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("neuroshard-chaos: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Printing stops quietly if stdout is closed (e.g. piped into `head`);
+/// the exit status still tells the verdict.
+fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
+    match cli.command {
+        Cmd::Check { file } => {
+            let history = History::load(&file).map_err(|e| e.to_string())?;
+            let report = check(&history);
+            let _ = writeln!(
+                out,
+                "{}: {} events, harness {}{}",
+                file.display(),
+                history.events.len(),
+                history.header.harness,
+                history
+                    .header
+                    .seed
+                    .map(|s| format!(", seed {s}"))
+                    .unwrap_or_default()
+            );
+            let _ = write!(out, "{}", report.table());
+            Ok(report)
+        }
+        Cmd::Model {
+            seed,
+            out: out_file,
+            no_faults,
+            voters,
+            sabotage,
+        } => {
+            let config = ModelConfig {
+                faults: !no_faults,
+                voters,
+                sabotage: match sabotage {
+                    SabotageArg::None => Sabotage::None,
+                    SabotageArg::AcknowledgeLateVotes => Sabotage::AcknowledgeLateVotes,
+                    SabotageArg::CountLateVotes => Sabotage::CountLateVotes,
+                },
+                ..ModelConfig::new(seed)
+            };
+            let run = model::run(&config).map_err(|e| e.to_string())?;
+            let bytes = run.history.to_jsonl().map_err(|e| e.to_string())?;
+            let digest = sha256_hex(&bytes);
+            if let Some(path) = out_file {
+                let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut w = BufWriter::new(file);
+                w.write_all(&bytes)
+                    .and_then(|()| w.flush())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            let s = run.stats;
+            let _ = writeln!(
+                out,
+                "model seed {seed}: {} entries, {} ops ({} sends, {} unanswered), {} votes acknowledged, {} refused voting_closed, {} certificates, {} faults; history sha256 {digest}",
+                s.entries, s.ops, s.attempts, s.unanswered, s.votes_acknowledged, s.votes_refused_closed, s.certificates, s.faults
+            );
+            let report = check(&run.history);
+            let _ = write!(out, "{}", report.table());
+            Ok(report)
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
