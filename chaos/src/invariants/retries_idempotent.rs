@@ -1,9 +1,17 @@
 //! Retries are idempotent: every answer to an operation — the first send
 //! and each identical retry — states the same outcome (for an `ok`, the
 //! original receipt: same log index, committed time and power), and a retry
-//! re-sends the very same command.
+//! re-sends the very same command. Where replicas report the entries they
+//! applied, a command that reached the log several times ran once: every
+//! later copy is answered from memory with the original receipt, and the
+//! client was told what the replicas did.
 
-use crate::history::{CommandSummary, History, OpResult, OutcomeKind};
+use std::collections::BTreeMap;
+
+use neuroshard_governance::AccountId;
+
+use crate::history::{CommandSummary, EntrySummary, History, OpResult, OutcomeKind};
+use crate::rule::PRE_EXECUTION_RULES;
 
 use super::Checked;
 
@@ -33,6 +41,33 @@ pub enum RetryFault {
         attempt: u32,
         found: String,
     },
+    #[error("replica {replica}: {account} nonce {nonce} ran at log index {first_index} and again at {index}")]
+    AppliedTwice {
+        replica: u32,
+        account: AccountId,
+        nonce: u64,
+        first_index: u64,
+        index: u64,
+    },
+    #[error("replica {replica}: {account} nonce {nonce} was answered {first} at log index {first_index} but {found} at {index}")]
+    ReplicaAnswersDiffer {
+        replica: u32,
+        account: AccountId,
+        nonce: u64,
+        first_index: u64,
+        first: String,
+        index: u64,
+        found: String,
+    },
+    #[error("client {client} op {op} was told {told}, but replica {replica} answered the command {found} at log index {index}")]
+    ClientToldOtherwise {
+        client: u32,
+        op: u64,
+        told: String,
+        replica: u32,
+        index: u64,
+        found: String,
+    },
 }
 
 /// What must be identical across answers. A refused command is refused
@@ -49,8 +84,83 @@ fn answer(r: &OpResult) -> String {
     }
 }
 
+/// A replica's answer to an applied command, comparable with a client's.
+fn entry_answer(e: &EntrySummary) -> String {
+    match e.outcome {
+        OutcomeKind::Ok => format!("ok at log index {:?}, power {:?}", e.receipt_index, e.power),
+        _ => format!("error {:?}", e.rule),
+    }
+}
+
+/// The comparable part of a client's answer ([`entry_answer`]'s form).
+fn client_answer(r: &OpResult) -> String {
+    match r.outcome {
+        OutcomeKind::Ok => format!("ok at log index {:?}, power {:?}", r.log_index, r.power),
+        _ => format!("error {:?}", r.rule),
+    }
+}
+
+/// Applications of one signed command on one replica: (index, summary).
+type Applications<'a> = BTreeMap<(u32, AccountId, u64), Vec<(u64, &'a EntrySummary)>>;
+
 pub fn check(h: &History) -> Checked<RetryFault> {
     let mut out = Checked::default();
+    // A refusal decided before the command ran (e.g. a different command
+    // reusing the nonce) is not an answer to this command.
+    let mut applied: Applications<'_> = BTreeMap::new();
+    for a in h.applied() {
+        let Some(e) = &a.entry else { continue };
+        let Some(c) = &e.command else { continue };
+        if e.rule
+            .as_deref()
+            .is_some_and(|r| PRE_EXECUTION_RULES.contains(&r))
+        {
+            continue;
+        }
+        applied
+            .entry((a.replica, c.account, c.nonce))
+            .or_default()
+            .push((a.index, e));
+    }
+    for ((replica, account, nonce), runs) in &applied {
+        let mut runs = runs.clone();
+        runs.sort_by_key(|(index, _)| *index);
+        runs.dedup_by_key(|(index, _)| *index);
+        let Some(((first_index, first), rest)) = runs.split_first() else {
+            continue;
+        };
+        if !rest.is_empty() {
+            out.checked += 1;
+        }
+        let expected = entry_answer(first);
+        let ran_at = |(index, e): &(u64, &EntrySummary)| {
+            e.outcome == OutcomeKind::Ok && e.receipt_index == Some(*index)
+        };
+        let mut ran = runs.iter().filter(|r| ran_at(r)).map(|(index, _)| *index);
+        if let (Some(first_run), Some(again)) = (ran.next(), ran.next()) {
+            out.violations.push(RetryFault::AppliedTwice {
+                replica: *replica,
+                account: *account,
+                nonce: *nonce,
+                first_index: first_run,
+                index: again,
+            });
+        }
+        for (index, e) in rest {
+            let found = entry_answer(e);
+            if found != expected {
+                out.violations.push(RetryFault::ReplicaAnswersDiffer {
+                    replica: *replica,
+                    account: *account,
+                    nonce: *nonce,
+                    first_index: *first_index,
+                    first: expected.clone(),
+                    index: *index,
+                    found,
+                });
+            }
+        }
+    }
     for op in h.ops().values() {
         let Some(first) = op.command() else {
             out.violations.push(RetryFault::ResultWithoutInvoke {
@@ -83,6 +193,30 @@ pub fn check(h: &History) -> Checked<RetryFault> {
             out.checked += 1;
         }
         let expected = answer(reference);
+        if let Some(c) = op.command() {
+            let told = client_answer(reference);
+            let replicas = applied
+                .range((0, c.account, c.nonce)..=(u32::MAX, c.account, c.nonce))
+                .filter(|((_, account, nonce), _)| *account == c.account && *nonce == c.nonce);
+            for ((replica, _, _), runs) in replicas {
+                for (index, e) in runs {
+                    if e.command.as_ref() != Some(c) {
+                        continue;
+                    }
+                    let found = entry_answer(e);
+                    if found != told {
+                        out.violations.push(RetryFault::ClientToldOtherwise {
+                            client: op.client,
+                            op: op.op,
+                            told: told.clone(),
+                            replica: *replica,
+                            index: *index,
+                            found,
+                        });
+                    }
+                }
+            }
+        }
         for r in rest {
             let found = answer(r);
             if found != expected {
@@ -149,6 +283,96 @@ mod tests {
             &check(&h).violations[..],
             [RetryFault::ChangedCommand { attempt: 1, .. }]
         ));
+    }
+
+    fn applied_vote(replica: u32, index: u64, receipt_index: u64) -> Event {
+        use crate::history::{Applied, EntryKind, StateHash};
+        let command = match vote_invoke(0, 1, 1, 1, Yes) {
+            Event::Invoke(i) => i.command,
+            _ => unreachable!("vote_invoke builds an invoke"),
+        };
+        Event::Applied(Applied {
+            time_ms: 0,
+            replica,
+            index,
+            state_hash: StateHash([0; 32]),
+            entry: Some(EntrySummary {
+                kind: EntryKind::Command,
+                command: Some(command),
+                now_ms: None,
+                sequence: None,
+                outcome: OutcomeKind::Ok,
+                receipt_index: Some(receipt_index),
+                power: Some(100),
+                rule: None,
+                transitions: Vec::new(),
+            }),
+        })
+    }
+
+    #[test]
+    fn flags_a_command_that_ran_twice_on_a_replica() {
+        let h = History {
+            header: header(),
+            events: vec![applied_vote(0, 5, 5), applied_vote(0, 9, 9)],
+        };
+        let v = check(&h).violations;
+        assert!(v.iter().any(|v| matches!(
+            v,
+            RetryFault::AppliedTwice {
+                first_index: 5,
+                index: 9,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn flags_a_client_told_another_receipt_than_the_replicas_gave() {
+        let h = History {
+            header: header(),
+            events: vec![
+                vote_invoke(0, 1, 1, 1, Yes),
+                applied_vote(0, 5, 5),
+                applied_vote(0, 9, 5),
+                vote_ok(0, 1, 9, 100),
+            ],
+        };
+        let c = check(&h);
+        assert_eq!(c.checked, 1);
+        assert!(
+            matches!(
+                &c.violations[..],
+                [
+                    RetryFault::ClientToldOtherwise { index: 5, .. },
+                    RetryFault::ClientToldOtherwise { index: 9, .. }
+                ]
+            ),
+            "{:?}",
+            c.violations
+        );
+    }
+
+    #[test]
+    fn a_retry_answered_from_memory_passes() {
+        let h = History {
+            header: header(),
+            events: vec![
+                vote_invoke(0, 1, 1, 1, Yes),
+                vote_unknown_at(0),
+                retry(vote_invoke(0, 1, 1, 1, Yes), 1),
+                applied_vote(0, 5, 5),
+                applied_vote(0, 9, 5),
+                retry(vote_ok(0, 1, 5, 100), 1),
+            ],
+        };
+        let c = check(&h);
+        assert_eq!(c.violations, vec![]);
+        assert_eq!(c.checked, 2);
+    }
+
+    fn vote_unknown_at(attempt: u32) -> Event {
+        retry(crate::testing::vote_unknown(0, 1), attempt)
     }
 
     #[test]
