@@ -7,6 +7,7 @@ use neuroshard_chaos::invariants::{
     acknowledged_votes_counted, certificate_chain, certified_tally, late_votes_refused, liveness,
     replicas_agree,
 };
+use neuroshard_chaos::lookup::Observer;
 use neuroshard_chaos::model::{self, ModelConfig, ModelRun, Sabotage};
 use neuroshard_chaos::{check, History, Violation};
 
@@ -26,8 +27,10 @@ fn sample_seeds_keep_every_invariant_and_exercise_each_checker() {
     let mut late_refusals = 0;
     let mut unanswered = 0;
     let mut chains_checked = 0;
+    let mut retried_across_close = 0;
     for seed in SAMPLE_SEEDS {
         let r = run(&ModelConfig::new(seed));
+        retried_across_close += retries_across_the_close(&r.history);
         let report = check(&r.history);
         assert!(report.is_clean(), "seed {seed}:\n{}", report.table());
         for name in [
@@ -55,6 +58,26 @@ fn sample_seeds_keep_every_invariant_and_exercise_each_checker() {
         "no command went unanswered, so nothing was retried"
     );
     assert_eq!(chains_checked as u64, certificates);
+    assert!(
+        retried_across_close > 0,
+        "no vote counted before a close was retried after it"
+    );
+}
+
+/// Votes counted before their NEP's closing tick whose identical retry
+/// reached the log after it (and got the original receipt): the case the
+/// deadline makes hard.
+fn retries_across_the_close(h: &History) -> usize {
+    h.vote_applications()
+        .iter()
+        .filter(|a| matches!(a.seen_by, Observer::Replica(0)))
+        .filter(|a| {
+            let Some(closing) = h.closing_index(a.nep) else {
+                return false;
+            };
+            a.index > closing && a.receipt_index.is_some_and(|r| r < closing)
+        })
+        .count()
 }
 
 #[test]
