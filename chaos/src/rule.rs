@@ -21,42 +21,9 @@ pub const PRE_EXECUTION_RULES: &[&str] = &[
     "log_index_not_increasing",
 ];
 
-/// The stable name of the rule `e` enforces.
+/// The stable name of the rule `e` enforces (defined by the governance crate).
 pub fn rule_name(e: &GovError) -> &'static str {
-    // An exhaustive match: a new error variant must be named here.
-    match e {
-        GovError::BadSignature { .. } => "bad_signature",
-        GovError::UnknownAccount { .. } => "unknown_account",
-        GovError::NonceReplay { .. } => "nonce_replay",
-        GovError::NonceOutOfOrder { .. } => "nonce_out_of_order",
-        GovError::LogIndexNotIncreasing { .. } => "log_index_not_increasing",
-        GovError::ZeroAmount => "zero_amount",
-        GovError::SelfTransfer { .. } => "self_transfer",
-        GovError::InsufficientBalance { .. } => "insufficient_balance",
-        GovError::InsufficientStake { .. } => "insufficient_stake",
-        GovError::StakeLocked { .. } => "stake_locked",
-        GovError::InvalidAccountKey { .. } => "invalid_account_key",
-        GovError::AmountOverflow { .. } => "amount_overflow",
-        GovError::UnknownNep { .. } => "unknown_nep",
-        GovError::NotAuthor { .. } => "not_author",
-        GovError::WrongStage { .. } => "wrong_stage",
-        GovError::InvalidContent(_) => "invalid_content",
-        GovError::EmergencyNotDraftable => "emergency_not_draftable",
-        GovError::NotEmergency { .. } => "not_emergency",
-        GovError::TooManyOpenDrafts { .. } => "too_many_open_drafts",
-        GovError::TooManyOpenProposals { .. } => "too_many_open_proposals",
-        GovError::TooManyPendingEmergencies { .. } => "too_many_pending_emergencies",
-        GovError::VotingClosed { .. } => VOTING_CLOSED,
-        GovError::VotingNotOpen { .. } => "voting_not_open",
-        GovError::NoVotingPower { .. } => "no_voting_power",
-        GovError::NotValidator { .. } => "not_validator",
-        GovError::AlreadyApproved { .. } => "already_approved",
-        GovError::EmergencyWindowClosed { .. } => "emergency_window_closed",
-        GovError::UnknownCertificate { .. } => "unknown_certificate",
-        GovError::CertificateAlreadyIssued { .. } => "certificate_already_issued",
-        GovError::CertificatePayloadMismatch { .. } => "certificate_payload_mismatch",
-        GovError::CertificateInvalid { .. } => "certificate_invalid",
-    }
+    e.rule()
 }
 
 #[cfg(test)]

@@ -128,3 +128,80 @@ pub enum GovError {
     #[error("certificate {sequence} does not verify against the committee: {reason}")]
     CertificateInvalid { sequence: u64, reason: String },
 }
+
+impl GovError {
+    /// The stable name of the rule this refusal enforces: the variant in snake
+    /// case (`VotingClosed` → `voting_closed`). The public API puts it in
+    /// `CommandError.rule`, and chaos histories record it, so clients and
+    /// checkers never parse messages.
+    pub fn rule(&self) -> &'static str {
+        // An exhaustive match: a new variant must be named here.
+        match self {
+            Self::BadSignature { .. } => "bad_signature",
+            Self::UnknownAccount { .. } => "unknown_account",
+            Self::NonceReplay { .. } => "nonce_replay",
+            Self::NonceOutOfOrder { .. } => "nonce_out_of_order",
+            Self::LogIndexNotIncreasing { .. } => "log_index_not_increasing",
+            Self::ZeroAmount => "zero_amount",
+            Self::SelfTransfer { .. } => "self_transfer",
+            Self::InsufficientBalance { .. } => "insufficient_balance",
+            Self::InsufficientStake { .. } => "insufficient_stake",
+            Self::StakeLocked { .. } => "stake_locked",
+            Self::InvalidAccountKey { .. } => "invalid_account_key",
+            Self::AmountOverflow { .. } => "amount_overflow",
+            Self::UnknownNep { .. } => "unknown_nep",
+            Self::NotAuthor { .. } => "not_author",
+            Self::WrongStage { .. } => "wrong_stage",
+            Self::InvalidContent(_) => "invalid_content",
+            Self::EmergencyNotDraftable => "emergency_not_draftable",
+            Self::NotEmergency { .. } => "not_emergency",
+            Self::TooManyOpenDrafts { .. } => "too_many_open_drafts",
+            Self::TooManyOpenProposals { .. } => "too_many_open_proposals",
+            Self::TooManyPendingEmergencies { .. } => "too_many_pending_emergencies",
+            Self::VotingClosed { .. } => "voting_closed",
+            Self::VotingNotOpen { .. } => "voting_not_open",
+            Self::NoVotingPower { .. } => "no_voting_power",
+            Self::NotValidator { .. } => "not_validator",
+            Self::AlreadyApproved { .. } => "already_approved",
+            Self::EmergencyWindowClosed { .. } => "emergency_window_closed",
+            Self::UnknownCertificate { .. } => "unknown_certificate",
+            Self::CertificateAlreadyIssued { .. } => "certificate_already_issued",
+            Self::CertificatePayloadMismatch { .. } => "certificate_payload_mismatch",
+            Self::CertificateInvalid { .. } => "certificate_invalid",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_names_are_the_snake_case_serde_variant() {
+        let closed = GovError::VotingClosed {
+            nep: NepId(1),
+            deadline_ms: Timestamp(5),
+            committed_ms: Timestamp(6),
+        };
+        assert_eq!(closed.rule(), "voting_closed");
+        let json = serde_json::to_value(&closed).expect("error encodes");
+        let variant = json
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .expect("externally tagged");
+        let snake: String = variant
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let lower = c.to_ascii_lowercase();
+                if c.is_ascii_uppercase() && i > 0 {
+                    vec!['_', lower]
+                } else {
+                    vec![lower]
+                }
+            })
+            .collect();
+        assert_eq!(snake, closed.rule());
+        assert_eq!(GovError::ZeroAmount.rule(), "zero_amount");
+    }
+}

@@ -52,6 +52,8 @@ pub struct TallyView {
     /// What the tally would decide now (for an open vote) or decided.
     pub verdict: Verdict,
     pub closed: bool,
+    /// Log index of the tick that closed the vote, once closed.
+    pub closed_index: Option<u64>,
     pub ballots_root: [u8; 32],
 }
 
@@ -159,6 +161,7 @@ impl GovernanceState {
                 .closed
                 .unwrap_or_else(|| v.tally.verdict(v.quorum_bps, v.approval_bps)),
             closed: v.closed.is_some(),
+            closed_index: v.closed_index,
             ballots_root: v.ballots_root(),
         })
     }

@@ -89,6 +89,9 @@ pub struct VoteBox {
     pub ballots: BTreeMap<AccountId, Ballot>,
     /// Set when the vote is closed.
     pub closed: Option<Verdict>,
+    /// Log index of the tick that closed the vote: a vote counts iff its
+    /// entry comes before this index.
+    pub closed_index: Option<u64>,
 }
 
 impl VoteBox {
@@ -112,6 +115,7 @@ impl VoteBox {
             },
             ballots: BTreeMap::new(),
             closed: None,
+            closed_index: None,
         }
     }
 
@@ -133,9 +137,10 @@ impl VoteBox {
     }
 
     /// Closes the vote with the verdict of its own thresholds.
-    pub(crate) fn close(&mut self) -> Verdict {
+    pub(crate) fn close(&mut self, log_index: u64) -> Verdict {
         let verdict = self.tally.verdict(self.quorum_bps, self.approval_bps);
         self.closed = Some(verdict);
+        self.closed_index = Some(log_index);
         verdict
     }
 

@@ -86,13 +86,13 @@ impl GovernanceState {
     }
 
     /// Closes the open vote of `nep` and returns (verdict approved?, deadline).
-    fn close_vote(&mut self, nep: NepId) -> (bool, bool, Timestamp) {
+    fn close_vote(&mut self, log_index: u64, nep: NepId) -> (bool, bool, Timestamp) {
         let vote = self
             .proposal_mut(nep)
             .vote
             .as_mut()
             .expect("a NEP in VOTING or ratification has a vote");
-        let verdict = vote.close();
+        let verdict = vote.close(log_index);
         let (snapshot, deadline) = (vote.snapshot_index, vote.deadline_ms);
         self.remove_open_snapshot(snapshot);
         (verdict.quorum, verdict.approved, deadline)
@@ -138,7 +138,7 @@ impl GovernanceState {
 
     fn decide_vote(&mut self, log_index: u64, nep: NepId, out: &mut Vec<Transition>) {
         self.timed.remove(&nep);
-        let (quorum, approved, deadline) = self.close_vote(nep);
+        let (quorum, approved, deadline) = self.close_vote(log_index, nep);
         if !quorum {
             return self.reject(nep, RejectReason::NoQuorum, out);
         }
@@ -248,7 +248,7 @@ impl GovernanceState {
 
     fn decide_ratification(&mut self, log_index: u64, nep: NepId, out: &mut Vec<Transition>) {
         self.timed.remove(&nep);
-        let (_, approved, _) = self.close_vote(nep);
+        let (_, approved, _) = self.close_vote(log_index, nep);
         if approved {
             return self.set_stage(nep, Stage::Ratified, None, out);
         }
