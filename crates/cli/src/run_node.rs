@@ -1,5 +1,5 @@
 //! `neuroshard node`: runs one validator until SIGTERM or Ctrl-C, then shuts
-//! down gracefully (listeners, ticker, Raft, final sync of the store).
+//! down gracefully; exits non-zero if Raft stops on a fatal error (listeners, ticker, Raft, final sync of the store).
 
 use std::path::Path;
 
@@ -9,10 +9,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = NodeConfig::load(config_path)?;
     let node = Node::start(&config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
-    }
+    let fatal = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); None }
+        e = node.fatal() => { tracing::error!(error = %e, "raft stopped: exiting"); Some(e) }
+    };
     node.shutdown().await;
-    Ok(())
+    match fatal {
+        None => Ok(()),
+        Some(e) => Err(anyhow::anyhow!("raft stopped with a fatal error: {e}")),
+    }
 }

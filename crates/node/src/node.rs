@@ -411,6 +411,21 @@ impl Node {
         self.durable.as_ref().map(|d| d.sync_count())
     }
 
+    /// Resolves when the Raft core stopped with a fatal error (a storage
+    /// failure, a panic): the process should exit so its supervisor
+    /// restarts it from disk.
+    pub async fn fatal(&self) -> String {
+        let mut metrics = self.core.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft core stopped".to_owned();
+            }
+        }
+    }
+
     /// Orders `command` through the leader and returns its log index and
     /// governance outcome once applied.
     pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {

@@ -47,12 +47,13 @@ pub fn vote_from(v: Option<proto::Vote>) -> Result<Vote, WireError> {
 pub fn log_id_to(id: &LogId) -> proto::LogId {
     proto::LogId {
         term: id.leader_id.term,
+        node_id: id.leader_id.node_id,
         index: id.index,
     }
 }
 
 pub fn log_id_from(id: proto::LogId) -> LogId {
-    LogId::new(CommittedLeaderId::new(id.term, 0), id.index)
+    LogId::new(CommittedLeaderId::new(id.term, id.node_id), id.index)
 }
 
 pub fn opt_log_id_to(id: &Option<LogId>) -> Option<proto::LogId> {
@@ -300,13 +301,13 @@ mod tests {
                 payload: EntryPayload::Membership(m),
             },
             RaftEntry {
-                log_id: LogId::new(CommittedLeaderId::new(2, 0), 3),
+                log_id: LogId::new(CommittedLeaderId::new(2, 1), 3),
                 payload: EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms: 42 }),
             },
         ];
         let req = openraft::raft::AppendEntriesRequest::<TypeConfig> {
             vote,
-            prev_log_id: Some(LogId::new(CommittedLeaderId::new(1, 0), 0)),
+            prev_log_id: Some(LogId::new(CommittedLeaderId::new(1, 3), 0)),
             entries,
             leader_commit: None,
         };
@@ -327,7 +328,11 @@ mod tests {
         let err = membership_from(Some(bad)).expect_err("voter not a node");
         assert!(err.to_string().contains("membership.nodes"), "{err}");
         let err = entry_from(proto::LogEntry {
-            log_id: Some(proto::LogId { term: 1, index: 1 }),
+            log_id: Some(proto::LogId {
+                term: 1,
+                node_id: 0,
+                index: 1,
+            }),
             payload: Some(proto::log_entry::Payload::Normal(vec![0xff, 0xff, 0xff])),
         })
         .expect_err("garbage payload");

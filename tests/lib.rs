@@ -1,0 +1,58 @@
+//! Shared helpers of the end-to-end tests: finding the `neuroshard` binary
+//! and free loopback ports.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `neuroshard` binary of this build (built on demand when a test runs
+/// without it, e.g. `cargo test -p neuroshard-tests`).
+pub fn neuroshard_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/neuroshard
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
+    let binary = profile_dir.join("neuroshard");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "neuroshard-cli",
+        "--bin",
+        "neuroshard",
+    ]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .expect("running cargo build for the neuroshard binary");
+    assert!(
+        status.success(),
+        "cargo build of the neuroshard binary failed"
+    );
+    assert!(binary.exists(), "{} missing after build", binary.display());
+    binary
+}
+
+/// A base port such that `count` consecutive ports are free right now.
+pub fn free_base_port(count: u16) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+    let mut candidate = 20_000 + (seed.wrapping_mul(2_654_435_761) % 30_000) as u16;
+    for _ in 0..200 {
+        let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", candidate + i)).is_ok());
+        if all_free {
+            return candidate;
+        }
+        candidate = 20_000 + (candidate - 20_000 + 97 * count) % 30_000;
+    }
+    panic!("no {count} consecutive free ports found");
+}

@@ -1,0 +1,130 @@
+//! The peer listener admits only validators of its own committee: a client
+//! without a certificate, or with a certificate from another committee's
+//! CA, fails; a committee certificate used to speak for another validator
+//! is refused; the same call with the right certificate goes through.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+
+use neuroshard_cli::cluster::LocalCluster;
+use neuroshard_cli::keygen::{self, Ceremony, KeygenOptions};
+use neuroshard_node::proto;
+use neuroshard_node::proto::raft_peer_client::RaftPeerClient;
+use neuroshard_node::transport::net::{tls_connector, TcpNetwork};
+use neuroshard_node::transport::tls::{server_name_for, validator_dns_name, TlsMaterial};
+use neuroshard_tests::{free_base_port, neuroshard_binary};
+
+fn material(c: &Ceremony, validator: usize, trust: &Ceremony) -> TlsMaterial {
+    let v = c.dir.join(format!("validator-{validator}"));
+    TlsMaterial::load(
+        &trust.dir.join("ca.pem"),
+        &v.join("tls.pem"),
+        &v.join("tls.key"),
+    )
+    .expect("tls material")
+}
+
+async fn vote(
+    peer_addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    as_node: u64,
+) -> Result<proto::VoteResponse, tonic::Status> {
+    let connector = tls_connector(
+        Arc::new(TcpNetwork),
+        peer_addr.to_owned(),
+        server_name_for(&validator_dns_name(0)).expect("name"),
+        config,
+    );
+    let channel = match Endpoint::from_shared(format!("http://{peer_addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(3))
+        .connect_with_connector(connector)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Err(tonic::Status::unavailable(format!("connect: {e:?}"))),
+    };
+    RaftPeerClient::new(channel)
+        .vote(proto::VoteRequest {
+            vote: Some(proto::Vote {
+                term: 0,
+                node_id: as_node,
+                committed: false,
+            }),
+            last_log_id: None,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_listener_requires_a_committee_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = KeygenOptions::new(4, dir.path().join("ours"));
+    opts.base_port = free_base_port(8);
+    let ours = keygen::run(&opts).expect("keygen ours");
+    let theirs =
+        keygen::run(&KeygenOptions::new(4, dir.path().join("theirs"))).expect("keygen theirs");
+    let peer_addr = format!("127.0.0.1:{}", opts.base_port);
+    let cluster = LocalCluster::start(&neuroshard_binary(), ours.clone()).expect("start");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("leader");
+
+    // Control: validator 1 of this committee, speaking as itself.
+    let good = material(&ours, 1, &ours)
+        .peer_client_config()
+        .expect("config");
+    let resp = vote(&peer_addr, good.clone(), 1).await;
+    assert!(resp.is_ok(), "a committee validator is admitted: {resp:?}");
+
+    // Its certificate cannot speak for validator 2.
+    let err = vote(&peer_addr, good, 2).await.expect_err("impersonation");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+
+    // No client certificate at all: the handshake fails.
+    let ca = material(&ours, 1, &ours).ca;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ca {
+        roots.add(c).expect("root");
+    }
+    let mut anonymous = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    anonymous.alpn_protocols = vec![b"h2".to_vec()];
+    let err = vote(&peer_addr, Arc::new(anonymous), 1)
+        .await
+        .expect_err("no client certificate");
+    assert_ne!(
+        err.code(),
+        tonic::Code::PermissionDenied,
+        "refused at the handshake, not by the service: {err:?}"
+    );
+
+    // A certificate from another committee's CA (trusting our CA, so only
+    // the client side is wrong): the handshake fails.
+    let foreign = material(&theirs, 1, &ours)
+        .peer_client_config()
+        .expect("config");
+    let err = vote(&peer_addr, foreign, 1).await.expect_err("foreign CA");
+    assert_ne!(
+        err.code(),
+        tonic::Code::PermissionDenied,
+        "refused at the handshake, not by the service: {err:?}"
+    );
+
+    let log =
+        std::fs::read_to_string(ours.node_configs[0].with_file_name("node.log")).expect("node log");
+    assert!(
+        log.contains("TLS handshake refused"),
+        "the peer listener logs refused handshakes"
+    );
+}
