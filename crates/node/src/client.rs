@@ -44,6 +44,43 @@ pub struct ApiClient {
     inner: ReplicaAdminClient<Channel>,
 }
 
+/// A channel to a validator's API listener: `endpoint` is
+/// `https://host:port`; the server certificate must be issued by the CA in
+/// `ca_pem` and name `host`. Every call is bounded by `timeout` (for a
+/// server stream: until its response headers arrive).
+pub async fn connect_channel(
+    endpoint: &str,
+    ca_pem: &std::path::Path,
+    timeout: Duration,
+) -> Result<Channel, ClientError> {
+    let bad = |message: String| ClientError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        message,
+    };
+    let rest = endpoint
+        .strip_prefix("https://")
+        .ok_or_else(|| bad("must start with https://".into()))?;
+    let authority = rest.trim_end_matches('/');
+    let host = match authority.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => return Err(bad("must name a port".into())),
+    };
+    let config: Arc<rustls::ClientConfig> = api_client_config(ca_pem)?;
+    let connector = tls_connector(
+        Arc::new(TcpNetwork),
+        authority.to_owned(),
+        server_name_for(host)?,
+        config,
+    );
+    Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| bad(format!("cannot connect: {e}")))
+}
+
 impl ApiClient {
     /// `endpoint` is `https://host:port`; the server certificate must be
     /// issued by the CA in `ca_pem` and name `host`.
@@ -52,32 +89,7 @@ impl ApiClient {
         ca_pem: &std::path::Path,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let bad = |message: String| ClientError::Endpoint {
-            endpoint: endpoint.to_owned(),
-            message,
-        };
-        let rest = endpoint
-            .strip_prefix("https://")
-            .ok_or_else(|| bad("must start with https://".into()))?;
-        let authority = rest.trim_end_matches('/');
-        let host = match authority.rsplit_once(':') {
-            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
-            None => return Err(bad("must name a port".into())),
-        };
-        let config: Arc<rustls::ClientConfig> = api_client_config(ca_pem)?;
-        let connector = tls_connector(
-            Arc::new(TcpNetwork),
-            authority.to_owned(),
-            server_name_for(host)?,
-            config,
-        );
-        let channel = Endpoint::from_shared(format!("http://{authority}"))
-            .map_err(|e| bad(e.to_string()))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_with_connector(connector)
-            .await
-            .map_err(|e| bad(format!("cannot connect: {e}")))?;
+        let channel = connect_channel(endpoint, ca_pem, timeout).await?;
         Ok(Self {
             inner: ReplicaAdminClient::new(channel)
                 .max_decoding_message_size(MAX_API_MESSAGE_BYTES)

@@ -10,14 +10,18 @@
 // `RaftError`, ~200 bytes); helpers that produce them return them as is.
 #![allow(clippy::result_large_err)]
 
+pub mod api_proto;
 pub mod client;
 pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod governance_client;
+pub mod issuance;
 pub mod keys;
 pub mod node;
 pub mod proto;
+pub mod reads;
 pub mod status;
 pub mod store;
 pub mod submit;
@@ -28,6 +32,7 @@ pub mod types;
 pub use client::{ApiClient, ClientError};
 pub use config::NodeConfig;
 pub use error::NodeError;
+pub use governance_client::{ApiError, GovernanceClient};
 pub use node::{Environment, Node, NodeCore};
 pub use status::NodeStatus;
 pub use submit::Submitted;

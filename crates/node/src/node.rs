@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use neuroshard_certificate::SecretKeyShare;
 use neuroshard_governance::{Genesis, GovernanceState, SignedCommand};
 
 use crate::clock::{Clock, SystemClock};
@@ -24,6 +25,7 @@ use crate::store::{open_sled, DurableDb, SharedMachine};
 use crate::submit::{Submitted, Submitter};
 use crate::ticker::run_ticker;
 use crate::transport::api_service::AdminService;
+use crate::transport::governance_service::PublicApi;
 use crate::transport::net::{tls_incoming, Network, TcpNetwork};
 use crate::transport::peer_client::{PeerClientSettings, PeerClients};
 use crate::transport::peer_service::{PeerService, ReceivedShare, MAX_PENDING_SHARES};
@@ -60,6 +62,10 @@ pub struct NodeCore {
     pub machine: SharedMachine,
     pub submitter: Submitter,
     pub members: BTreeSet<NodeId>,
+    /// Clients of the other validators' peer listeners (shares, read index).
+    pub peers: PeerClients,
+    /// Certificate issuance timings this validator observed.
+    pub issuance: crate::issuance::IssuanceLog,
 }
 
 impl NodeCore {
@@ -196,6 +202,7 @@ impl Node {
         )
         .await?;
         node.durable = Some(durable);
+        node.start_issuance(keys.bls_share.clone(), Environment::real(config).clock);
         node.keys = Some(keys);
         Ok(node)
     }
@@ -265,8 +272,12 @@ impl Node {
             }
         }
         let election_timeout = Duration::from_millis(config.raft.election_timeout_max_ms);
-        let submitter =
-            Submitter::new(raft.clone(), peers, config.client.clone(), election_timeout);
+        let submitter = Submitter::new(
+            raft.clone(),
+            peers.clone(),
+            config.client.clone(),
+            election_timeout,
+        );
         let core = Arc::new(NodeCore {
             id: config.node_id,
             chain_id: genesis.chain_id.clone(),
@@ -274,6 +285,8 @@ impl Node {
             machine,
             submitter: submitter.clone(),
             members: members.clone(),
+            peers,
+            issuance: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -332,6 +345,12 @@ impl Node {
         let admin = ReplicaAdminServer::new(AdminService::new(core.clone()))
             .max_decoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES);
+        let public = PublicApi::new(core.clone(), genesis, shutdown_rx.clone()).await?;
+        let api_router = public.add_to(
+            tonic::transport::Server::builder()
+                .timeout(server_timeout)
+                .add_service(admin),
+        )?;
         let incoming = tls_incoming(
             api_listener,
             TlsAcceptor::from(tls.api_server_config()?),
@@ -339,9 +358,7 @@ impl Node {
         );
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .timeout(server_timeout)
-                .add_service(admin)
+            let result = api_router
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
                 })
@@ -398,6 +415,20 @@ impl Node {
     /// The validator's verified keys (when started from files).
     pub fn keys(&self) -> Option<&ValidatorKeys> {
         self.keys.as_ref()
+    }
+
+    /// Starts certificate issuance (`crate::issuance`) with this
+    /// validator's BLS key share: sign what this replica decided, and
+    /// combine shares while leading. Takes the share inbox.
+    pub fn start_issuance(&mut self, bls_share: SecretKeyShare, clock: Arc<dyn Clock>) {
+        let inbox = self.shares.take();
+        self.tasks.push(crate::issuance::spawn(
+            self.core.clone(),
+            bls_share,
+            clock,
+            inbox,
+            self.shutdown_tx.subscribe(),
+        ));
     }
 
     /// Signature shares other validators sent to this node, for the

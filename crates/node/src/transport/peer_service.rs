@@ -185,6 +185,15 @@ impl RaftPeer for PeerService {
         Ok(Response::new(proto::ForwardCommandsResponse { results }))
     }
 
+    async fn read_index(
+        &self,
+        req: Request<proto::ReadIndexRequest>,
+    ) -> Result<Response<proto::ReadIndexResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let index = crate::reads::leader_read_index(&self.raft).await?;
+        Ok(Response::new(proto::ReadIndexResponse { index }))
+    }
+
     async fn submit_signature_share(
         &self,
         req: Request<proto::SignatureShareRequest>,

@@ -1,0 +1,544 @@
+//! The public governance API (`neuroshard.governance.v1.Governance`,
+//! proto/governance.proto) with gRPC health and reflection, served on the
+//! API listener beside `ReplicaAdmin`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tonic::transport::server::Router;
+use tonic::{Request, Response, Status};
+
+use neuroshard_governance::{
+    AccountId, Effect, Genesis, GovernanceState, NepId, ProposalFilter, SignedCommand,
+};
+
+use crate::api_proto as api;
+use crate::api_proto::governance_server::{Governance, GovernanceServer};
+use crate::codec;
+use crate::error::NodeError;
+use crate::node::NodeCore;
+use crate::reads::read_barrier;
+use crate::transport::api_convert as convert;
+use crate::transport::api_errors::{self as errors, invalid_argument};
+use crate::transport::api_service::MAX_API_MESSAGE_BYTES;
+
+/// Longest a read waits to become linearizable.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Certificate streams open at once on one validator.
+pub const MAX_CERTIFICATE_STREAMS: usize = 256;
+/// Certificates buffered per stream before the sender waits for the client.
+pub const STREAM_BUFFER: usize = 16;
+
+/// What genesis set, for light nodes (`GetCommittee`).
+#[derive(Clone)]
+struct GenesisView {
+    parameters: Vec<api::Parameter>,
+    version: neuroshard_certificate::proto::ProtocolVersion,
+    block_interval_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct GovernanceService {
+    core: Arc<NodeCore>,
+    genesis: Arc<GenesisView>,
+    streams: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The services of the public API, ready to be added to the API listener.
+pub struct PublicApi {
+    governance: GovernanceServer<GovernanceService>,
+    health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+}
+
+impl PublicApi {
+    pub async fn new(
+        core: Arc<NodeCore>,
+        genesis: &Genesis,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, NodeError> {
+        let parameters = genesis.parameter_set().map_err(|e| NodeError::Genesis {
+            path: "genesis".into(),
+            message: e.to_string(),
+        })?;
+        let view = GenesisView {
+            parameters: parameters
+                .iter()
+                .map(|(key, value)| api::Parameter {
+                    key: key.to_owned(),
+                    value: Some(convert::value_to_proto(value)),
+                })
+                .collect(),
+            version: convert::version_to_proto(genesis.protocol_version),
+            block_interval_ms: genesis.block_interval_ms,
+        };
+        let service = GovernanceService {
+            core,
+            genesis: Arc::new(view),
+            streams: Arc::new(Semaphore::new(MAX_CERTIFICATE_STREAMS)),
+            shutdown,
+        };
+        let reporter = tonic_health::server::HealthReporter::new();
+        reporter
+            .set_serving::<GovernanceServer<GovernanceService>>()
+            .await;
+        Ok(Self {
+            governance: GovernanceServer::new(service)
+                .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
+            health: tonic_health::pb::health_server::HealthServer::new(
+                tonic_health::server::HealthService::from_health_reporter(reporter),
+            ),
+        })
+    }
+
+    /// Adds the governance service, health and reflection (v1 and v1alpha,
+    /// for older grpcurl) to the API listener's router.
+    pub fn add_to<L>(self, router: Router<L>) -> Result<Router<L>, NodeError> {
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_err = |e: tonic_reflection::server::Error| {
+            NodeError::Internal(format!("reflection descriptors: {e}"))
+        };
+        let v1 = reflection().build_v1().map_err(reflection_err)?;
+        let v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+        Ok(router
+            .add_service(self.governance)
+            .add_service(self.health)
+            .add_service(v1)
+            .add_service(v1alpha))
+    }
+}
+
+fn parse_account(field: &str, hex: &str) -> Result<AccountId, Status> {
+    AccountId::from_hex(hex.trim())
+        .map_err(|e| invalid_argument(field, format!("{hex:?} is not 64 hex digits: {e}")))
+}
+
+fn parse_nep(field: &str, n: u64) -> Result<NepId, Status> {
+    if n == 0 {
+        return Err(invalid_argument(field, "NEP ids start at 1"));
+    }
+    Ok(NepId(n))
+}
+
+/// The NEP a receipt is about, if any.
+fn effect_nep(e: &Effect) -> Option<u64> {
+    match e {
+        Effect::DraftCreated { nep, .. }
+        | Effect::DraftAmended { nep, .. }
+        | Effect::Submitted { nep, .. }
+        | Effect::Withdrawn { nep }
+        | Effect::Voted { nep, .. }
+        | Effect::EmergencySubmitted { nep, .. }
+        | Effect::EmergencyApproved { nep, .. } => Some(nep.0),
+        _ => None,
+    }
+}
+
+/// Highest certificate sequence decided (sequences are gap-free from 1).
+fn certificate_count(state: &GovernanceState) -> u64 {
+    if state.certificate(1).is_none() {
+        return 0;
+    }
+    let mut high = 1u64;
+    while state.certificate(high.saturating_mul(2)).is_some() && high < u64::MAX / 2 {
+        high *= 2;
+    }
+    // Invariant: `high` exists, `2 * high` does not.
+    let (mut lo, mut hi) = (high, high.saturating_mul(2));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if state.certificate(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+impl GovernanceService {
+    /// Waits until a read may be served (unless `stale`), then runs `f` on
+    /// the state with the read point.
+    async fn read<T>(
+        &self,
+        options: Option<api::ReadOptions>,
+        f: impl FnOnce(&GovernanceState, api::ReadPoint) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let stale = options.is_some_and(|o| o.stale);
+        let linearizable = read_barrier(&self.core, stale, READ_TIMEOUT)
+            .await
+            .map_err(|e| errors::read_status(&e))?;
+        let machine = self.core.machine.read();
+        let point = api::ReadPoint {
+            node_id: self.core.id,
+            applied_index: machine.last_applied.map_or(0, |l| l.index),
+            committed_ms: machine.state.committed_time_ms(),
+            linearizable,
+        };
+        f(&machine.state, point)
+    }
+
+    fn decode_command(req: api::SubmitRequest) -> Result<SignedCommand, Status> {
+        match req.command {
+            Some(api::submit_request::Command::Postcard(bytes)) => {
+                codec::decode::<SignedCommand>("signed command", &bytes)
+                    .map_err(|e| invalid_argument("postcard", e))
+            }
+            Some(api::submit_request::Command::Json(text)) => {
+                serde_json::from_str::<SignedCommand>(&text)
+                    .map_err(|e| invalid_argument("json", e))
+            }
+            None => Err(invalid_argument(
+                "command",
+                "set either `postcard` or `json`",
+            )),
+        }
+    }
+}
+
+type CertificateStream = Pin<Box<dyn Stream<Item = Result<api::Certificate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Governance for GovernanceService {
+    async fn submit(
+        &self,
+        req: Request<api::SubmitRequest>,
+    ) -> Result<Response<api::SubmitResponse>, Status> {
+        let command = Self::decode_command(req.into_inner())?;
+        let submitted = self
+            .core
+            .submit(command)
+            .await
+            .map_err(|e| errors::node_status(&e))?;
+        match submitted.outcome {
+            Ok(receipt) => Ok(Response::new(api::SubmitResponse {
+                log_index: receipt.log_index,
+                committed_ms: receipt.committed_ms.0,
+                effect: serde_json::to_value(&receipt.effect)
+                    .ok()
+                    .and_then(|v| match v {
+                        serde_json::Value::Object(m) => m.keys().next().cloned(),
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                receipt_json: serde_json::to_string(&receipt).unwrap_or_default(),
+                nep: effect_nep(&receipt.effect),
+            })),
+            Err(e) => Err(errors::gov_status(&e, Some(submitted.log_index))),
+        }
+    }
+
+    async fn get_account(
+        &self,
+        req: Request<api::GetAccountRequest>,
+    ) -> Result<Response<api::Account>, Status> {
+        let req = req.into_inner();
+        let account = parse_account("account", &req.account)?;
+        self.read(req.read, |state, point| {
+            Ok(Response::new(match state.account(&account) {
+                Some(a) => api::Account {
+                    account: account.to_hex(),
+                    exists: true,
+                    balance: a.balance.0,
+                    staked: a.staked.0,
+                    locked: a.locked.0,
+                    next_nonce: a.next_nonce,
+                    validator: a.validator,
+                    read_point: Some(point),
+                },
+                None => api::Account {
+                    account: account.to_hex(),
+                    exists: false,
+                    next_nonce: 1,
+                    read_point: Some(point),
+                    ..Default::default()
+                },
+            }))
+        })
+        .await
+    }
+
+    async fn get_proposal(
+        &self,
+        req: Request<api::GetProposalRequest>,
+    ) -> Result<Response<api::Proposal>, Status> {
+        let req = req.into_inner();
+        let nep = parse_nep("nep", req.nep)?;
+        self.read(req.read, |state, point| {
+            let p = state.proposal(nep).ok_or_else(|| {
+                errors::query_status(&neuroshard_governance::QueryError::UnknownNep { nep })
+            })?;
+            Ok(Response::new(convert::proposal_to_proto(
+                state,
+                p,
+                Some(point),
+            )))
+        })
+        .await
+    }
+
+    async fn list_proposals(
+        &self,
+        req: Request<api::ListProposalsRequest>,
+    ) -> Result<Response<api::ListProposalsResponse>, Status> {
+        let req = req.into_inner();
+        let filter = ProposalFilter {
+            stage: convert::stage_from_proto(req.stage),
+            nep_type: convert::nep_type_from_proto(req.nep_type),
+            start_after: (req.start_after > 0).then_some(NepId(req.start_after)),
+            limit: req.limit as usize,
+        };
+        self.read(req.read, |state, point| {
+            Ok(Response::new(api::ListProposalsResponse {
+                proposals: state
+                    .proposals(&filter)
+                    .into_iter()
+                    .map(|p| convert::proposal_to_proto(state, p, None))
+                    .collect(),
+                read_point: Some(point),
+            }))
+        })
+        .await
+    }
+
+    async fn get_tally(
+        &self,
+        req: Request<api::GetTallyRequest>,
+    ) -> Result<Response<api::TallyView>, Status> {
+        let req = req.into_inner();
+        let nep = parse_nep("nep", req.nep)?;
+        self.read(req.read, |state, point| {
+            let t = state.tally(nep).map_err(|e| errors::query_status(&e))?;
+            Ok(Response::new(convert::tally_to_proto(&t, Some(point))))
+        })
+        .await
+    }
+
+    async fn get_parameters(
+        &self,
+        req: Request<api::GetParametersRequest>,
+    ) -> Result<Response<api::Parameters>, Status> {
+        self.read(req.into_inner().read, |state, point| {
+            let params = state.params();
+            Ok(Response::new(api::Parameters {
+                parameters: params
+                    .iter()
+                    .map(|(key, value)| api::Parameter {
+                        key: key.to_owned(),
+                        value: Some(convert::value_to_proto(value)),
+                    })
+                    .collect(),
+                version: Some(convert::version_to_proto(state.protocol_version())),
+                parameters_hash: params.hash().to_vec(),
+                height: state
+                    .chain()
+                    .height_at(neuroshard_governance::Timestamp(point.committed_ms)),
+                read_point: Some(point),
+            }))
+        })
+        .await
+    }
+
+    async fn get_committee(
+        &self,
+        _req: Request<api::GetCommitteeRequest>,
+    ) -> Result<Response<api::Committee>, Status> {
+        let machine = self.core.machine.read();
+        let chain = machine.state.chain();
+        Ok(Response::new(api::Committee {
+            committee_json: chain.committee.info.to_json_pretty(),
+            committee_hash: chain.committee_hash.to_vec(),
+            genesis_parameters: self.genesis.parameters.clone(),
+            genesis_version: Some(self.genesis.version),
+            block_interval_ms: self.genesis.block_interval_ms,
+        }))
+    }
+
+    async fn get_certificate(
+        &self,
+        req: Request<api::GetCertificateRequest>,
+    ) -> Result<Response<api::Certificate>, Status> {
+        let req = req.into_inner();
+        let by = req
+            .by
+            .ok_or_else(|| invalid_argument("by", "set either `sequence` or `nep`"))?;
+        let log = self.core.issuance.clone();
+        self.read(req.read, |state, point| {
+            let sequence = match by {
+                api::get_certificate_request::By::Sequence(s) => s,
+                api::get_certificate_request::By::Nep(n) => {
+                    let nep = parse_nep("nep", n)?;
+                    let p = state.proposal(nep).ok_or_else(|| {
+                        errors::query_status(&neuroshard_governance::QueryError::UnknownNep { nep })
+                    })?;
+                    *p.certificates.last().ok_or_else(|| {
+                        errors::with_detail(
+                            tonic::Code::NotFound,
+                            api::ErrorDetail {
+                                rule: "no_certificate".into(),
+                                message: format!("{nep} has no certificate (stage {})", p.stage),
+                                ..Default::default()
+                            },
+                        )
+                    })?
+                }
+            };
+            let r = state.certificate(sequence).ok_or_else(|| {
+                errors::gov_status(
+                    &neuroshard_governance::GovError::UnknownCertificate { sequence },
+                    None,
+                )
+            })?;
+            Ok(Response::new(convert::certificate_to_proto(
+                r,
+                log.latency_ms(sequence),
+                Some(point),
+            )))
+        })
+        .await
+    }
+
+    async fn list_certificates(
+        &self,
+        req: Request<api::ListCertificatesRequest>,
+    ) -> Result<Response<api::ListCertificatesResponse>, Status> {
+        let req = req.into_inner();
+        let log = self.core.issuance.clone();
+        self.read(req.read, |state, point| {
+            Ok(Response::new(api::ListCertificatesResponse {
+                certificates: state
+                    .certificates(req.from_sequence.max(1), req.limit as usize)
+                    .into_iter()
+                    .map(|r| {
+                        convert::certificate_to_proto(r, log.latency_ms(r.event.sequence), None)
+                    })
+                    .collect(),
+                read_point: Some(point),
+            }))
+        })
+        .await
+    }
+
+    type StreamCertificatesStream = CertificateStream;
+
+    async fn stream_certificates(
+        &self,
+        req: Request<api::StreamCertificatesRequest>,
+    ) -> Result<Response<Self::StreamCertificatesStream>, Status> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            errors::with_detail(
+                tonic::Code::ResourceExhausted,
+                api::ErrorDetail {
+                    rule: "too_many_streams".into(),
+                    message: format!(
+                        "{MAX_CERTIFICATE_STREAMS} certificate streams are open on this validator (MAX_CERTIFICATE_STREAMS); use another validator or retry later"
+                    ),
+                    ..Default::default()
+                },
+            )
+        })?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let core = self.core.clone();
+        let mut shutdown = self.shutdown.clone();
+        let mut next = req.into_inner().from_sequence.max(1);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut applied = core.raft.metrics();
+            loop {
+                // Issued certificates from `next` on, stopping at the first
+                // one still collecting shares: the stream has no gaps.
+                let batch: Vec<api::Certificate> = {
+                    let machine = core.machine.read();
+                    let mut out = Vec::new();
+                    while out.len() < STREAM_BUFFER {
+                        match machine.state.certificate(next + out.len() as u64) {
+                            Some(r) if r.issued.is_some() => {
+                                out.push(convert::certificate_to_proto(
+                                    r,
+                                    core.issuance.latency_ms(r.event.sequence),
+                                    None,
+                                ))
+                            }
+                            _ => break,
+                        }
+                    }
+                    out
+                };
+                let full = batch.len() == STREAM_BUFFER;
+                for c in batch {
+                    if tx.send(Ok(c)).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_vote_receipt(
+        &self,
+        req: Request<api::GetVoteReceiptRequest>,
+    ) -> Result<Response<api::VoteReceipt>, Status> {
+        let req = req.into_inner();
+        let nep = parse_nep("nep", req.nep)?;
+        let account = parse_account("account", &req.account)?;
+        self.read(req.read, |state, point| {
+            let r = state
+                .vote_receipt(nep, &account)
+                .map_err(|e| errors::query_status(&e))?;
+            Ok(Response::new(convert::receipt_to_proto(&r, Some(point))))
+        })
+        .await
+    }
+
+    async fn get_status(
+        &self,
+        _req: Request<api::GetStatusRequest>,
+    ) -> Result<Response<api::ClusterStatus>, Status> {
+        let s = self.core.status().await;
+        let (version, certificates, pending) = {
+            let machine = self.core.machine.read();
+            let state = &machine.state;
+            (
+                state.protocol_version(),
+                certificate_count(state),
+                state.pending_certificates().len() as u64,
+            )
+        };
+        Ok(Response::new(api::ClusterStatus {
+            node_id: s.node_id,
+            role: s.role,
+            leader: s.leader,
+            term: s.term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            members: s.members,
+            state_hash: hex::decode(&s.state_hash).unwrap_or_default(),
+            committed_ms: s.committed_time_ms,
+            chain_id: s.chain_id,
+            version: Some(convert::version_to_proto(version)),
+            certificates,
+            pending_certificates: pending,
+        }))
+    }
+}
