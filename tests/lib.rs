@@ -5,9 +5,16 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The `neuroshard` binary of this build (built on demand when a test runs
-/// without it, e.g. `cargo test -p neuroshard-tests`).
+/// The `neuroshard` binary: `$NEUROSHARD_BIN` if set, else the one beside
+/// this test executable (`cargo test --workspace` builds it, because the cli
+/// package has integration tests). Built on demand only when missing (e.g.
+/// `cargo test -p neuroshard-tests` on a fresh target directory): building
+/// only the cli package resolves features differently and would recompile
+/// shared dependencies.
 pub fn neuroshard_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NEUROSHARD_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/neuroshard
     let profile_dir = exe
@@ -15,6 +22,9 @@ pub fn neuroshard_binary() -> PathBuf {
         .and_then(|d| d.parent())
         .expect("target profile directory");
     let binary = profile_dir.join("neuroshard");
+    if binary.exists() {
+        return binary;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);
     build.args([

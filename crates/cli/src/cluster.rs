@@ -10,6 +10,9 @@ use neuroshard_node::{ApiClient, NodeConfig, NodeStatus};
 
 use crate::keygen::Ceremony;
 
+/// `RUST_LOG` of the child validators unless `NEUROSHARD_NODE_LOG` is set.
+pub const DEFAULT_NODE_LOG: &str = "info,openraft=warn,sled=warn,h2=warn,tower=warn";
+
 /// How long a status call may take before the node counts as unreachable.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -76,7 +79,8 @@ impl LocalCluster {
             .arg(config)
             .env(
                 "RUST_LOG",
-                std::env::var("NEUROSHARD_NODE_LOG").unwrap_or_else(|_| "info".to_owned()),
+                std::env::var("NEUROSHARD_NODE_LOG")
+                    .unwrap_or_else(|_| DEFAULT_NODE_LOG.to_owned()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

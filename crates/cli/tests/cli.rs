@@ -1,0 +1,143 @@
+//! The `neuroshard` binary itself: the genesis ceremony's files and modes,
+//! and refusals that name what is wrong.
+
+use std::path::Path;
+use std::process::Command;
+
+fn neuroshard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_neuroshard"))
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn keygen_writes_a_committee_with_secret_files_0600() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    let status = neuroshard()
+        .args(["keygen", "--validators", "4", "--out"])
+        .arg(&out)
+        .args([
+            "--chain-id",
+            "neuroshard-cli-test",
+            "--day-ms",
+            "1000",
+            "--base-port",
+            "42100",
+        ])
+        .status()
+        .expect("run keygen");
+    assert!(status.success());
+    for public in ["genesis.toml", "committee.json", "ca.pem"] {
+        assert!(out.join(public).is_file(), "{public}");
+    }
+    let committee: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("committee.json")).expect("read"))
+            .expect("json");
+    assert_eq!(committee["n"], 4);
+    assert_eq!(committee["t"], 2, "t + 1 = 3 of 4 shares");
+    assert_eq!(committee["scheme"], "bls-threshold-g2-rfc9380");
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&out.join("ca.key")), 0o600);
+        assert_eq!(mode(&out.join("treasury.key")), 0o600);
+        for i in 0..4 {
+            let v = out.join(format!("validator-{i}"));
+            for secret in ["identity.key", "bls_share.key", "tls.key"] {
+                assert_eq!(mode(&v.join(secret)), 0o600, "validator-{i}/{secret}");
+            }
+            let config =
+                neuroshard_node::NodeConfig::load(&v.join("node.toml")).expect("valid node.toml");
+            assert_eq!(config.node_id, i);
+            assert_eq!(config.peer_listen, format!("127.0.0.1:{}", 42100 + 2 * i));
+            assert_eq!(
+                config.api_listen,
+                format!("127.0.0.1:{}", 42100 + 2 * i + 1)
+            );
+        }
+    }
+    // A second ceremony into the same directory is refused.
+    let again = neuroshard()
+        .args(["keygen", "--validators", "4", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a genesis.toml"));
+}
+
+#[test]
+fn node_refuses_a_config_with_an_unknown_key_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    let status = neuroshard()
+        .args(["keygen", "--validators", "1", "--out"])
+        .arg(&out)
+        .args(["--base-port", "42200"])
+        .status()
+        .expect("keygen");
+    assert!(status.success());
+    let config = out.join("validator-0").join("node.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    assert!(text.contains("[ticks]"));
+    std::fs::write(&config, text.replace("[ticks]", "[ticks]\ntick_every_ms = 5")).expect("write");
+    let run = neuroshard()
+        .arg("node")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run node");
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("tick_every_ms"), "{stderr}");
+
+    assert!(
+        text.contains("election_timeout_max_ms = 1000"),
+        "keygen writes the default"
+    );
+    let text2 = text.replace(
+        "election_timeout_max_ms = 1000",
+        "election_timeout_max_ms = 1",
+    );
+    std::fs::write(&config, &text2).expect("write");
+    let run = neuroshard()
+        .arg("node")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run node");
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("raft.election_timeout_max_ms"),
+        "{stderr}\n{text2}"
+    );
+}
+
+#[test]
+fn status_of_an_unreachable_validator_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    assert!(neuroshard()
+        .args(["keygen", "--validators", "1", "--out"])
+        .arg(&out)
+        .args(["--base-port", "42300"])
+        .status()
+        .expect("keygen")
+        .success());
+    let run = neuroshard()
+        .args(["status", "--endpoint", "https://127.0.0.1:9", "--ca"])
+        .arg(out.join("ca.pem"))
+        .output()
+        .expect("run status");
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("cannot connect"));
+}
