@@ -88,7 +88,11 @@ fn node_refuses_a_config_with_an_unknown_key_naming_it() {
     let config = out.join("validator-0").join("node.toml");
     let text = std::fs::read_to_string(&config).expect("read");
     assert!(text.contains("[ticks]"));
-    std::fs::write(&config, text.replace("[ticks]", "[ticks]\ntick_every_ms = 5")).expect("write");
+    std::fs::write(
+        &config,
+        text.replace("[ticks]", "[ticks]\ntick_every_ms = 5"),
+    )
+    .expect("write");
     let run = neuroshard()
         .arg("node")
         .arg("--config")
