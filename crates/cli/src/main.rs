@@ -65,6 +65,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    User(neuroshard_cli::user_cmd::UserCmd),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -163,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("time (ms)   {}", s.committed_time_ms);
             }
         }
+        Cmd::User(cmd) => neuroshard_cli::user_cmd::run(cmd).await?,
         Cmd::Bench {
             what:
                 BenchCmd::Cluster {

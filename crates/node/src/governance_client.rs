@@ -20,12 +20,12 @@ use crate::transport::api_service::MAX_API_MESSAGE_BYTES;
 pub enum ApiError {
     #[error("cannot reach {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
-    #[error("{}", show_status(*.code, .message, .detail.as_ref()))]
+    #[error("{}", show_status(*.code, .message, .detail.as_deref()))]
     Status {
         code: Code,
         message: String,
         /// The typed detail every error of the governance API carries.
-        detail: Option<api::ErrorDetail>,
+        detail: Option<Box<api::ErrorDetail>>,
     },
     #[error("cannot encode the command: {0}")]
     Encode(String),
@@ -43,7 +43,7 @@ impl From<tonic::Status> for ApiError {
         ApiError::Status {
             code: s.code(),
             message: s.message().to_owned(),
-            detail: detail_of(&s),
+            detail: detail_of(&s).map(Box::new),
         }
     }
 }
