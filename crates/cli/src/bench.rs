@@ -106,7 +106,10 @@ pub async fn run(binary: &Path, opts: &BenchOptions) -> anyhow::Result<BenchRepo
     )
     .await?;
     let seconds = started.elapsed().as_secs_f64();
-    cluster.stop_all();
+    let unclean = cluster.stop_all();
+    if !unclean.is_empty() {
+        tracing::warn!(?unclean, "validators did not stop gracefully");
+    }
     let mut latencies = acks
         .lock()
         .unwrap_or_else(|p| p.into_inner())

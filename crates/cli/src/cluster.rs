@@ -105,24 +105,27 @@ impl LocalCluster {
     }
 
     /// SIGTERM, then wait for a graceful exit (SIGKILL after `grace`).
-    pub fn terminate(&mut self, i: usize, grace: Duration) -> Result<(), ClusterError> {
-        if let Some(mut child) = self.children[i].take() {
-            let pid = child.id() as libc::pid_t;
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if child.try_wait()?.is_some() {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            child.kill()?;
-            child.wait()?;
+    /// Returns whether the validator exited by itself with status 0 (true
+    /// also when it was not running).
+    pub fn terminate(&mut self, i: usize, grace: Duration) -> Result<bool, ClusterError> {
+        let Some(mut child) = self.children[i].take() else {
+            return Ok(true);
+        };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
         }
-        Ok(())
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill()?;
+        child.wait()?;
+        Ok(false)
     }
 
     pub fn is_running(&mut self, i: usize) -> bool {
@@ -233,11 +236,12 @@ impl LocalCluster {
         })
     }
 
-    /// Stops every validator gracefully.
-    pub fn stop_all(&mut self) {
-        for i in 0..self.len() {
-            let _ = self.terminate(i, Duration::from_secs(10));
-        }
+    /// Stops every validator with SIGTERM; returns the ids of those that did
+    /// not exit gracefully (status 0 within 10 s).
+    pub fn stop_all(&mut self) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| !matches!(self.terminate(i, Duration::from_secs(10)), Ok(true)))
+            .collect()
     }
 }
 

@@ -477,11 +477,14 @@ impl Node {
         if let Err(e) = self.core.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        let mut syncs = None;
         if let Some(d) = &self.durable {
             if let Err(e) = d.sync() {
                 tracing::error!(error = %e, "final sync failed");
             }
+            syncs = Some(d.sync_count());
         }
-        tracing::info!(node = self.core.id, "validator stopped");
+        let applied = self.core.machine.read().last_applied.map(|l| l.index);
+        tracing::info!(node = self.core.id, ?applied, ?syncs, "validator stopped");
     }
 }
