@@ -25,9 +25,60 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What grpcurl and load balancers use: health and reflection on the API
+/// listener, through the committee CA's server TLS.
+async fn standard_tools_work(endpoint: &str, ca: &std::path::Path) {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let channel = neuroshard_node::client::connect_channel(endpoint, ca, Duration::from_secs(5))
+        .await
+        .expect("channel");
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "neuroshard.governance.v1.Governance".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("answer")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for service in [
+        "neuroshard.governance.v1.Governance",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{service} not in {names:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nep_goes_from_draft_to_active_through_the_cli() {
     let c = cli_support::start(Setup::default()).await;
+    standard_tools_work(&c.cluster.ceremony.api_endpoints[2], &c.dir.join("ca.pem")).await;
     let (alice, _) = c.staker("alice", "1000", "500");
     let (bob, _) = c.staker("bob", "5000", "4000");
     let (carol, carol_account) = c.staker("carol", "3000", "2000");
