@@ -126,11 +126,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     // Graceful stop (SIGTERM, then SIGKILL after a grace period), also after
     // an error or Ctrl-C; dropping the cluster would SIGKILL them.
-    tokio::task::block_in_place(|| cluster.stop_all());
+    let forced = tokio::task::block_in_place(|| cluster.stop_all());
     println!(
         "\nstopped the {VALIDATORS} validators (logs: {}/committee/validator-*/node.log)",
         out.display()
     );
+    if !forced.is_empty() {
+        println!("validators {forced:?} did not stop on SIGTERM and were killed");
+    }
     if let Err(e) = &outcome {
         println!(
             "demo failed after {:.1} s: {e:#}",
@@ -444,8 +447,20 @@ async fn scenario(
         "validator 0: neuroshard emergency propose -> {proposed}"
     ));
     w.poll(&mut s, &mut t).await?;
-    for v in 0..3 {
-        let approved = emergency::approve(&mut s, &validator_key(v)?, nep2).await?;
+    // The approval window is one governance day: the three validators
+    // approve at the same time, each through its own connection.
+    let approvals = (0..3u32).map(|v| {
+        let endpoints = ceremony.api_endpoints.clone();
+        let ca = dir.join("ca.pem");
+        let key = validator_key(v);
+        async move {
+            let mut own = Session::new(endpoints, ca);
+            let approved = emergency::approve(&mut own, &key?, nep2).await?;
+            anyhow::Ok((v, approved))
+        }
+    });
+    for result in futures::future::join_all(approvals).await {
+        let (v, approved) = result?;
         t.say(format!(
             "validator {v}: neuroshard emergency approve {nep2} -> {approved}"
         ));

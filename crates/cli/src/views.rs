@@ -153,12 +153,13 @@ impl TallyOut {
         let participating = self.yes + self.no + self.abstain;
         let mark = |b: bool| if b { "reached" } else { "not reached" };
         format!(
-            "yes {} · no {} · abstain {} of {} staked ({} ballots) — participation {} (quorum {}% {}), yes {} (approval {}% {})",
+            "yes {} · no {} · abstain {} of {} staked ({} ballot{}) — participation {} (quorum {}% {}), yes {} (approval {}% {})",
             show(self.yes),
             show(self.no),
             show(self.abstain),
             show(self.total_power),
             self.ballots,
+            if self.ballots == 1 { "" } else { "s" },
             percent(participating, self.total_power),
             self.quorum_bps / 100,
             mark(self.quorum_reached),
