@@ -10,7 +10,10 @@
 //! re-send, and BLS shares are deterministic).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, not the OS's: a simulation drives time.
+use tokio::time::Instant;
 
 use neuroshard_certificate::{
     signing_message, Envelope, PublicKeySet, ShareIndex, SignatureShare, ThresholdScheme,

@@ -23,7 +23,10 @@ pub mod signer;
 pub mod timings;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, not the OS's: a simulation drives time.
+use tokio::time::Instant;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;

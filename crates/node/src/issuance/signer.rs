@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, not the OS's: a simulation drives time.
+use tokio::time::Instant;
 
 use neuroshard_certificate::{signing_message, SecretKeyShare};
 use neuroshard_governance::PendingCertificate;

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+// The runtime's clock, not the OS's: a simulation drives time.
+use tokio::time::Instant;
 
 /// Certificates whose timings are kept (the oldest are forgotten first).
 pub const MAX_TIMINGS: usize = 1024;
