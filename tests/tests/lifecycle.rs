@@ -83,6 +83,33 @@ async fn a_nep_goes_from_draft_to_active_through_the_cli() {
     let (bob, _) = c.staker("bob", "5000", "4000");
     let (carol, carol_account) = c.staker("carol", "3000", "2000");
     let (dave, _) = c.staker("dave", "2000", "1500");
+    // Linearizable by default: a command applied through one validator is
+    // seen at once through any other (a follower waits for the leader's
+    // read index).
+    let (erin_key, erin) = c.staker("erin", "10", "1");
+    for endpoint in &c.cluster.ceremony.api_endpoints {
+        let mut api =
+            GovernanceClient::connect(endpoint, &c.dir.join("ca.pem"), Duration::from_secs(10))
+                .await
+                .expect("API client");
+        let before = api.account(&erin, false).await.expect("account");
+        c.ok(&[
+            "stake",
+            "1",
+            "--key",
+            &erin_key,
+            "--endpoint",
+            &c.cluster.ceremony.api_endpoints[0],
+        ]);
+        let after = api.account(&erin, false).await.expect("account");
+        assert_eq!(
+            after.staked,
+            before.staked + NEURO,
+            "read through {endpoint}"
+        );
+        let point = after.read_point.expect("read point");
+        assert!(point.linearizable);
+    }
     let shown = c.json(&["account", "show", "--key", &alice]);
     assert_eq!(shown["balance"], 500 * NEURO);
     assert_eq!(shown["staked"], 500 * NEURO);
