@@ -178,6 +178,7 @@ pub fn tally_to_proto(t: &GovTally, read_point: Option<api::ReadPoint>) -> api::
         quorum_reached: t.verdict.quorum,
         approved: t.verdict.approved,
         ballots_root: t.ballots_root.to_vec(),
+        closed_index: t.closed_index,
         read_point,
     }
 }
@@ -245,9 +246,43 @@ fn next_deadline(p: &Proposal) -> Option<api::StageDeadline> {
     }
 }
 
+/// The vote of `p` without its ballots root (which hashes every ballot).
+fn vote_without_root(p: &Proposal) -> Option<api::TallyView> {
+    let v = p.vote.as_ref()?;
+    let view = GovTally {
+        nep: p.id,
+        stage: p.stage,
+        tally: v.tally,
+        quorum_bps: v.quorum_bps,
+        approval_bps: v.approval_bps,
+        ballots: v.ballots.len() as u64,
+        opened_ms: v.opened_ms,
+        deadline_ms: v.deadline_ms,
+        verdict: v
+            .closed
+            .unwrap_or_else(|| v.tally.verdict(v.quorum_bps, v.approval_bps)),
+        closed: v.closed.is_some(),
+        closed_index: v.closed_index,
+        ballots_root: [0; 32],
+    };
+    let mut out = tally_to_proto(&view, None);
+    out.ballots_root.clear();
+    Some(out)
+}
+
+/// Whether a proposal answer carries its vote's ballots root: single
+/// proposals do, list items do not (`GetTally` has it), so a list costs no
+/// hashing of ballots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BallotsRoot {
+    Include,
+    Omit,
+}
+
 pub fn proposal_to_proto(
     state: &GovernanceState,
     p: &Proposal,
+    root: BallotsRoot,
     read_point: Option<api::ReadPoint>,
 ) -> api::Proposal {
     api::Proposal {
@@ -276,7 +311,10 @@ pub fn proposal_to_proto(
             .and_then(|r| serde_json::to_string(r).ok())
             .unwrap_or_default(),
         certificates: p.certificates.clone(),
-        vote: state.tally(p.id).ok().map(|t| tally_to_proto(&t, None)),
+        vote: match root {
+            BallotsRoot::Include => state.tally(p.id).ok().map(|t| tally_to_proto(&t, None)),
+            BallotsRoot::Omit => vote_without_root(p),
+        },
         next: next_deadline(p),
         read_point,
     }

@@ -280,6 +280,7 @@ impl Governance for GovernanceService {
             Ok(Response::new(convert::proposal_to_proto(
                 state,
                 p,
+                convert::BallotsRoot::Include,
                 Some(point),
             )))
         })
@@ -302,7 +303,7 @@ impl Governance for GovernanceService {
                 proposals: state
                     .proposals(&filter)
                     .into_iter()
-                    .map(|p| convert::proposal_to_proto(state, p, None))
+                    .map(|p| convert::proposal_to_proto(state, p, convert::BallotsRoot::Omit, None))
                     .collect(),
                 read_point: Some(point),
             }))
