@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use neuroshard_chaos::model::{self, ModelConfig, Sabotage};
 use neuroshard_chaos::{check, History, Report};
 
+mod real;
+
 #[derive(Parser)]
 #[command(
     name = "neuroshard-chaos",
@@ -48,6 +50,10 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = SabotageArg::None, hide = true)]
         sabotage: SabotageArg,
     },
+    /// Runs the `neuroshard` binary as four validators in network
+    /// namespaces, injects faults across a vote deadline, checks each
+    /// scenario's history and prints a table (docs/chaos.md).
+    Real(real::RealArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +65,9 @@ enum SabotageArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Real(args) = cli.command {
+        return real::main(args);
+    }
     let mut out = std::io::stdout().lock();
     match run(cli, &mut out) {
         Ok(report) if report.is_clean() => ExitCode::SUCCESS,
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
 /// the exit status still tells the verdict.
 fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
     match cli.command {
+        Cmd::Real(_) => Err("`real` is run by main".to_owned()),
         Cmd::Check { file } => {
             let history = History::load(&file).map_err(|e| e.to_string())?;
             let report = check(&history);

@@ -17,7 +17,7 @@
 
 mod issuer;
 mod replica;
-mod workload;
+pub mod workload;
 
 use std::collections::BTreeMap;
 

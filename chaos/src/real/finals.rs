@@ -1,0 +1,198 @@
+//! The end of a scenario: each replica's own view of every NEP (stage,
+//! tally, counted ballots read back one by one through vote receipts, the
+//! closing tick's index from the certificate that decided it) and every
+//! certificate with each replica's own payload bytes, all from stale reads
+//! so each replica answers for itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use neuroshard_certificate::Envelope;
+use neuroshard_governance::certificate::CertificateKind;
+use neuroshard_governance::{AccountId, NepId, NepType};
+use neuroshard_node::api_proto as api;
+use neuroshard_node::transport::api_convert::{
+    choice_from_proto, nep_type_from_proto, stage_from_proto,
+};
+
+use neuroshard_chaos::history::{
+    BallotRecord, CertificateSeen, Event, Final, ReplicaPayload, TallyRecord,
+};
+
+use super::api::{bounded, Client, Endpoints};
+use super::journal::{now_ms, Journal};
+use super::sampler::Watch;
+
+/// Longest one read of the final phase may take.
+pub const FINAL_READ_TIMEOUT: Duration = Duration::from_millis(2_000);
+/// Certificates read per replica at the end.
+pub const MAX_FINAL_CERTIFICATES: u32 = 64;
+
+fn stale() -> Option<api::ReadOptions> {
+    Some(api::ReadOptions { stale: true })
+}
+
+fn kind_from_proto(kind: i32) -> Option<CertificateKind> {
+    use neuroshard_certificate::proto::CertificateKind as P;
+    match P::try_from(kind).ok()? {
+        P::Activation => Some(CertificateKind::Activation),
+        P::Cancellation => Some(CertificateKind::Cancellation),
+        P::Revocation => Some(CertificateKind::Revocation),
+        P::Unspecified => None,
+    }
+}
+
+/// Replica `replica`'s final view of `nep`; `None` if it cannot be read.
+async fn final_of(
+    client: &mut Client,
+    replica: u32,
+    nep: NepId,
+    voters: &[AccountId],
+    watch: &Watch,
+) -> Option<Final> {
+    let request = api::GetProposalRequest {
+        nep: nep.0,
+        read: stale(),
+    };
+    let p = bounded(FINAL_READ_TIMEOUT, client.get_proposal(request))
+        .await
+        .ok()?;
+    let stage = stage_from_proto(p.stage)?;
+    let emergency = p
+        .content
+        .as_ref()
+        .is_some_and(|c| nep_type_from_proto(c.nep_type) == Some(NepType::Emerg));
+    let mut f = Final {
+        time_ms: now_ms(),
+        replica,
+        nep,
+        stage,
+        emergency,
+        settled_ms: watch.lock().replicas[replica as usize]
+            .settled_ms
+            .get(&nep.0)
+            .copied(),
+        deadline_ms: None,
+        closing_index: None,
+        ballots: Vec::new(),
+        tally: None,
+        certificates: p.certificates.clone(),
+    };
+    if let Some(vote) = &p.vote {
+        f.deadline_ms = Some(vote.deadline_ms);
+        let t = vote.tally.unwrap_or_default();
+        f.tally = Some(TallyRecord {
+            yes: t.yes,
+            no: t.no,
+            abstain: t.abstain,
+            total_power: t.total_power,
+            quorum_bps: t.quorum_bps,
+            approval_bps: t.approval_bps,
+        });
+        for account in voters {
+            let request = api::GetVoteReceiptRequest {
+                nep: nep.0,
+                account: account.to_hex(),
+                read: stale(),
+            };
+            match bounded(FINAL_READ_TIMEOUT, client.get_vote_receipt(request)).await {
+                Ok(r) => f.ballots.push(BallotRecord {
+                    account: *account,
+                    choice: choice_from_proto(r.choice)?,
+                    power: r.power,
+                }),
+                // No ballot: a query refusal naming the rule. Anything else
+                // (an unreachable replica) leaves this view incomplete.
+                Err(e) if e.rule().is_some() => {}
+                Err(_) => return None,
+            }
+        }
+        f.ballots.sort_by_key(|b| b.account);
+        // The closing tick decided the activation certificate (an approved
+        // vote), so its decision index is where the vote closed.
+        for seq in &p.certificates {
+            let request = api::GetCertificateRequest {
+                by: Some(api::get_certificate_request::By::Sequence(*seq)),
+                read: stale(),
+            };
+            if let Ok(c) = bounded(FINAL_READ_TIMEOUT, client.get_certificate(request)).await {
+                if kind_from_proto(c.kind) == Some(CertificateKind::Activation) {
+                    f.closing_index = Some(c.decision_log_index);
+                }
+            }
+        }
+    }
+    Some(f)
+}
+
+/// Records every replica's final view of `neps` and every certificate.
+pub async fn record(
+    endpoints: &Endpoints,
+    journal: &Journal,
+    watch: &Watch,
+    neps: &[NepId],
+    voters: &[AccountId],
+) {
+    let n = endpoints.len();
+    // Per sequence: every distinct envelope seen, and each replica's payload.
+    let mut payloads: BTreeMap<u64, Vec<ReplicaPayload>> = BTreeMap::new();
+    let mut seen: BTreeMap<u64, (u64, i32, Vec<String>)> = BTreeMap::new();
+    for i in 0..n {
+        let mut client = endpoints.client(i);
+        for nep in neps {
+            if let Some(f) = final_of(&mut client, i as u32, *nep, voters, watch).await {
+                journal.record(Event::Final(f));
+            }
+        }
+        let request = api::ListCertificatesRequest {
+            from_sequence: 1,
+            limit: MAX_FINAL_CERTIFICATES,
+            read: stale(),
+        };
+        if let Ok(list) = bounded(FINAL_READ_TIMEOUT, client.list_certificates(request)).await {
+            for c in list.certificates {
+                payloads
+                    .entry(c.sequence)
+                    .or_default()
+                    .push(ReplicaPayload {
+                        replica: i as u32,
+                        payload: c.payload.clone(),
+                    });
+                let entry = seen
+                    .entry(c.sequence)
+                    .or_insert_with(|| (c.nep, c.kind, Vec::new()));
+                if c.issued && !entry.2.contains(&c.envelope_json) {
+                    entry.2.push(c.envelope_json.clone());
+                }
+            }
+        }
+    }
+    let sightings = watch.lock().certificates.clone();
+    for (seq, (nep, kind, mut envelopes)) in seen {
+        let first_ms = sightings.get(&seq).map(|s| s.first_issued_ms);
+        if let Some(s) = sightings.get(&seq) {
+            for e in &s.envelopes {
+                if !envelopes.contains(e) {
+                    envelopes.push(e.clone());
+                }
+            }
+        }
+        let Some(kind) = kind_from_proto(kind) else {
+            continue;
+        };
+        for json in envelopes {
+            let Ok(envelope) = Envelope::from_json(json.as_bytes()) else {
+                eprintln!("chaos real: certificate {seq}: an envelope does not parse: {json}");
+                continue;
+            };
+            journal.record(Event::Certificate(CertificateSeen {
+                time_ms: first_ms.unwrap_or_else(now_ms),
+                sequence: seq,
+                nep: NepId(nep),
+                kind,
+                envelope,
+                replica_payloads: payloads.get(&seq).cloned().unwrap_or_default(),
+            }));
+        }
+    }
+}
