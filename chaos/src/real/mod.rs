@@ -233,7 +233,12 @@ async fn run_all(
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(RealError::io(Path::new("SIGTERM handler")))?;
     for (k, &scenario) in scenarios.iter().enumerate() {
-        let name = scenario.name();
+        // A scenario asked for again gets its own directory and row.
+        let repeat = scenarios[..k].iter().filter(|s| **s == scenario).count();
+        let name = match repeat {
+            0 => scenario.name(),
+            r => format!("{}-{}", scenario.name(), r + 1),
+        };
         if scenario.needs_network() && net.is_none() {
             println!("chaos real: {name}: skipped (needs network namespaces)");
             continue;

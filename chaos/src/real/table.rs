@@ -28,6 +28,10 @@ pub struct Row {
     /// After the last heal (or the deadline, if later), until every replica
     /// settled every NEP and every certificate was issued.
     pub recover_ms: Option<u64>,
+    /// The longest time after the last heal in which no replica applied a
+    /// new index (ticks commit every 100 ms, so anything near a second is
+    /// a leader election the heal caused).
+    pub stall_ms: Option<u64>,
     pub seconds: u64,
     /// Why the scenario could not run to its end, if it could not.
     pub error: Option<String>,
@@ -54,6 +58,7 @@ pub fn error_row(scenario: &str, seconds: u64, error: String) -> Row {
         unanswered: 0,
         violations: 0,
         recover_ms: None,
+        stall_ms: None,
         seconds,
         error: Some(error),
         findings: Vec::new(),
@@ -116,6 +121,7 @@ pub fn row(
         unanswered,
         violations: report.violation_count() + verdict.findings.len(),
         recover_ms: recovery_ms(history),
+        stall_ms: stall_after_heal_ms(history),
         seconds,
         error: None,
         findings: verdict.findings.clone(),
@@ -156,6 +162,30 @@ pub fn recovery_ms(history: &History) -> Option<u64> {
     worst
 }
 
+/// The longest pause in the committee's progress (the highest index any
+/// replica reported) between the last heal and the end of the sampling;
+/// `None` without faults.
+pub fn stall_after_heal_ms(history: &History) -> Option<u64> {
+    let heal = history.last_heal_ms()?;
+    let mut high = 0u64;
+    let mut since = heal;
+    let mut worst = 0u64;
+    let mut last_sample = heal;
+    for a in history.applied() {
+        if a.time_ms < heal {
+            high = high.max(a.index);
+            continue;
+        }
+        last_sample = last_sample.max(a.time_ms);
+        if a.index > high {
+            high = a.index;
+            worst = worst.max(a.time_ms.saturating_sub(since));
+            since = a.time_ms;
+        }
+    }
+    Some(worst.max(last_sample.saturating_sub(since)))
+}
+
 /// The table of every scenario.
 pub fn render(rows: &[Row]) -> String {
     let width = rows
@@ -171,40 +201,62 @@ pub fn render(rows: &[Row]) -> String {
         .unwrap_or(6)
         .max(6);
     let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "{:<width$}  {:<fwidth$}  {:>6}  {:>7}  {:>6}  {:>10}  {:>10}  {:>9}  {:>5}",
-        "scenario",
-        "faults",
-        "acked",
-        "counted",
-        "late",
-        "unanswered",
-        "violations",
-        "recover",
-        "secs"
+    let line = |t: &mut String, cells: [&str; 10]| {
+        let _ = writeln!(
+            t,
+            "{:<width$}  {:<fwidth$}  {:>6}  {:>7}  {:>6}  {:>10}  {:>10}  {:>9}  {:>9}  {:>5}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8],
+            cells[9]
+        );
+    };
+    line(
+        &mut t,
+        [
+            "scenario",
+            "faults",
+            "acked",
+            "counted",
+            "late",
+            "unanswered",
+            "violations",
+            "recover",
+            "stall",
+            "secs",
+        ],
     );
-    for r in rows {
-        let recover = r.recover_ms.map_or_else(
+    let seconds = |ms: Option<u64>| {
+        ms.map_or_else(
             || "-".to_owned(),
             |ms| format!("{:.1} s", ms as f64 / 1000.0),
-        );
+        )
+    };
+    for r in rows {
         let violations = match &r.error {
             Some(_) => "ERROR".to_owned(),
             None => r.violations.to_string(),
         };
-        let _ = writeln!(
-            t,
-            "{:<width$}  {:<fwidth$}  {:>6}  {:>7}  {:>6}  {:>10}  {:>10}  {:>9}  {:>5}",
-            r.scenario,
-            r.faults,
-            r.votes_acknowledged,
-            r.votes_counted,
-            r.refused_late,
-            r.unanswered,
-            violations,
-            recover,
-            r.seconds
+        line(
+            &mut t,
+            [
+                &r.scenario,
+                &r.faults,
+                &r.votes_acknowledged.to_string(),
+                &r.votes_counted.to_string(),
+                &r.refused_late.to_string(),
+                &r.unanswered.to_string(),
+                &violations,
+                &seconds(r.recover_ms),
+                &seconds(r.stall_ms),
+                &r.seconds.to_string(),
+            ],
         );
     }
     for r in rows {
@@ -219,4 +271,185 @@ pub fn render(rows: &[Row]) -> String {
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use neuroshard_certificate::{CommitteeInfo, SchemeId};
+    use neuroshard_chaos::history::{
+        Applied, CommandSummary, Fault, Final, Header, Heal, Invoke, OpResult, StateHash,
+        HISTORY_FORMAT,
+    };
+    use neuroshard_governance::{AccountId, NepId, Stage, VoteChoice};
+
+    use super::*;
+
+    const T0: u64 = 1_000_000;
+
+    fn history(events: Vec<Event>) -> History {
+        History {
+            header: Header {
+                format: HISTORY_FORMAT,
+                harness: "processes".into(),
+                seed: None,
+                chain_id: "t".into(),
+                committee: CommitteeInfo {
+                    chain_id: "t".into(),
+                    scheme: SchemeId::G2Rfc9380,
+                    group_public_key: [0; 48],
+                    t: 2,
+                    n: 4,
+                    epoch: 1,
+                    genesis_time_ms: T0,
+                    validator_set_hash: [0; 32],
+                },
+                replicas: 4,
+                liveness_bound_ms: 10_000,
+                started_ms: T0,
+            },
+            events,
+        }
+    }
+
+    fn applied(time_ms: u64, replica: u32, index: u64) -> Event {
+        Event::Applied(Applied {
+            time_ms,
+            replica,
+            index,
+            state_hash: StateHash([0; 32]),
+            entry: None,
+        })
+    }
+
+    fn final_of(replica: u32, settled_ms: Option<u64>, ballots: usize) -> Event {
+        Event::Final(Final {
+            time_ms: T0 + 20_000,
+            replica,
+            nep: NepId(1),
+            stage: Stage::Scheduled,
+            emergency: false,
+            settled_ms,
+            deadline_ms: Some(T0 + 5_000),
+            closing_index: Some(40),
+            ballots: (0..ballots)
+                .map(|k| neuroshard_chaos::history::BallotRecord {
+                    account: AccountId([k as u8; 32]),
+                    choice: VoteChoice::Yes,
+                    power: 1,
+                })
+                .collect(),
+            tally: None,
+            certificates: vec![1],
+        })
+    }
+
+    fn fault_and_heal(at: u64, healed: u64) -> Vec<Event> {
+        vec![
+            Event::Fault(Fault {
+                time_ms: at,
+                id: 1,
+                fault: "partition".into(),
+                targets: vec![0],
+                detail: String::new(),
+            }),
+            Event::Heal(Heal {
+                time_ms: healed,
+                id: 1,
+                detail: String::new(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_stall_is_the_longest_time_nobody_applied_anything_new_after_the_heal() {
+        let mut events = fault_and_heal(T0 + 4_000, T0 + 8_000);
+        // Before the heal: ignored (but it sets the index to beat).
+        events.push(applied(T0 + 3_000, 1, 30));
+        // After: progress at +100, then nothing new (a lagging replica
+        // reporting old indices does not count) until +1 400.
+        events.push(applied(T0 + 8_100, 1, 31));
+        events.push(applied(T0 + 8_500, 0, 20));
+        events.push(applied(T0 + 9_400, 1, 32));
+        events.push(applied(T0 + 9_500, 1, 33));
+        let h = history(events);
+        assert_eq!(stall_after_heal_ms(&h), Some(1_300));
+        assert_eq!(stall_after_heal_ms(&history(Vec::new())), None);
+    }
+
+    #[test]
+    fn recovery_runs_from_the_later_of_heal_and_deadline_to_the_last_settlement() {
+        let mut events = fault_and_heal(T0 + 4_000, T0 + 7_000);
+        events.push(final_of(0, Some(T0 + 7_300), 3));
+        events.push(final_of(1, Some(T0 + 8_200), 3));
+        assert_eq!(recovery_ms(&history(events.clone())), Some(1_200));
+        // A replica never seen settled: nothing to report.
+        events.push(final_of(2, None, 3));
+        assert_eq!(recovery_ms(&history(events)), None);
+    }
+
+    #[test]
+    fn a_row_counts_acknowledged_and_late_votes_per_operation() {
+        let vote = CommandSummary {
+            kind: "vote".into(),
+            account: AccountId([7; 32]),
+            nonce: 2,
+            nep: Some(NepId(1)),
+            choice: Some(VoteChoice::Yes),
+        };
+        let invoke = |op, attempt| {
+            Event::Invoke(Invoke {
+                time_ms: T0,
+                client: 3,
+                op,
+                attempt,
+                command: vote.clone(),
+            })
+        };
+        let result = |op, attempt, outcome, rule: Option<&str>| {
+            Event::Result(OpResult {
+                time_ms: T0,
+                client: 3,
+                op,
+                attempt,
+                outcome,
+                log_index: Some(10),
+                committed_ms: None,
+                power: None,
+                rule: rule.map(str::to_owned),
+                message: None,
+            })
+        };
+        let events = vec![
+            invoke(2, 0),
+            result(2, 0, OutcomeKind::Unknown, None),
+            invoke(2, 1),
+            result(2, 1, OutcomeKind::Ok, None),
+            invoke(3, 0),
+            result(3, 0, OutcomeKind::Error, Some(VOTING_CLOSED)),
+            final_of(0, Some(T0 + 6_000), 4),
+            final_of(1, Some(T0 + 6_000), 3),
+        ];
+        let h = history(events);
+        let report = neuroshard_chaos::report::Report {
+            sections: Vec::new(),
+        };
+        let r = row("x", &h, &report, &Verdict::default(), 9);
+        assert_eq!(
+            (
+                r.votes_acknowledged,
+                r.refused_late,
+                r.unanswered,
+                r.votes_counted
+            ),
+            (1, 1, 1, 4)
+        );
+        assert_eq!(r.faults, "none");
+        assert!(!r.failed());
+        let text = render(&[r]);
+        assert!(text.starts_with("scenario"), "{text}");
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.starts_with("x ")),
+            "{text}"
+        );
+    }
 }
