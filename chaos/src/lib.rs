@@ -18,6 +18,7 @@ pub mod model;
 pub mod observe;
 pub mod report;
 pub mod rule;
+pub mod sim;
 #[cfg(test)]
 mod testing;
 

@@ -1,5 +1,5 @@
-//! `neuroshard-chaos`: checks recorded histories and runs the in-process
-//! model harness.
+//! `neuroshard-chaos`: checks recorded histories, runs the in-process
+//! model harness and the turmoil simulation of the real validator.
 //!
 //! Exit status: 0 when every invariant holds, 1 when any is violated, 2
 //! when the history cannot be read or the run cannot start.
@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use neuroshard_chaos::model::{self, ModelConfig, Sabotage};
+use neuroshard_chaos::sim::{self, SimConfig};
 use neuroshard_chaos::{check, History, Report};
 
 mod real;
@@ -19,7 +20,7 @@ mod real;
 #[command(
     name = "neuroshard-chaos",
     version,
-    about = "Chaos histories: check invariants, run the model harness"
+    about = "Chaos histories: check invariants, run the model harness and the simulation"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +50,23 @@ enum Cmd {
         /// A deliberately broken build, to see the checkers fail.
         #[arg(long, value_enum, default_value_t = SabotageArg::None, hide = true)]
         sabotage: SabotageArg,
+    },
+    /// Runs the real validator code in the deterministic turmoil
+    /// simulation (4 validators, faults around the closing tick) and
+    /// checks its history.
+    Sim {
+        /// The seed (default: the CHAOS_SEED environment variable).
+        #[arg(long, env = "CHAOS_SEED")]
+        seed: u64,
+        /// Also write the history here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run without the seed's faults.
+        #[arg(long)]
+        no_faults: bool,
+        /// Regular voters (plus a latecomer and an author).
+        #[arg(long, default_value_t = 6)]
+        voters: usize,
     },
     /// Runs the `neuroshard` binary as four validators in network
     /// namespaces, injects faults across a vote deadline, checks each
@@ -139,7 +157,62 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
             let _ = write!(out, "{}", report.table());
             Ok(report)
         }
+        Cmd::Sim {
+            seed,
+            out: out_file,
+            no_faults,
+            voters,
+        } => {
+            let config = SimConfig {
+                faults: !no_faults,
+                voters,
+                ..SimConfig::new(seed)
+            };
+            if !sim::DETERMINISTIC {
+                eprintln!(
+                    "neuroshard-chaos: warning: this build cannot reproduce a seed exactly; build with RUSTFLAGS=\"--cfg tokio_unstable\" (see docs/chaos.md)"
+                );
+            }
+            let run = sim::run(&config).map_err(|e| format!("simulation seed {seed}: {e}"))?;
+            let bytes = run.history.to_jsonl().map_err(|e| e.to_string())?;
+            let digest = sha256_hex(&bytes);
+            if let Some(path) = out_file {
+                write_file(&path, &bytes)?;
+            }
+            let s = &run.stats;
+            let c = &s.clients;
+            let _ = writeln!(
+                out,
+                "sim seed {seed}: {}; {} ms simulated, {} entries, {} ops ({} sends, {} unanswered), {} votes acknowledged, {} refused voting_closed, {} certificates, {} faults, {} restarts, {} snapshots installed, {} connection resets, {} leader changes{}; history sha256 {digest}",
+                run.scenario,
+                s.sim_ms,
+                s.entries,
+                c.ops,
+                c.attempts,
+                c.unanswered,
+                c.votes_acknowledged,
+                c.votes_refused_closed,
+                s.certificates,
+                s.faults,
+                s.restarts,
+                s.snapshots_installed,
+                s.connection_resets,
+                s.leader_changes,
+                if s.settled { "" } else { ", NOT SETTLED" }
+            );
+            let report = check(&run.history);
+            let _ = write!(out, "{}", report.table());
+            Ok(report)
+        }
     }
+}
+
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    w.write_all(bytes)
+        .and_then(|()| w.flush())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
