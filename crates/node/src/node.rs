@@ -254,6 +254,7 @@ impl Node {
                 snapshot_rpc_timeout: Duration::from_millis(config.raft.snapshot_rpc_timeout_ms),
                 connect_timeout: Duration::from_millis(config.raft.rpc_timeout_ms),
                 max_message_bytes,
+                reconnect_after_silence: Duration::from_millis(config.raft.election_timeout_min_ms),
             },
         );
         let raft = Raft::new(config.node_id, raft_cfg, peers.clone(), log, sm)

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
     Unreachable,
@@ -32,6 +34,15 @@ pub struct PeerClientSettings {
     pub snapshot_rpc_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_message_bytes: usize,
+    /// A call that times out on a connection silent for longer than this
+    /// drops the connection, and the next call dials afresh.
+    pub reconnect_after_silence: Duration,
+}
+
+/// A peer's channel and when the peer last answered through it.
+struct Cached {
+    client: RaftPeerClient<Channel>,
+    heard: Instant,
 }
 
 /// One gRPC channel per peer, created on first use; tonic reconnects it.
@@ -42,7 +53,7 @@ pub struct PeerClients {
     network: Arc<dyn Network>,
     tls: Arc<rustls::ClientConfig>,
     settings: PeerClientSettings,
-    channels: Arc<Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>>,
+    channels: Arc<Mutex<BTreeMap<NodeId, Cached>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +94,7 @@ impl PeerClients {
     pub fn client(&self, target: NodeId) -> Result<RaftPeerClient<Channel>, PeerError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(&target) {
-            return Ok(c.clone());
+            return Ok(c.client.clone());
         }
         let addr = self
             .addrs
@@ -108,8 +119,57 @@ impl PeerClients {
         let client = RaftPeerClient::new(channel)
             .max_decoding_message_size(self.settings.max_message_bytes)
             .max_encoding_message_size(self.settings.max_message_bytes);
-        channels.insert(target, client.clone());
+        channels.insert(
+            target,
+            Cached {
+                client: client.clone(),
+                heard: Instant::now(),
+            },
+        );
         Ok(client)
+    }
+
+    /// `target` answered: its connection carries bytes.
+    fn heard_from(&self, target: NodeId) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get_mut(&target) {
+            c.heard = Instant::now();
+        }
+    }
+
+    /// A call to `target` got no answer in time. A connection whose packets
+    /// were black-holed (a partition) sits in TCP retransmission back-off
+    /// long after the network heals, and HTTP/2 keeps sending on it: the
+    /// peer then hears no heartbeat, campaigns with a higher term and
+    /// unseats a healthy leader (chaos/run, scenario leader-isolated). So a
+    /// connection silent for longer than `reconnect_after_silence` is
+    /// dropped and the next call dials afresh.
+    fn timed_out(&self, target: NodeId) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if channels
+            .get(&target)
+            .is_some_and(|c| c.heard.elapsed() > self.settings.reconnect_after_silence)
+        {
+            channels.remove(&target);
+        }
+    }
+
+    /// Notes what an RPC's outcome says about the connection to `target`.
+    fn observe<T>(&self, target: NodeId, result: &Result<T, tonic::Status>) {
+        match result {
+            Ok(_) => self.heard_from(target),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
+                self.timed_out(target)
+            }
+            // Any other status came from somewhere: an answer, or a
+            // refused connection that tonic redials by itself.
+            Err(_) => {}
+        }
     }
 }
 
@@ -200,7 +260,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
         let mut req = tonic::Request::new(msg);
         req.set_timeout(timeout);
-        let resp = self.client()?.append_entries(req).await.map_err(|s| {
+        let resp = self.client()?.append_entries(req).await;
+        self.clients.observe(self.target, &resp);
+        let resp = resp.map_err(|s| {
             rpc_error(
                 self.target,
                 self.clients.self_id,
@@ -223,7 +285,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.snapshot_rpc_timeout);
         let mut req = tonic::Request::new(convert::install_request_to(&rpc));
         req.set_timeout(timeout);
-        let resp = self.client()?.install_snapshot(req).await.map_err(|s| {
+        let resp = self.client()?.install_snapshot(req).await;
+        self.clients.observe(self.target, &resp);
+        let resp = resp.map_err(|s| {
             rpc_error(
                 self.target,
                 self.clients.self_id,
@@ -245,7 +309,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
         let mut req = tonic::Request::new(convert::vote_request_to(&rpc));
         req.set_timeout(timeout);
-        let resp = self.client()?.vote(req).await.map_err(|s| {
+        let resp = self.client()?.vote(req).await;
+        self.clients.observe(self.target, &resp);
+        let resp = resp.map_err(|s| {
             rpc_error(
                 self.target,
                 self.clients.self_id,
