@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use neuroshard_governance::{GovError, Outcome, Receipt, SignedCommand};
@@ -17,6 +17,8 @@ use neuroshard_node::transport::api_service::MAX_API_MESSAGE_BYTES;
 use neuroshard_node::transport::net::{tls_connector, TcpNetwork};
 use neuroshard_node::transport::tls::{api_client_config, server_name_for, validator_dns_name};
 use neuroshard_node::ApiError;
+use rustls::pki_types::ServerName;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use super::error::RealError;
@@ -25,40 +27,107 @@ pub type Client = GovernanceClient<Channel>;
 
 /// Longest a TCP connect and TLS handshake may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// A call that times out on a channel silent for longer than this replaces
+/// the channel: a connection whose packets a partition black-holed stays
+/// in TCP retransmission back-off for seconds after the heal, and the
+/// harness would observe the committee late.
+pub const RECONNECT_AFTER_SILENCE: Duration = Duration::from_millis(1_000);
+
+/// One validator's channel and when it last answered.
+struct Slot {
+    addr: String,
+    name: ServerName<'static>,
+    channel: Channel,
+    heard: Instant,
+}
 
 /// One channel per validator, index = validator id.
 #[derive(Clone)]
 pub struct Endpoints {
-    channels: Vec<Channel>,
+    config: Arc<rustls::ClientConfig>,
+    slots: Arc<Mutex<Vec<Slot>>>,
+}
+
+fn dial(
+    addr: &str,
+    name: &ServerName<'static>,
+    config: &Arc<rustls::ClientConfig>,
+) -> Result<Channel, RealError> {
+    let connector = tls_connector(
+        Arc::new(TcpNetwork),
+        addr.to_owned(),
+        name.clone(),
+        config.clone(),
+    );
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| RealError::invalid(addr.to_owned(), e))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .connect_with_connector_lazy(connector))
 }
 
 impl Endpoints {
     /// `api_addrs[i]` is validator i's `host:port`.
     pub fn new(api_addrs: &[String], ca: &Path) -> Result<Self, RealError> {
         let config = api_client_config(ca).map_err(|e| RealError::invalid("committee CA", e))?;
-        let mut channels = Vec::with_capacity(api_addrs.len());
+        let mut slots = Vec::with_capacity(api_addrs.len());
         for (i, addr) in api_addrs.iter().enumerate() {
             let name = server_name_for(&validator_dns_name(i as u64))
                 .map_err(|e| RealError::invalid("server name", e))?;
-            let connector = tls_connector(Arc::new(TcpNetwork), addr.clone(), name, config.clone());
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| RealError::invalid(addr.clone(), e))?
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect_with_connector_lazy(connector);
-            channels.push(channel);
+            slots.push(Slot {
+                channel: dial(addr, &name, &config)?,
+                addr: addr.clone(),
+                name,
+                heard: Instant::now(),
+            });
         }
-        Ok(Self { channels })
+        Ok(Self {
+            config,
+            slots: Arc::new(Mutex::new(slots)),
+        })
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn len(&self) -> usize {
-        self.channels.len()
+        self.slots().len()
     }
 
     pub fn client(&self, i: usize) -> Client {
-        GovernanceClient::new(self.channels[i].clone())
+        GovernanceClient::new(self.slots()[i].channel.clone())
             .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_API_MESSAGE_BYTES)
+    }
+
+    /// One call to validator `i`, bounded by `timeout`; a timeout on a
+    /// channel silent for [`RECONNECT_AFTER_SILENCE`] redials it.
+    pub async fn call<T, F, Fut>(&self, i: usize, timeout: Duration, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let result = bounded(timeout, f(self.client(i))).await;
+        let mut slots = self.slots();
+        let slot = &mut slots[i];
+        match &result {
+            Err(ApiError::Status {
+                code: tonic::Code::DeadlineExceeded | tonic::Code::Cancelled,
+                ..
+            }) => {
+                if slot.heard.elapsed() > RECONNECT_AFTER_SILENCE {
+                    if let Ok(channel) = dial(&slot.addr, &slot.name, &self.config) {
+                        slot.channel = channel;
+                        slot.heard = Instant::now();
+                    }
+                }
+            }
+            // Anything but a timeout came over the connection (or from a
+            // refused connect, which tonic redials by itself).
+            _ => slot.heard = Instant::now(),
+        }
+        result
     }
 }
 
@@ -106,11 +175,13 @@ pub async fn submit(
             }
         }
     };
-    let mut client = endpoints.client(i);
     let request = api::SubmitRequest {
         command: Some(api::submit_request::Command::Postcard(bytes)),
     };
-    match bounded(timeout, client.submit(request)).await {
+    let answer = endpoints
+        .call(i, timeout, |mut c| async move { c.submit(request).await })
+        .await;
+    match answer {
         Ok(resp) => match serde_json::from_str::<Receipt>(&resp.receipt_json) {
             Ok(receipt) => Answer::Known {
                 outcome: Ok(receipt),

@@ -19,7 +19,7 @@ use neuroshard_chaos::history::{
     BallotRecord, CertificateSeen, Event, Final, ReplicaPayload, TallyRecord,
 };
 
-use super::api::{bounded, Client, Endpoints};
+use super::api::Endpoints;
 use super::journal::{now_ms, Journal};
 use super::sampler::Watch;
 
@@ -44,7 +44,7 @@ fn kind_from_proto(kind: i32) -> Option<CertificateKind> {
 
 /// Replica `replica`'s final view of `nep`; `None` if it cannot be read.
 async fn final_of(
-    client: &mut Client,
+    endpoints: &Endpoints,
     replica: u32,
     nep: NepId,
     voters: &[AccountId],
@@ -54,7 +54,11 @@ async fn final_of(
         nep: nep.0,
         read: stale(),
     };
-    let p = bounded(FINAL_READ_TIMEOUT, client.get_proposal(request))
+    let r = replica as usize;
+    let p = endpoints
+        .call(r, FINAL_READ_TIMEOUT, |mut c| async move {
+            c.get_proposal(request).await
+        })
         .await
         .ok()?;
     let stage = stage_from_proto(p.stage)?;
@@ -95,7 +99,12 @@ async fn final_of(
                 account: account.to_hex(),
                 read: stale(),
             };
-            match bounded(FINAL_READ_TIMEOUT, client.get_vote_receipt(request)).await {
+            let receipt = endpoints
+                .call(r, FINAL_READ_TIMEOUT, |mut c| async move {
+                    c.get_vote_receipt(request).await
+                })
+                .await;
+            match receipt {
                 Ok(r) => f.ballots.push(BallotRecord {
                     account: *account,
                     choice: choice_from_proto(r.choice)?,
@@ -115,7 +124,12 @@ async fn final_of(
                 by: Some(api::get_certificate_request::By::Sequence(*seq)),
                 read: stale(),
             };
-            if let Ok(c) = bounded(FINAL_READ_TIMEOUT, client.get_certificate(request)).await {
+            let certificate = endpoints
+                .call(r, FINAL_READ_TIMEOUT, |mut c| async move {
+                    c.get_certificate(request).await
+                })
+                .await;
+            if let Ok(c) = certificate {
                 if kind_from_proto(c.kind) == Some(CertificateKind::Activation) {
                     f.closing_index = Some(c.decision_log_index);
                 }
@@ -138,9 +152,8 @@ pub async fn record(
     let mut payloads: BTreeMap<u64, Vec<ReplicaPayload>> = BTreeMap::new();
     let mut seen: BTreeMap<u64, (u64, i32, Vec<String>)> = BTreeMap::new();
     for i in 0..n {
-        let mut client = endpoints.client(i);
         for nep in neps {
-            if let Some(f) = final_of(&mut client, i as u32, *nep, voters, watch).await {
+            if let Some(f) = final_of(endpoints, i as u32, *nep, voters, watch).await {
                 journal.record(Event::Final(f));
             }
         }
@@ -149,7 +162,12 @@ pub async fn record(
             limit: MAX_FINAL_CERTIFICATES,
             read: stale(),
         };
-        if let Ok(list) = bounded(FINAL_READ_TIMEOUT, client.list_certificates(request)).await {
+        let list = endpoints
+            .call(i, FINAL_READ_TIMEOUT, |mut c| async move {
+                c.list_certificates(request).await
+            })
+            .await;
+        if let Ok(list) = list {
             for c in list.certificates {
                 payloads
                     .entry(c.sequence)

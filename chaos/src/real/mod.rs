@@ -505,6 +505,18 @@ async fn run_scenario(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(TAIL).await;
+    let mut verdict = verdict;
+    if let Some(term) = verdict.stable_term {
+        let (end, _) = watch.top_term(u32::MAX);
+        verdict
+            .notes
+            .push(format!("term {term} at the heal, {end} at the end"));
+        if end > term {
+            verdict.findings.push(format!(
+                "the heal forced a leader election: the term went from {term} (the majority's leader at the heal) to {end}"
+            ));
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(STOP_GRACE, async {
         while clients.join_next().await.is_some() {}

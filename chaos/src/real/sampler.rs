@@ -16,7 +16,7 @@ use neuroshard_node::transport::api_convert::{nep_type_from_proto, stage_from_pr
 
 use neuroshard_chaos::history::{is_settled, Applied, Event, StateHash};
 
-use super::api::{bounded, Endpoints};
+use super::api::Endpoints;
 use super::journal::{now_ms, Journal};
 
 /// How often each replica is asked for its status.
@@ -91,6 +91,22 @@ impl Watch {
             .map(|s| s.node_id as u32)
     }
 
+    /// The highest term any replica reported, and whether a replica other
+    /// than `except` reports itself leader in it.
+    pub fn top_term(&self, except: u32) -> (u64, bool) {
+        let o = self.lock();
+        let statuses: Vec<&api::ClusterStatus> = o
+            .replicas
+            .iter()
+            .filter_map(|r| r.status.as_ref())
+            .collect();
+        let top = statuses.iter().map(|s| s.term).max().unwrap_or(0);
+        let led = statuses
+            .iter()
+            .any(|s| s.term == top && s.role == "leader" && s.node_id != u64::from(except));
+        (top, led)
+    }
+
     /// Whether every replica saw each of `neps` settled and every decided
     /// certificate issued.
     pub fn all_settled(&self, neps: &[u64]) -> bool {
@@ -136,13 +152,18 @@ pub async fn sample(
     watch: Watch,
     stop: Arc<AtomicBool>,
 ) {
-    let mut client = endpoints.client(i as usize);
+    let r = i as usize;
     let mut last_index: Option<u64> = None;
     let mut round: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         round = round.wrapping_add(1);
         let tick = tokio::time::sleep(SAMPLE_EVERY);
-        if let Ok(s) = bounded(SAMPLE_TIMEOUT, client.get_status(api::GetStatusRequest {})).await {
+        let status = endpoints
+            .call(r, SAMPLE_TIMEOUT, |mut c| async move {
+                c.get_status(api::GetStatusRequest {}).await
+            })
+            .await;
+        if let Ok(s) = status {
             let at = now_ms();
             if let (Some(index), Ok(hash)) = (
                 s.applied_index,
@@ -167,22 +188,27 @@ pub async fn sample(
                 r.issued_through
             };
             if s.certificates > issued_through {
-                certificates(i, &mut client, &watch, issued_through + 1).await;
+                certificates(i, &endpoints, &watch, issued_through + 1).await;
             }
             if round.is_multiple_of(PROPOSALS_EVERY) {
-                proposals(i, &mut client, &watch).await;
+                proposals(i, &endpoints, &watch).await;
             }
         }
         tick.await;
     }
 }
 
-async fn proposals(i: u32, client: &mut super::api::Client, watch: &Watch) {
+async fn proposals(i: u32, endpoints: &Endpoints, watch: &Watch) {
     let request = api::ListProposalsRequest {
         read: Some(api::ReadOptions { stale: true }),
         ..Default::default()
     };
-    let Ok(list) = bounded(SAMPLE_TIMEOUT, client.list_proposals(request)).await else {
+    let list = endpoints
+        .call(i as usize, SAMPLE_TIMEOUT, |mut c| async move {
+            c.list_proposals(request).await
+        })
+        .await;
+    let Ok(list) = list else {
         return;
     };
     let at = now_ms();
@@ -203,13 +229,18 @@ async fn proposals(i: u32, client: &mut super::api::Client, watch: &Watch) {
     }
 }
 
-async fn certificates(i: u32, client: &mut super::api::Client, watch: &Watch, from: u64) {
+async fn certificates(i: u32, endpoints: &Endpoints, watch: &Watch, from: u64) {
     let request = api::ListCertificatesRequest {
         from_sequence: from,
         limit: CERTIFICATE_PAGE,
         read: Some(api::ReadOptions { stale: true }),
     };
-    let Ok(list) = bounded(SAMPLE_TIMEOUT, client.list_certificates(request)).await else {
+    let list = endpoints
+        .call(i as usize, SAMPLE_TIMEOUT, |mut c| async move {
+            c.list_certificates(request).await
+        })
+        .await;
+    let Ok(list) = list else {
         return;
     };
     let at = now_ms();

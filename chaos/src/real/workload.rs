@@ -35,7 +35,7 @@ use neuroshard_chaos::model::workload::{nep_contents, Client, OpenVote, Pending,
 use neuroshard_chaos::observe::{client_result, command_summary, unknown_result, Attempt};
 use neuroshard_chaos::rule::PRE_EXECUTION_RULES;
 
-use super::api::{bounded, submit, Answer, Endpoints};
+use super::api::{submit, Answer, Endpoints};
 use super::error::RealError;
 use super::journal::{now_ms, Journal};
 
@@ -341,15 +341,19 @@ pub async fn open_votes(
         }
         let neps = shared.nep_ids();
         if let Some(nep) = neps.get(seen).copied() {
-            let mut client = shared
-                .endpoints
-                .client(next_replica % shared.endpoints.len());
+            let replica = next_replica % shared.endpoints.len();
             next_replica += 1;
             let request = api::GetProposalRequest {
                 nep: nep.0,
                 read: Some(api::ReadOptions { stale: false }),
             };
-            if let Ok(p) = bounded(ATTEMPT_TIMEOUT, client.get_proposal(request)).await {
+            let proposal = shared
+                .endpoints
+                .call(replica, ATTEMPT_TIMEOUT, |mut c| async move {
+                    c.get_proposal(request).await
+                })
+                .await;
+            if let Ok(p) = proposal {
                 if let Some(vote) = p.vote {
                     shared
                         .open
@@ -396,12 +400,17 @@ pub async fn open_votes(
 async fn next_nonce(shared: &Shared, account: &AccountId, first: usize) -> Option<u64> {
     let n = shared.endpoints.len();
     for k in 0..n {
-        let mut client = shared.endpoints.client((first + k) % n);
         let request = api::GetAccountRequest {
             account: account.to_hex(),
             read: Some(api::ReadOptions { stale: false }),
         };
-        if let Ok(a) = bounded(ATTEMPT_TIMEOUT, client.get_account(request)).await {
+        let answer = shared
+            .endpoints
+            .call((first + k) % n, ATTEMPT_TIMEOUT, |mut c| async move {
+                c.get_account(request).await
+            })
+            .await;
+        if let Ok(a) = answer {
             return Some(a.next_nonce);
         }
     }
