@@ -11,8 +11,10 @@ use neuroshard_node::NodeConfig;
 
 use super::error::RealError;
 
-/// `RUST_LOG` of the validators unless `NEUROSHARD_NODE_LOG` is set.
-pub const NODE_LOG: &str = "info,openraft=warn,sled=warn,h2=warn,tower=warn";
+/// `RUST_LOG` of the validators unless `NEUROSHARD_NODE_LOG` is set:
+/// openraft's elections and leader changes are logged (a few tens of KB
+/// per scenario), so an anomaly in a table can be explained afterwards.
+pub const NODE_LOG: &str = "info,openraft=info,sled=warn,h2=warn,tower=warn";
 
 pub struct Validators {
     binary: PathBuf,
