@@ -49,6 +49,7 @@ async fn final_of(
     nep: NepId,
     voters: &[AccountId],
     watch: &Watch,
+    findings: &mut Vec<String>,
 ) -> Option<Final> {
     let request = api::GetProposalRequest {
         nep: nep.0,
@@ -117,8 +118,9 @@ async fn final_of(
             }
         }
         f.ballots.sort_by_key(|b| b.account);
-        // The closing tick decided the activation certificate (an approved
-        // vote), so its decision index is where the vote closed.
+        f.closing_index = vote.closed_index;
+        // The closing tick also decided the activation certificate of an
+        // approved vote: its decision index must be the same.
         for seq in &p.certificates {
             let request = api::GetCertificateRequest {
                 by: Some(api::get_certificate_request::By::Sequence(*seq)),
@@ -131,7 +133,16 @@ async fn final_of(
                 .await;
             if let Ok(c) = certificate {
                 if kind_from_proto(c.kind) == Some(CertificateKind::Activation) {
-                    f.closing_index = Some(c.decision_log_index);
+                    match f.closing_index {
+                        Some(closed) if closed != c.decision_log_index => {
+                            findings.push(format!(
+                                "replica {replica}, {nep}: the vote closed at index {closed} (TallyView.closed_index) but its ACTIVATION certificate {seq} was decided at index {}",
+                                c.decision_log_index
+                            ));
+                        }
+                        Some(_) => {}
+                        None => f.closing_index = Some(c.decision_log_index),
+                    }
                 }
             }
         }
@@ -140,20 +151,25 @@ async fn final_of(
 }
 
 /// Records every replica's final view of `neps` and every certificate.
+/// Returns what the answers contradict among themselves (a closing index
+/// the deciding certificate does not confirm, an envelope that does not
+/// parse): the history cannot express those, so they count as findings.
 pub async fn record(
     endpoints: &Endpoints,
     journal: &Journal,
     watch: &Watch,
     neps: &[NepId],
     voters: &[AccountId],
-) {
+) -> Vec<String> {
+    let mut findings = Vec::new();
     let n = endpoints.len();
     // Per sequence: every distinct envelope seen, and each replica's payload.
     let mut payloads: BTreeMap<u64, Vec<ReplicaPayload>> = BTreeMap::new();
     let mut seen: BTreeMap<u64, (u64, i32, Vec<String>)> = BTreeMap::new();
     for i in 0..n {
         for nep in neps {
-            if let Some(f) = final_of(endpoints, i as u32, *nep, voters, watch).await {
+            if let Some(f) = final_of(endpoints, i as u32, *nep, voters, watch, &mut findings).await
+            {
                 journal.record(Event::Final(f));
             }
         }
@@ -199,9 +215,14 @@ pub async fn record(
             continue;
         };
         for json in envelopes {
-            let Ok(envelope) = Envelope::from_json(json.as_bytes()) else {
-                eprintln!("chaos real: certificate {seq}: an envelope does not parse: {json}");
-                continue;
+            let envelope = match Envelope::from_json(json.as_bytes()) {
+                Ok(e) => e,
+                Err(e) => {
+                    findings.push(format!(
+                        "certificate {seq}: a validator returned an envelope that does not parse ({e}): {json}"
+                    ));
+                    continue;
+                }
             };
             journal.record(Event::Certificate(CertificateSeen {
                 time_ms: first_ms.unwrap_or_else(now_ms),
@@ -213,4 +234,5 @@ pub async fn record(
             }));
         }
     }
+    findings
 }

@@ -523,7 +523,7 @@ async fn run_scenario(
         while samplers.join_next().await.is_some() {}
     })
     .await;
-    finals::record(
+    let contradictions = finals::record(
         &endpoints,
         &journal,
         &watch,
@@ -531,6 +531,7 @@ async fn run_scenario(
         &accounts.voting_accounts(),
     )
     .await;
+    verdict.findings.extend(contradictions);
     journal.finish()?;
     validators
         .lock()
