@@ -155,6 +155,7 @@ fn sample_seeds_and_scenarios_keep_every_invariant() {
     let mut unanswered = 0;
     let mut retried = 0;
     let mut restarts = 0;
+    let mut snapshots = 0;
     let mut leader_changes = 0;
     for config in &configs {
         let r = clean(config);
@@ -170,6 +171,7 @@ fn sample_seeds_and_scenarios_keep_every_invariant() {
         late_refusals += r.stats.clients.votes_refused_closed;
         unanswered += r.stats.clients.unanswered;
         restarts += r.stats.restarts;
+        snapshots += r.stats.snapshots_installed;
         leader_changes += r.stats.leader_changes;
         assert!(
             r.stats.faults >= 1,
@@ -183,28 +185,51 @@ fn sample_seeds_and_scenarios_keep_every_invariant() {
     assert!(unanswered > 0, "no command went unanswered");
     assert!(retried > 0, "no unanswered command was retried");
     assert!(restarts > 0, "no validator was restarted");
+    // Whether a restarted validator falls behind the leader's last purge
+    // depends on the interleaving: a fact about these seeds only where a
+    // seed reproduces its run.
+    if sim::DETERMINISTIC {
+        assert!(
+            snapshots > 0,
+            "no restarted validator caught up by snapshot"
+        );
+    }
     assert!(leader_changes > 0, "the leader never changed");
 }
 
+/// The leader cut off from everyone, clients too, just before, at and just
+/// after the closing tick, with lossy client links: a new leader takes
+/// over, and votes acknowledged before the close are retried (byte for
+/// byte) after it and answered with their original receipt.
 #[test]
 fn the_leader_isolated_at_the_closing_tick_is_replaced_and_retries_cross_the_close() {
-    let config = SimConfig {
-        plan: Some(vec![fault(
-            1,
-            FaultKind::IsolateLeader { clients_too: true },
-            -20,
-            1_500,
-        )]),
-        client_reset_per_mille: 60,
-        ..SimConfig::new(7)
-    };
-    let r = clean(&config);
-    assert!(r.stats.leader_changes >= 1, "{}", r.scenario);
-    assert!(r.stats.certificates >= 1, "{}", r.scenario);
-    assert!(
-        retries_across_the_close(&r.history) > 0,
-        "no vote counted before the close was retried after it"
-    );
+    let mut across = 0;
+    let mut certificates = 0;
+    for (seed, offset_ms) in [(9, -20), (10, 0), (5, 50), (11, -20)] {
+        let config = SimConfig {
+            plan: Some(vec![fault(
+                1,
+                FaultKind::IsolateLeader { clients_too: true },
+                offset_ms,
+                1_500,
+            )]),
+            client_reset_per_mille: 60,
+            ..SimConfig::new(seed)
+        };
+        let r = clean(&config);
+        assert!(r.stats.leader_changes >= 1, "seed {seed}: {}", r.scenario);
+        across += retries_across_the_close(&r.history);
+        certificates += r.stats.certificates;
+    }
+    assert!(certificates > 0, "no certificate was issued");
+    // Which retries land after the close depends on the interleaving (see
+    // above).
+    if sim::DETERMINISTIC {
+        assert!(
+            across > 0,
+            "no vote counted before the close was retried after it"
+        );
+    }
 }
 
 #[test]
@@ -296,11 +321,10 @@ fn the_same_seed_gives_the_same_history() {
 
 /// Without a seeded runtime, task interleavings are not reproducible (see
 /// docs/chaos.md); what the seed decides still is: the fault plan (and the
-/// clients' choices). This build says so.
+/// clients' choices).
 #[cfg(not(tokio_unstable))]
 #[test]
-fn without_a_seeded_runtime_the_build_says_it_is_not_reproducible() {
-    assert!(!sim::DETERMINISTIC);
+fn without_a_seeded_runtime_the_seed_still_fixes_the_fault_plan() {
     assert_eq!(sim::planned_faults(4), sim::planned_faults(4));
     assert_ne!(sim::planned_faults(4), sim::planned_faults(5));
 }

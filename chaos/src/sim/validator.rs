@@ -128,8 +128,8 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
             election_timeout_min_ms: ELECTION_TIMEOUT_MS,
             election_timeout_max_ms: ELECTION_TIMEOUT_MS + 1,
             // Small, so a validator that was down catches up by snapshot.
-            snapshot_logs_since_last: 100,
-            logs_to_keep_after_snapshot: 30,
+            snapshot_logs_since_last: 50,
+            logs_to_keep_after_snapshot: 5,
             max_entries_per_append: 64,
             rpc_timeout_ms: 500,
             snapshot_rpc_timeout_ms: 2_000,
