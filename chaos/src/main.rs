@@ -170,7 +170,7 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
             };
             if !sim::DETERMINISTIC {
                 eprintln!(
-                    "neuroshard-chaos: warning: this build cannot reproduce a seed exactly; build with RUSTFLAGS=\"--cfg tokio_unstable\" (see docs/chaos.md)"
+                    "neuroshard-chaos: warning: this build cannot reproduce a seed exactly: it was built without --cfg tokio_unstable (the workspace's .cargo/config.toml sets it; a RUSTFLAGS variable replaces that list; see docs/chaos.md)"
                 );
             }
             let run = sim::run(&config).map_err(|e| format!("simulation seed {seed}: {e}"))?;

@@ -90,8 +90,14 @@ pub struct RealArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Run on loopback without network namespaces (network faults skipped).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "require_netns")]
     pub loopback: bool,
+    /// Refuse to fall back to loopback: when network namespaces cannot be
+    /// made, the run fails (exit 2) instead of skipping the network
+    /// scenarios. `chaos/run` sets it under CI, where a skip would pass
+    /// silently.
+    #[arg(long)]
+    pub require_netns: bool,
     #[arg(long, default_value_t = DEFAULT_LIVENESS_BOUND_MS)]
     pub liveness_bound_ms: u64,
     /// Names of the run's network namespaces start with this (default:
@@ -178,6 +184,12 @@ fn run(args: RealArgs) -> Result<Vec<Row>, RealError> {
     } else {
         match netns::probe(&prefix) {
             Ok(()) => Some(Netns::create(&prefix, VALIDATORS)?),
+            Err(e) if args.require_netns => {
+                return Err(RealError::invalid(
+                    "--require-netns",
+                    format!("network namespaces are unavailable: {e}"),
+                ));
+            }
             Err(e) => {
                 println!(
                     "chaos real: network namespaces are unavailable ({e}); falling back to loopback: only kill -9, SIGSTOP and clock-skew scenarios run"

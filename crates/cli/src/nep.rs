@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use neuroshard_certificate::merkle::{BallotLeaf, InclusionProof};
 use neuroshard_certificate::{CommitteeInfo, Envelope, Verifier};
-use neuroshard_governance::limits::MAX_PROPOSAL_FILE_BYTES;
+use neuroshard_governance::limits::{MAX_PROPOSAL_FILE_BYTES, MAX_QUERY_PAGE};
 use neuroshard_governance::params::GovParams;
 use neuroshard_governance::{
     proposal_file, AccountId, Command, NepContent, NepId, NepType, ParameterSet, Stage, VoteChoice,
@@ -206,27 +206,46 @@ pub async fn list(
         })?),
         None => None,
     };
-    let request = api::ListProposalsRequest {
-        stage: stage.map_or(0, |s| stage_to_proto(s) as i32),
-        nep_type: nep_type.map_or(0, |t| nep_type_to_proto(t) as i32),
-        start_after: after.map_or(0, |n| n.0),
-        limit,
-        read: Some(api::ReadOptions {
-            stale: session.stale,
-        }),
+    // A server answer stops early at its size bound (`truncated`); the
+    // following pages are fetched until `limit` NEPs (0: one server page,
+    // `MAX_QUERY_PAGE`) are listed or none are left. Every call returns at
+    // least one NEP when it is truncated, so this ends.
+    let limit = if limit == 0 {
+        MAX_QUERY_PAGE
+    } else {
+        (limit as usize).min(MAX_QUERY_PAGE)
     };
-    let r = session
-        .call(|c| Box::pin(async move { c.proposals(request).await }))
-        .await?;
-    // Items carry no read point of their own: the list's applies to each.
-    let committed_ms = r.read_point.map_or(0, |p| p.committed_ms);
-    Ok(r.proposals
-        .iter()
-        .map(|p| ProposalOut {
-            committed_ms,
-            ..ProposalOut::from(p)
-        })
-        .collect())
+    let mut start_after = after.map_or(0, |n| n.0);
+    let mut out: Vec<ProposalOut> = Vec::new();
+    loop {
+        let request = api::ListProposalsRequest {
+            stage: stage.map_or(0, |s| stage_to_proto(s) as i32),
+            nep_type: nep_type.map_or(0, |t| nep_type_to_proto(t) as i32),
+            start_after,
+            limit: (limit - out.len()) as u32,
+            read: Some(api::ReadOptions {
+                stale: session.stale,
+            }),
+        };
+        let r = session
+            .call(|c| Box::pin(async move { c.proposals(request).await }))
+            .await?;
+        // Items carry no read point of their own: the list's applies to each.
+        let committed_ms = r.read_point.map_or(0, |p| p.committed_ms);
+        out.extend(
+            r.proposals
+                .iter()
+                .take(limit - out.len())
+                .map(|p| ProposalOut {
+                    committed_ms,
+                    ..ProposalOut::from(p)
+                }),
+        );
+        match r.proposals.last() {
+            Some(last) if r.truncated && out.len() < limit => start_after = last.nep,
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// A vote receipt and what was checked about it.

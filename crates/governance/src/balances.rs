@@ -3,6 +3,7 @@
 
 use crate::account::Account;
 use crate::error::GovError;
+use crate::limits::MAX_ACCOUNTS;
 use crate::receipt::Effect;
 use crate::signature;
 use crate::state::GovernanceState;
@@ -33,6 +34,13 @@ impl GovernanceState {
             });
         }
         let created_receiver = !self.accounts.contains_key(&to);
+        if created_receiver && self.accounts.len() >= MAX_ACCOUNTS {
+            return Err(GovError::TooManyAccounts {
+                account: to,
+                accounts: self.accounts.len(),
+                max: MAX_ACCOUNTS,
+            });
+        }
         let receiver_balance = self
             .accounts
             .get(&to)
@@ -161,5 +169,69 @@ impl GovernanceState {
         self.accounts
             .get_mut(&who)
             .expect("account exists: every caller checked it first")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::Command;
+    use crate::error::GovError;
+    use crate::limits::MAX_ACCOUNTS;
+    use crate::testkit::{account_of, user_key, TestChain, TestConfig};
+    use crate::types::{AccountId, Amount};
+
+    /// At `MAX_ACCOUNTS` a transfer to a new key is refused with the rule
+    /// and the numbers; transfers between existing accounts go on, and
+    /// nothing is created or moved by the refusal.
+    #[test]
+    fn a_transfer_that_would_create_an_account_past_the_limit_is_refused() {
+        let mut c = TestChain::new(&TestConfig::default());
+        let to_fill = MAX_ACCOUNTS - c.state.accounts.len();
+        // Zero-balance placeholders (keys are never signed for here).
+        for i in 0..to_fill as u64 {
+            let mut key = [0xA5; 32];
+            key[..8].copy_from_slice(&i.to_be_bytes());
+            c.state.accounts.entry(AccountId(key)).or_default();
+        }
+        assert_eq!(c.state.accounts.len(), MAX_ACCOUNTS);
+        let newcomer = account_of(&user_key(60));
+        let sender = account_of(&user_key(0));
+        let sender_balance = c.state.account(&sender).expect("exists").balance;
+        let refused = c.exec(
+            &user_key(0),
+            Command::Transfer {
+                to: newcomer,
+                amount: Amount(1),
+            },
+        );
+        assert_eq!(
+            refused,
+            Err(GovError::TooManyAccounts {
+                account: newcomer,
+                accounts: MAX_ACCOUNTS,
+                max: MAX_ACCOUNTS,
+            })
+        );
+        assert_eq!(refused.unwrap_err().rule(), "too_many_accounts");
+        assert!(c.state.account(&newcomer).is_none());
+        assert_eq!(
+            c.state.account(&sender).expect("exists").balance,
+            sender_balance
+        );
+        assert_eq!(c.state.accounts.len(), MAX_ACCOUNTS);
+        let existing = account_of(&user_key(1));
+        let balance = c.state.account(&existing).expect("exists").balance;
+        c.exec(
+            &user_key(0),
+            Command::Transfer {
+                to: existing,
+                amount: Amount(1),
+            },
+        )
+        .expect("a transfer to an existing account is not limited");
+        assert_eq!(
+            c.state.account(&existing).expect("exists").balance.0,
+            balance.0 + 1
+        );
     }
 }

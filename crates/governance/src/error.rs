@@ -61,6 +61,12 @@ pub enum GovError {
     InvalidAccountKey { account: AccountId },
     #[error("{account} would exceed the largest representable amount")]
     AmountOverflow { account: AccountId },
+    #[error("{account} does not exist and cannot be created: the state holds {accounts} accounts (limit {max})")]
+    TooManyAccounts {
+        account: AccountId,
+        accounts: usize,
+        max: usize,
+    },
 
     // --- proposals ------------------------------------------------------------
     #[error("{nep} does not exist")]
@@ -149,6 +155,7 @@ impl GovError {
             Self::StakeLocked { .. } => "stake_locked",
             Self::InvalidAccountKey { .. } => "invalid_account_key",
             Self::AmountOverflow { .. } => "amount_overflow",
+            Self::TooManyAccounts { .. } => "too_many_accounts",
             Self::UnknownNep { .. } => "unknown_nep",
             Self::NotAuthor { .. } => "not_author",
             Self::WrongStage { .. } => "wrong_stage",

@@ -37,6 +37,12 @@ pub const MAX_REMEMBERED_OUTCOMES: usize = 4;
 pub const MAX_VALIDATORS: usize = 256;
 /// Genesis allocations.
 pub const MAX_GENESIS_ALLOCATIONS: usize = 1_000_000;
+/// Accounts the state holds at once; a transfer that would create one more
+/// is refused. Accounts are never deleted, so without this bound transfers
+/// of one base unit to fresh keys would grow every replica's memory and
+/// snapshot without limit. At a few hundred bytes per account this keeps
+/// the accounts of a snapshot well inside the node's snapshot bound.
+pub const MAX_ACCOUNTS: usize = MAX_GENESIS_ALLOCATIONS;
 
 /// Entries verified in one ed25519 batch; larger batches are split.
 pub const MAX_VERIFY_BATCH: usize = 1024;

@@ -95,7 +95,8 @@ pub fn gov_code(e: &GovError) -> Code {
         | NotEmergency { .. } => Code::InvalidArgument,
         UnknownAccount { .. } | UnknownNep { .. } | UnknownCertificate { .. } => Code::NotFound,
         NotAuthor { .. } | NotValidator { .. } => Code::PermissionDenied,
-        TooManyOpenDrafts { .. }
+        TooManyAccounts { .. }
+        | TooManyOpenDrafts { .. }
         | TooManyOpenProposals { .. }
         | TooManyPendingEmergencies { .. } => Code::ResourceExhausted,
         _ => Code::FailedPrecondition,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use prost::Message;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
@@ -25,6 +26,9 @@ use crate::transport::api_convert as convert;
 use crate::transport::api_errors::{self as errors, invalid_argument};
 use crate::transport::api_service::MAX_API_MESSAGE_BYTES;
 
+/// Bytes of proposals one `ListProposals` answer carries at most: half the
+/// message bound, leaving room for the read point and framing.
+pub const MAX_LIST_RESPONSE_BYTES: usize = MAX_API_MESSAGE_BYTES / 2;
 /// Longest a read waits to become linearizable.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Certificate streams open at once on one validator.
@@ -299,13 +303,18 @@ impl Governance for GovernanceService {
             limit: req.limit as usize,
         };
         self.read(req.read, |state, point| {
+            // Each proposal carries its full text (up to ~90 KB), so a page
+            // of many large drafts would not fit the message bound.
+            let (proposals, truncated) = take_within(
+                state.proposals(&filter).into_iter().map(|p| {
+                    convert::proposal_to_proto(state, p, convert::BallotsRoot::Omit, None)
+                }),
+                MAX_LIST_RESPONSE_BYTES,
+            );
             Ok(Response::new(api::ListProposalsResponse {
-                proposals: state
-                    .proposals(&filter)
-                    .into_iter()
-                    .map(|p| convert::proposal_to_proto(state, p, convert::BallotsRoot::Omit, None))
-                    .collect(),
+                proposals,
                 read_point: Some(point),
+                truncated,
             }))
         })
         .await
@@ -541,5 +550,58 @@ impl Governance for GovernanceService {
             certificates,
             pending_certificates: pending,
         }))
+    }
+}
+
+/// The leading `items` whose encodings fit in `budget_bytes` together (the
+/// first always, so a page is never empty while items remain), and whether
+/// any item was left out.
+fn take_within<M: Message>(
+    items: impl IntoIterator<Item = M>,
+    budget_bytes: usize,
+) -> (Vec<M>, bool) {
+    let mut taken = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let len = item.encoded_len();
+        if !taken.is_empty() && bytes + len > budget_bytes {
+            return (taken, true);
+        }
+        bytes += len;
+        taken.push(item);
+    }
+    (taken, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposal(nep: u64, text_bytes: usize) -> api::Proposal {
+        api::Proposal {
+            nep,
+            author: "a".repeat(text_bytes),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_and_says_so() {
+        let items: Vec<_> = (1..=10).map(|n| proposal(n, 1_000)).collect();
+        let one = items[0].encoded_len();
+        // Room for three and a half: three are taken, the rest is left.
+        let (page, truncated) = take_within(items.clone(), one * 7 / 2);
+        assert_eq!(page.iter().map(|p| p.nep).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(truncated);
+        // Exactly ten fit: nothing is left, so not truncated.
+        let (page, truncated) = take_within(items.clone(), one * 10);
+        assert_eq!(page.len(), 10);
+        assert!(!truncated);
+        // One item larger than the whole budget still makes a page of one.
+        let (page, truncated) = take_within(items, one / 2);
+        assert_eq!(page.len(), 1);
+        assert!(truncated);
+        let (page, truncated) = take_within(Vec::<api::Proposal>::new(), 10);
+        assert!(page.is_empty() && !truncated);
     }
 }
