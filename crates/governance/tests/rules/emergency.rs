@@ -238,6 +238,54 @@ fn failed_ratification_reverts_exactly_the_emergency_keys() {
     assert_eq!(revocation.event.tally.no, 2000 * NEURO);
 }
 
+/// A change that activates while an emergency's ratification is open stays
+/// when the ratification fails: the revocation restores the emergency's own
+/// keys, not the parameter set from before the emergency.
+#[test]
+fn a_revocation_keeps_a_change_that_activated_during_the_ratification() {
+    let mut c = chain();
+    let day = c.day_ms();
+    let other = to_voting(&mut c, 0, heads(1, 4));
+    ok(vote(&mut c, 3, other, VoteChoice::Yes));
+    let deadline = c
+        .state
+        .proposal(other)
+        .unwrap()
+        .vote
+        .as_ref()
+        .unwrap()
+        .deadline_ms
+        .0;
+    // Half a day before the TRAIN vote closes: an emergency on another key,
+    // scheduled with one day of grace.
+    ok(c.tick_at(deadline - day / 2));
+    let e = submit_emergency(
+        &mut c,
+        emergency(vec![int_change("net.gossip_fanout", 8, 16)], 1),
+    );
+    approve(&mut c, 0..3, e);
+    ok(c.advance_ms(1));
+    assert_eq!(stage(&c, e), Stage::Scheduled);
+    close_voting(&mut c, other);
+    assert_eq!(stage(&c, other), Stage::Scheduled);
+    // The emergency activates; its ratification runs for seven days.
+    ok(c.advance_days(1));
+    assert_eq!(stage(&c, e), Stage::Active);
+    ok(vote(&mut c, 1, e, VoteChoice::No));
+    ok(vote(&mut c, 2, e, VoteChoice::No));
+    // Seven days after its vote closed, the TRAIN NEP activates: inside the
+    // ratification window.
+    ok(c.tick_at(deadline + 7 * day));
+    assert_eq!(stage(&c, other), Stage::Active);
+    assert_eq!(stage(&c, e), Stage::Active);
+    assert_eq!(param(&c, "train.prediction_heads"), ParamValue::Integer(4));
+    // The ratification fails: only the emergency's key goes back.
+    ok(c.advance_days(1));
+    assert_eq!(stage(&c, e), Stage::Revoked);
+    assert_eq!(param(&c, "net.gossip_fanout"), ParamValue::Integer(8));
+    assert_eq!(param(&c, "train.prediction_heads"), ParamValue::Integer(4));
+}
+
 #[test]
 fn a_successful_ratification_keeps_the_change() {
     let mut c = chain();
