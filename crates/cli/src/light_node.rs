@@ -30,6 +30,14 @@ pub enum LightError {
         certified: String,
         computed: String,
     },
+    #[error("certificate {sequence} certifies activation height {certified} at {activation_time_ms} ms, but a block interval of {block_interval_ms} ms gives height {computed}: the block interval is not this chain's")]
+    BlockInterval {
+        sequence: u64,
+        activation_time_ms: u64,
+        certified: u64,
+        computed: u64,
+        block_interval_ms: u64,
+    },
     #[error("genesis: {0}")]
     Genesis(String),
 }
@@ -301,6 +309,19 @@ impl LightNode {
                 computed: hex::encode(computed),
             });
         }
+        // The block interval decides which changes are active "now"; when it
+        // came from a validator rather than a pinned genesis, every
+        // certificate's certified (time, height) pair checks it.
+        let height = self.height_at(payload.activation_time_ms);
+        if height != payload.activation_height {
+            return Err(LightError::BlockInterval {
+                sequence: payload.sequence,
+                activation_time_ms: payload.activation_time_ms,
+                certified: payload.activation_height,
+                computed: height,
+                block_interval_ms: self.genesis.block_interval_ms,
+            });
+        }
         Ok(payload)
     }
 
@@ -332,6 +353,82 @@ impl LightNode {
             parameters,
             changed,
             pending: self.follower.pending_at(height),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neuroshard_governance::testkit::{user_key, TestChain, TestConfig};
+    use neuroshard_governance::{proposal_file, Command, NepId, VoteChoice};
+
+    /// A test chain whose first NEP (the multi-token-prediction example) is
+    /// approved, with its ACTIVATION certificate issued.
+    fn chain_with_a_certificate() -> (TestChain, Envelope) {
+        let mut c = TestChain::new(&TestConfig::default());
+        let content = proposal_file::parse(include_str!(
+            "../../../examples/neps/multi-token-prediction.toml"
+        ))
+        .expect("example parses");
+        let author = user_key(0);
+        c.exec(&author, Command::CreateDraft { content })
+            .expect("draft");
+        let nep = NepId(1);
+        c.exec(&author, Command::Submit { nep }).expect("submit");
+        let gov = c.state.params().gov().clone();
+        c.advance_days(gov.review_days);
+        for u in 0..3 {
+            let vote = Command::Vote {
+                nep,
+                choice: VoteChoice::Yes,
+            };
+            c.exec(&user_key(u), vote).expect("vote");
+        }
+        c.advance_days(gov.voting_days);
+        for issued in c.issue_pending() {
+            issued.expect("certificate issued");
+        }
+        let envelope = c
+            .state
+            .certificates(1, 1)
+            .first()
+            .and_then(|r| r.issued.as_ref())
+            .map(|i| i.envelope.clone())
+            .expect("certificate 1");
+        (c, envelope)
+    }
+
+    #[test]
+    fn a_block_interval_that_contradicts_a_certificate_is_refused() {
+        let (c, envelope) = chain_with_a_certificate();
+        let pinned = c.genesis.committee.info.clone();
+        let genesis = LightGenesis::from_genesis(&c.genesis, &pinned).expect("genesis");
+
+        let mut honest = LightNode::new(pinned.clone(), genesis.clone()).expect("light node");
+        let payload = honest.accept(&envelope).expect("the certificate verifies");
+        assert_eq!(payload.sequence, 1);
+
+        // A validator that lies about the block interval (as `cert follow`
+        // without --genesis would be told) is caught by the certified height.
+        let lied = LightGenesis {
+            block_interval_ms: genesis.block_interval_ms * 2,
+            source: GenesisSource::Validator,
+            ..genesis
+        };
+        let mut fooled = LightNode::new(pinned, lied).expect("light node");
+        match fooled.accept(&envelope) {
+            Err(LightError::BlockInterval {
+                sequence,
+                certified,
+                computed,
+                ..
+            }) => {
+                assert_eq!(sequence, 1);
+                assert_eq!(certified, payload.activation_height);
+                assert_ne!(computed, certified);
+            }
+            other => panic!("expected BlockInterval, got {other:?}"),
         }
     }
 }
