@@ -376,8 +376,8 @@ mod tests {
             .expect("draft");
         let nep = NepId(1);
         c.exec(&author, Command::Submit { nep }).expect("submit");
-        let gov = c.state.params().gov().clone();
-        c.advance_days(gov.review_days);
+        let gov = c.state.params().gov();
+        c.advance_days(gov.review_days).expect("to voting");
         for u in 0..3 {
             let vote = Command::Vote {
                 nep,
@@ -385,7 +385,7 @@ mod tests {
             };
             c.exec(&user_key(u), vote).expect("vote");
         }
-        c.advance_days(gov.voting_days);
+        c.advance_days(gov.voting_days).expect("vote closes");
         for issued in c.issue_pending() {
             issued.expect("certificate issued");
         }
