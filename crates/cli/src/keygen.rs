@@ -41,6 +41,11 @@ pub struct KeygenOptions {
     pub base_port: u16,
     /// Address the validators listen on and are dialled at.
     pub host: String,
+    /// One address per validator, each on its own machine (or container):
+    /// validator i is dialled at `hosts[i]` on the base ports (peer
+    /// `base_port`, API `base_port + 1`) and listens on `0.0.0.0`. Overrides
+    /// `host`; its certificate names `hosts[i]`.
+    pub hosts: Option<Vec<String>>,
     /// Initial accounts (TOML `[[allocations]]`); default one treasury.
     pub allocations: Option<PathBuf>,
     /// Raft / tick / client settings written into every node.toml.
@@ -58,6 +63,7 @@ impl KeygenOptions {
             day_ms: None,
             base_port: 7100,
             host: "127.0.0.1".to_owned(),
+            hosts: None,
             allocations: None,
             raft: RaftSettings::default(),
             ticks: TickSettings::default(),
@@ -74,6 +80,10 @@ pub enum KeygenError {
     Ports { base: u16, n: u32, last: u32 },
     #[error("{0} already holds a genesis.toml; choose an empty directory")]
     NotEmpty(String),
+    #[error("--hosts: {given} addresses for {n} validators; give one per validator")]
+    HostCount { given: usize, n: u32 },
+    #[error("--hosts: {0:?} is not a DNS name or IPv4 address, or is given twice (one per validator, no port)")]
+    BadHost(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -137,6 +147,24 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             n,
             last,
         });
+    }
+    if let Some(hosts) = &opts.hosts {
+        if hosts.len() != n as usize {
+            return Err(KeygenError::HostCount {
+                given: hosts.len(),
+                n,
+            });
+        }
+        for (i, h) in hosts.iter().enumerate() {
+            // A DNS name or an IPv4 address (written as host:port).
+            let plain = !h.is_empty()
+                && h.len() <= 253
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !plain || hosts[..i].contains(h) {
+                return Err(KeygenError::BadHost(h.clone()));
+            }
+        }
     }
     let dir = &opts.out;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -258,22 +286,32 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
     let ca_key_path = dir.join("ca.key");
     write_secret(&ca_key_path, ca_key.serialize_pem().as_bytes()).map_err(io(&ca_key_path))?;
 
-    let peer_port = |i: u32| u32::from(opts.base_port) + 2 * i;
-    let api_port = |i: u32| u32::from(opts.base_port) + 2 * i + 1;
+    // One machine for all (ports side by side) or one host each (same ports).
+    let spread = u32::from(opts.hosts.is_none());
+    let peer_port = |i: u32| u32::from(opts.base_port) + 2 * i * spread;
+    let api_port = |i: u32| u32::from(opts.base_port) + 2 * i * spread + 1;
+    let host = |i: u32| match &opts.hosts {
+        Some(hosts) => hosts[i as usize].as_str(),
+        None => opts.host.as_str(),
+    };
+    let listen_host = |i: u32| match &opts.hosts {
+        Some(_) => "0.0.0.0",
+        None => host(i),
+    };
     let mut node_configs = Vec::new();
     let mut api_endpoints = Vec::new();
     for i in 0..n {
         let vdir = dir.join(format!("validator-{i}"));
         std::fs::create_dir_all(&vdir).map_err(io(&vdir))?;
         let mut names = vec![validator_dns_name(u64::from(i)), "localhost".to_owned()];
-        if opts.host.parse::<IpAddr>().is_err() {
-            names.push(opts.host.clone());
+        if host(i).parse::<IpAddr>().is_err() && !names.iter().any(|n| n == host(i)) {
+            names.push(host(i).to_owned());
         }
         let mut params = rcgen::CertificateParams::new(names).map_err(tls_err)?;
         params
             .subject_alt_names
             .push(rcgen::SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-        if let Ok(ip) = opts.host.parse::<IpAddr>() {
+        if let Ok(ip) = host(i).parse::<IpAddr>() {
             params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
         }
         params
@@ -301,8 +339,8 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             node_id: u64::from(i),
             data_dir: PathBuf::from("data"),
             genesis: PathBuf::from("../genesis.toml"),
-            peer_listen: format!("{}:{}", opts.host, peer_port(i)),
-            api_listen: format!("{}:{}", opts.host, api_port(i)),
+            peer_listen: format!("{}:{}", listen_host(i), peer_port(i)),
+            api_listen: format!("{}:{}", listen_host(i), api_port(i)),
             tls: TlsPaths {
                 ca_cert: "../ca.pem".into(),
                 cert: "tls.pem".into(),
@@ -316,7 +354,7 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
                 .filter(|j| *j != i)
                 .map(|j| PeerConfig {
                     id: u64::from(j),
-                    addr: format!("{}:{}", opts.host, peer_port(j)),
+                    addr: format!("{}:{}", host(j), peer_port(j)),
                 })
                 .collect(),
             raft: opts.raft.clone(),
@@ -336,7 +374,7 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
         let path = vdir.join("node.toml");
         write_public(&path, format!("{header}{text}").as_bytes()).map_err(io(&path))?;
         node_configs.push(path);
-        api_endpoints.push(format!("https://{}:{}", opts.host, api_port(i)));
+        api_endpoints.push(format!("https://{}:{}", host(i), api_port(i)));
     }
     Ok(Ceremony {
         dir: dir.clone(),

@@ -43,6 +43,11 @@ enum Cmd {
         /// Address the validators listen on and dial each other at.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// One host per validator, comma-separated (each on its own machine
+        /// or container): validator i is reached at the i-th on --base-port
+        /// (peer) and --base-port + 1 (API) and listens on 0.0.0.0.
+        #[arg(long, value_delimiter = ',', conflicts_with = "host")]
+        hosts: Option<Vec<String>>,
         /// Initial accounts (TOML `[[allocations]]` with account, balance,
         /// staked); default: one treasury account, key in DIR/treasury.key.
         #[arg(long)]
@@ -118,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             day_ms,
             base_port,
             host,
+            hosts,
             allocations,
         } => {
             let mut opts = keygen::KeygenOptions::new(validators, out);
@@ -125,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.day_ms = day_ms;
             opts.base_port = base_port;
             opts.host = host;
+            opts.hosts = hosts;
             opts.allocations = allocations;
             let c = keygen::run(&opts)?;
             println!(

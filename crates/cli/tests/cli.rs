@@ -74,6 +74,67 @@ fn keygen_writes_a_committee_with_secret_files_0600() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a genesis.toml"));
 }
 
+/// One host per validator (containers, machines): the same ports on each,
+/// listening on every interface, peers dialled by name, and certificates
+/// naming the host; a host list that does not fit is refused by name.
+#[test]
+fn keygen_with_one_host_per_validator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("c");
+    let hosts = ["v0.example", "v1.example", "10.0.0.12", "v3.example"];
+    let status = neuroshard()
+        .args(["keygen", "--validators", "4", "--out"])
+        .arg(&out)
+        .args(["--hosts", &hosts.join(",")])
+        .status()
+        .expect("run keygen");
+    assert!(status.success());
+    for (i, host) in hosts.iter().enumerate() {
+        let v = out.join(format!("validator-{i}"));
+        let config =
+            neuroshard_node::NodeConfig::load(&v.join("node.toml")).expect("valid node.toml");
+        assert_eq!(config.peer_listen, "0.0.0.0:7100");
+        assert_eq!(config.api_listen, "0.0.0.0:7101");
+        let mut peers: Vec<_> = config.peers.iter().map(|p| p.addr.clone()).collect();
+        peers.sort();
+        let mut expected: Vec<_> = hosts
+            .iter()
+            .filter(|h| *h != host)
+            .map(|h| format!("{h}:7100"))
+            .collect();
+        expected.sort();
+        assert_eq!(peers, expected, "validator-{i}");
+        let pem = std::fs::read(v.join("tls.pem")).expect("certificate");
+        let (_, cert) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+        let cert = cert.parse_x509().expect("x509");
+        let san = cert
+            .subject_alternative_name()
+            .expect("extension")
+            .expect("SAN");
+        let names = format!("{:?}", san.value.general_names);
+        let expected = match host.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => format!("IPAddress({:?})", ip.octets()),
+            Err(_) => format!("DNSName({host:?})"),
+        };
+        assert!(names.contains(&expected), "{expected} not in {names}");
+    }
+    for (arg, rule) in [
+        ("a,b,c", "3 addresses for 4 validators"),
+        ("a,b,b,d", "given twice"),
+        ("a,b:7100,c,d", "not a DNS name"),
+    ] {
+        let refused = neuroshard()
+            .args(["keygen", "--validators", "4", "--out"])
+            .arg(dir.path().join("bad"))
+            .args(["--hosts", arg])
+            .output()
+            .expect("run");
+        assert!(!refused.status.success(), "--hosts {arg} accepted");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(rule), "--hosts {arg}: {stderr}");
+    }
+}
+
 #[test]
 fn node_refuses_a_config_with_an_unknown_key_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
