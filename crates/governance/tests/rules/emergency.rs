@@ -247,15 +247,7 @@ fn a_revocation_keeps_a_change_that_activated_during_the_ratification() {
     let day = c.day_ms();
     let other = to_voting(&mut c, 0, heads(1, 4));
     ok(vote(&mut c, 3, other, VoteChoice::Yes));
-    let deadline = c
-        .state
-        .proposal(other)
-        .unwrap()
-        .vote
-        .as_ref()
-        .unwrap()
-        .deadline_ms
-        .0;
+    let deadline = vote_deadline(&c, other);
     // Half a day before the TRAIN vote closes: an emergency on another key,
     // scheduled with one day of grace.
     ok(c.tick_at(deadline - day / 2));

@@ -103,17 +103,21 @@ pub fn to_voting(c: &mut TestChain, author: usize, content: NepContent) -> NepId
     nep
 }
 
-/// Ticks to exactly the voting deadline of `nep`.
-pub fn close_voting(c: &mut TestChain, nep: NepId) {
-    let deadline = c
-        .state
+/// The voting deadline of `nep` (its vote must be open or closed).
+pub fn vote_deadline(c: &TestChain, nep: NepId) -> u64 {
+    c.state
         .proposal(nep)
         .unwrap()
         .vote
         .as_ref()
         .unwrap()
         .deadline_ms
-        .0;
+        .0
+}
+
+/// Ticks to exactly the voting deadline of `nep`.
+pub fn close_voting(c: &mut TestChain, nep: NepId) {
+    let deadline = vote_deadline(c, nep);
     ok(c.tick_at(deadline));
 }
 
