@@ -140,7 +140,12 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
     if n == 0 || n > MAX_KEYGEN_VALIDATORS {
         return Err(KeygenError::BadCount(n));
     }
-    let last = u32::from(opts.base_port) + 2 * n - 1;
+    // Side by side on one host, validator i takes base+2i and base+2i+1;
+    // one host each, all take base and base+1.
+    let last = match opts.hosts {
+        Some(_) => u32::from(opts.base_port) + 1,
+        None => u32::from(opts.base_port) + 2 * n - 1,
+    };
     if last > 65535 {
         return Err(KeygenError::Ports {
             base: opts.base_port,

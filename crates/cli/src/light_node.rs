@@ -310,8 +310,9 @@ impl LightNode {
             });
         }
         // The block interval decides which changes are active "now"; when it
-        // came from a validator rather than a pinned genesis, every
-        // certificate's certified (time, height) pair checks it.
+        // came from a validator rather than a pinned genesis, an interval
+        // that contradicts a certified (time, height) pair is refused (a
+        // lie within the range the pairs allow is not caught: docs/cli.md).
         let height = self.height_at(payload.activation_time_ms);
         if height != payload.activation_height {
             return Err(LightError::BlockInterval {

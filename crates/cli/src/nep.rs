@@ -54,6 +54,8 @@ pub enum NepCmd {
         /// Only NEPs after this one (pagination).
         #[arg(long)]
         after: Option<NepId>,
+        /// At most this many (0 or more than 1000: 1000); pages the server
+        /// cut short at its size bound are followed.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },

@@ -35,14 +35,17 @@ pub const MAX_REMEMBERED_OUTCOMES: usize = 4;
 
 /// Validators in a committee.
 pub const MAX_VALIDATORS: usize = 256;
-/// Genesis allocations.
-pub const MAX_GENESIS_ALLOCATIONS: usize = 1_000_000;
 /// Accounts the state holds at once; a transfer that would create one more
 /// is refused. Accounts are never deleted, so without this bound transfers
 /// of one base unit to fresh keys would grow every replica's memory and
-/// snapshot without limit. At a few hundred bytes per account this keeps
-/// the accounts of a snapshot well inside the node's snapshot bound.
-pub const MAX_ACCOUNTS: usize = MAX_GENESIS_ALLOCATIONS;
+/// snapshot without limit. An account encodes to at most ~550 bytes (key,
+/// amounts, nonce, four remembered outcomes), so all of them take at most
+/// ~275 MB of a snapshot: inside the node's 512 MiB snapshot bound with room
+/// for proposals and ballots.
+pub const MAX_ACCOUNTS: usize = 500_000;
+/// Genesis allocations: with every validator's identity account, a genesis
+/// never starts above `MAX_ACCOUNTS`.
+pub const MAX_GENESIS_ALLOCATIONS: usize = MAX_ACCOUNTS - MAX_VALIDATORS;
 
 /// Entries verified in one ed25519 batch; larger batches are split.
 pub const MAX_VERIFY_BATCH: usize = 1024;

@@ -26,8 +26,9 @@ use crate::transport::api_convert as convert;
 use crate::transport::api_errors::{self as errors, invalid_argument};
 use crate::transport::api_service::MAX_API_MESSAGE_BYTES;
 
-/// Bytes of proposals one `ListProposals` answer carries at most: half the
-/// message bound, leaving room for the read point and framing.
+/// Bytes of proposals (certificates) one `ListProposals`
+/// (`ListCertificates`) answer carries at most: half the message bound,
+/// leaving room for the read point and framing.
 pub const MAX_LIST_RESPONSE_BYTES: usize = MAX_API_MESSAGE_BYTES / 2;
 /// Longest a read waits to become linearizable.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -424,15 +425,21 @@ impl Governance for GovernanceService {
         let req = req.into_inner();
         let log = self.core.issuance.clone();
         self.read(req.read, |state, point| {
-            Ok(Response::new(api::ListCertificatesResponse {
-                certificates: state
+            // A certificate carries its payload (up to 256 KiB) in three
+            // forms, so a page is bounded by bytes as well as by count.
+            let (certificates, truncated) = take_within(
+                state
                     .certificates(req.from_sequence.max(1), req.limit as usize)
                     .into_iter()
                     .map(|r| {
                         convert::certificate_to_proto(r, log.latency_ms(r.event.sequence), None)
-                    })
-                    .collect(),
+                    }),
+                MAX_LIST_RESPONSE_BYTES,
+            );
+            Ok(Response::new(api::ListCertificatesResponse {
+                certificates,
                 read_point: Some(point),
+                truncated,
             }))
         })
         .await
