@@ -28,6 +28,8 @@ pub enum GovError {
         nonce: u64,
         expected: u64,
     },
+    #[error("the command encodes to {bytes} bytes, more than MAX_COMMAND_BYTES = {max}")]
+    CommandTooLarge { bytes: usize, max: usize },
     #[error("log index {index} is not after the last applied index {last}")]
     LogIndexNotIncreasing { index: u64, last: u64 },
 
@@ -66,6 +68,13 @@ pub enum GovError {
         account: AccountId,
         accounts: usize,
         max: usize,
+    },
+
+    #[error("this would grow the state by {needed} bytes to {would_be}, above its budget of {budget} bytes (gov.state_budget_bytes)")]
+    StateBudgetExceeded {
+        needed: u64,
+        would_be: u64,
+        budget: u64,
     },
 
     // --- proposals ------------------------------------------------------------
@@ -147,6 +156,7 @@ impl GovError {
             Self::UnknownAccount { .. } => "unknown_account",
             Self::NonceReplay { .. } => "nonce_replay",
             Self::NonceOutOfOrder { .. } => "nonce_out_of_order",
+            Self::CommandTooLarge { .. } => "command_too_large",
             Self::LogIndexNotIncreasing { .. } => "log_index_not_increasing",
             Self::ZeroAmount => "zero_amount",
             Self::SelfTransfer { .. } => "self_transfer",
@@ -156,6 +166,7 @@ impl GovError {
             Self::InvalidAccountKey { .. } => "invalid_account_key",
             Self::AmountOverflow { .. } => "amount_overflow",
             Self::TooManyAccounts { .. } => "too_many_accounts",
+            Self::StateBudgetExceeded { .. } => "state_budget_exceeded",
             Self::UnknownNep { .. } => "unknown_nep",
             Self::NotAuthor { .. } => "not_author",
             Self::WrongStage { .. } => "wrong_stage",

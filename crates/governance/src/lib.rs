@@ -7,6 +7,7 @@
 //! gRPC, storage or tokio.
 
 pub mod account;
+pub mod admission;
 mod balances;
 pub mod certificate;
 pub mod command;

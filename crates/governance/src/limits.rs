@@ -50,8 +50,59 @@ pub const MAX_GENESIS_ALLOCATIONS: usize = MAX_ACCOUNTS - MAX_VALIDATORS;
 /// Entries verified in one ed25519 batch; larger batches are split.
 pub const MAX_VERIFY_BATCH: usize = 1024;
 
-/// Largest snapshot `from_snapshot_bytes` will decode.
-pub const MAX_SNAPSHOT_BYTES: usize = 2 * 1024 * 1024 * 1024;
+/// Largest postcard encoding of a [`crate::NepContent`] that passes the
+/// size rules above: every string at its limit (with its varint length),
+/// every parameter change with a key and two text values at their limits,
+/// the numbers at their longest varints. A unit test builds that content and
+/// checks it encodes to exactly this bound or less.
+pub const MAX_NEP_CONTENT_BYTES: usize = (MAX_TITLE_BYTES + 3)
+    + 1 // nep_type
+    + (MAX_MOTIVATION_BYTES + 3)
+    + (MAX_SPEC_BYTES + 3)
+    + 5 // number of parameter changes
+    + MAX_PARAMETER_CHANGES * MAX_PARAMETER_CHANGE_BYTES
+    + 3 * 10 // economic impact multipliers (i64 varints)
+    + (MAX_IMPACT_SUMMARY_BYTES + 3)
+    + 5 + 1; // upgrade path
+
+/// Largest encoding of one parameter change: a key and two values.
+pub const MAX_PARAMETER_CHANGE_BYTES: usize =
+    (MAX_PARAMETER_KEY_BYTES + 1) + 2 * (1 + MAX_TEXT_VALUE_BYTES + 2);
+
+/// Largest postcard encoding of a `SignedCommand` a validator admits and a
+/// replica applies: the largest valid command (an `AmendDraft` with content at
+/// [`MAX_NEP_CONTENT_BYTES`]: author 32, nonce and NEP id varints 10 each,
+/// two variant tags, the signature 1 + 64) plus 4 KiB of margin, rounded to a
+/// KiB. Every other bound that carries a command derives from it: the API's
+/// request limit, forwarded batches, log entries.
+pub const MAX_COMMAND_BYTES: usize =
+    (MAX_NEP_CONTENT_BYTES + 32 + 10 + 10 + 2 + 65 + 4096).div_ceil(1024) * 1024;
+
+/// Largest encoded log entry payload (a command, a tick or an issued
+/// certificate) the node writes or reads.
+pub const MAX_LOG_ENTRY_BYTES: usize = {
+    let cert = MAX_CERTIFICATE_PAYLOAD_BYTES + MAX_CERTIFICATE_SHARES * 256 + 1024;
+    if cert > MAX_COMMAND_BYTES {
+        cert + 64
+    } else {
+        MAX_COMMAND_BYTES + 64
+    }
+};
+
+/// The hard ceiling of the state budget (`gov.state_budget_bytes` may only be
+/// set at or below it): the most bytes the rules let the state charge for
+/// (see `GovernanceState::state_bytes`).
+pub const MAX_STATE_BYTES: usize = 256 * 1024 * 1024;
+
+/// What the encoding of a state may hold beyond the bytes it charges to its
+/// budget: the fixed fields' varints growing, the headers of its collections,
+/// and the committee's own records (parameters, certificate records'
+/// fixed parts). Checked after every apply in tests (`state_bytes` invariant).
+pub const STATE_ENCODING_SLACK_BYTES: usize = 1024 * 1024;
+
+/// The one bound every snapshot encoder and decoder of the project uses: a
+/// state at its largest budget plus the slack, plus the snapshot header.
+pub const MAX_SNAPSHOT_BYTES: usize = MAX_STATE_BYTES + STATE_ENCODING_SLACK_BYTES + 4096;
 
 /// Largest page a list query returns.
 pub const MAX_QUERY_PAGE: usize = 1000;

@@ -104,6 +104,22 @@ impl GovernanceState {
         self.validators.iter().map(|(k, i)| (k, *i))
     }
 
+    /// The chain id commands are signed for.
+    pub fn chain_id(&self) -> &str {
+        &self.chain.chain_id
+    }
+
+    /// Whether `account` is a committee validator's identity key.
+    pub fn is_validator(&self, account: &AccountId) -> bool {
+        self.validators.contains_key(account)
+    }
+
+    /// The stored record of an account (nonce and remembered outcomes
+    /// included), for admission.
+    pub fn account_record(&self, account: &AccountId) -> Option<&crate::account::Account> {
+        self.accounts.get(account)
+    }
+
     pub fn account(&self, account: &AccountId) -> Option<AccountView> {
         let a = self.accounts.get(account)?;
         let locked = self

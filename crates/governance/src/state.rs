@@ -249,6 +249,15 @@ impl GovernanceState {
         c: &SignedCommand,
         check: SignatureCheck<'_>,
     ) -> Outcome {
+        // Admission refuses these before the log; a faulty leader may still
+        // order one, and every replica refuses it here the same way.
+        let bytes = crate::admission::encoded_len(c);
+        if bytes > crate::limits::MAX_COMMAND_BYTES {
+            return Err(GovError::CommandTooLarge {
+                bytes,
+                max: crate::limits::MAX_COMMAND_BYTES,
+            });
+        }
         let owned;
         let message = match check {
             SignatureCheck::Valid(m) => m,

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::economic_parity::{self, ParityError};
 use crate::limits::{
     MAX_IMPACT_SUMMARY_BYTES, MAX_MOTIVATION_BYTES, MAX_PARAMETER_CHANGES, MAX_PARAMETER_KEY_BYTES,
-    MAX_SPEC_BYTES, MAX_TITLE_BYTES,
+    MAX_SPEC_BYTES, MAX_TEXT_VALUE_BYTES, MAX_TITLE_BYTES,
 };
 use crate::nep::{NepContent, NepType};
-use crate::params::{namespace_allowed, spec, GovParams, ParamError};
+use crate::params::{namespace_allowed, spec, GovParams, ParamError, ParamValue};
 
 /// Why a NEP's content is not acceptable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -52,8 +52,26 @@ pub enum ContentError {
 }
 
 /// Validates content for a NEP of its declared type under the current
-/// governance parameters.
+/// governance parameters: [`validate_shape`], then the grace bounds, which
+/// NEPs may change.
 pub fn validate_content(content: &NepContent, gov: &GovParams) -> Result<(), ContentError> {
+    validate_shape(content)?;
+    let days = content.upgrade_path.grace_period_days;
+    let (min, max) = if content.nep_type.is_emergency() {
+        (0, gov.emergency_grace_max_days)
+    } else {
+        (gov.grace_min_days, gov.grace_max_days)
+    };
+    if u64::from(days) < min || u64::from(days) > max {
+        return Err(ContentError::GraceOutOfBounds { days, min, max });
+    }
+    Ok(())
+}
+
+/// Every check of the content that depends on the content alone (sizes,
+/// counts, keys, namespaces, value types and bounds, economic parity): what
+/// admission may refuse before the log, because no later state can accept it.
+pub fn validate_shape(content: &NepContent) -> Result<(), ContentError> {
     if content.title.trim().is_empty() {
         return Err(ContentError::TitleEmpty);
     }
@@ -125,6 +143,17 @@ pub fn validate_content(content: &NepContent, gov: &GovParams) -> Result<(), Con
         }
         // The expected old value only needs the right type: whether it still
         // matches is decided at the compare-and-set when voting ends.
+        // Text values are bounded on both sides: an unbounded `expected_old`
+        // would let one draft carry megabytes into every replica.
+        if let ParamValue::String(text) = &change.expected_old {
+            if text.len() > MAX_TEXT_VALUE_BYTES {
+                return Err(param_err(ParamError::TextTooLong {
+                    key: change.key.clone(),
+                    bytes: text.len(),
+                    max: MAX_TEXT_VALUE_BYTES,
+                }));
+            }
+        }
         if change.expected_old.kind() != s.kind {
             return Err(param_err(ParamError::KindMismatch {
                 key: change.key.clone(),
@@ -138,15 +167,6 @@ pub fn validate_content(content: &NepContent, gov: &GovParams) -> Result<(), Con
                 key: change.key.clone(),
             });
         }
-    }
-    let days = content.upgrade_path.grace_period_days;
-    let (min, max) = if content.nep_type.is_emergency() {
-        (0, gov.emergency_grace_max_days)
-    } else {
-        (gov.grace_min_days, gov.grace_max_days)
-    };
-    if u64::from(days) < min || u64::from(days) > max {
-        return Err(ContentError::GraceOutOfBounds { days, min, max });
     }
     economic_parity::check(&content.economic_impact, changes)?;
     Ok(())
