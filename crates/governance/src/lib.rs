@@ -16,6 +16,7 @@ mod drafting;
 pub mod economic_parity;
 pub mod emergency;
 pub mod error;
+pub mod format;
 pub mod genesis;
 mod invariants;
 mod issuance;

@@ -1,0 +1,56 @@
+//! Format versions of what a validator stores and sends.
+//!
+//! Every log entry payload and every snapshot starts with its format
+//! version. The policy (docs/operations.md, "Format versions"):
+//!
+//! * a binary writes only its own version, and reads its own version and
+//!   every older one it lists in `READABLE_*`;
+//! * a payload of any other version (newer, or retired) is refused with an
+//!   error naming both versions; a replica never skips or guesses an entry,
+//!   because a skipped entry would make it diverge. The validator stops
+//!   applying and the operator upgrades the binary;
+//! * a format change ships in a binary that can read the previous version,
+//!   and starts writing the new one only once every validator runs it (the
+//!   protocol version a NEP activates says when).
+
+/// Version of a log entry payload (`neuroshard_governance::Entry`, postcard).
+/// Version 1 was the unversioned encoding before deposits and the state
+/// budget; it is not readable.
+pub const ENTRY_FORMAT_VERSION: u8 = 2;
+/// Entry versions this binary reads.
+pub const READABLE_ENTRY_FORMATS: &[u8] = &[2];
+
+/// Version of a snapshot of the governance state (after its magic).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// Snapshot versions this binary reads.
+pub const READABLE_SNAPSHOT_FORMATS: &[u8] = &[2];
+
+/// Why a versioned payload was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("{what} is empty: no format version")]
+    Empty { what: &'static str },
+    #[error("{what} has format version {found}; this binary reads {readable:?} (writes {writes}): upgrade the binary")]
+    Unsupported {
+        what: &'static str,
+        found: u8,
+        readable: &'static [u8],
+        writes: u8,
+    },
+}
+
+/// Splits the version byte off a log entry payload, refusing versions this
+/// binary cannot read.
+pub fn entry_body<'b>(what: &'static str, bytes: &'b [u8]) -> Result<&'b [u8], FormatError> {
+    let (&v, body) = bytes.split_first().ok_or(FormatError::Empty { what })?;
+    if READABLE_ENTRY_FORMATS.contains(&v) {
+        Ok(body)
+    } else {
+        Err(FormatError::Unsupported {
+            what,
+            found: v,
+            readable: READABLE_ENTRY_FORMATS,
+            writes: ENTRY_FORMAT_VERSION,
+        })
+    }
+}
