@@ -14,6 +14,7 @@ use neuroshard_chaos::model::{self, ModelConfig, Sabotage};
 use neuroshard_chaos::sim::{self, SimConfig};
 use neuroshard_chaos::{check, History, Report};
 
+mod hostile;
 mod real;
 
 #[derive(Parser)]
@@ -72,6 +73,11 @@ enum Cmd {
     /// namespaces, injects faults across a vote deadline, checks each
     /// scenario's history and prints a table (docs/chaos.md).
     Real(real::RealArgs),
+    /// Runs the `neuroshard` binary as four validators on loopback with an
+    /// honest workload, attacks them with hostile clients (oversized
+    /// commands, garbage and forged signatures, replays, growth loops) and
+    /// prints a table (docs/chaos.md, "Hostile clients").
+    Hostile(hostile::HostileArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,9 +89,11 @@ enum SabotageArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::Real(args) = cli.command {
-        return real::main(args);
-    }
+    let cli = match cli.command {
+        Cmd::Real(args) => return real::main(args),
+        Cmd::Hostile(args) => return hostile::main(args),
+        command => Cli { command },
+    };
     let mut out = std::io::stdout().lock();
     match run(cli, &mut out) {
         Ok(report) if report.is_clean() => ExitCode::SUCCESS,
@@ -101,7 +109,7 @@ fn main() -> ExitCode {
 /// the exit status still tells the verdict.
 fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
     match cli.command {
-        Cmd::Real(_) => Err("`real` is run by main".to_owned()),
+        Cmd::Real(_) | Cmd::Hostile(_) => Err("`real` and `hostile` are run by main".to_owned()),
         Cmd::Check { file } => {
             let history = History::load(&file).map_err(|e| e.to_string())?;
             let report = check(&history);

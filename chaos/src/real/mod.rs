@@ -308,7 +308,7 @@ async fn run_all(
 
 /// Addresses of the validators: their own namespace's address, or
 /// loopback ports from `base`.
-fn addresses(net: Option<&Netns>, base: u16) -> Vec<Address> {
+pub(crate) fn addresses(net: Option<&Netns>, base: u16) -> Vec<Address> {
     (0..VALIDATORS)
         .map(|i| match net {
             Some(_) => Address {
@@ -324,7 +324,7 @@ fn addresses(net: Option<&Netns>, base: u16) -> Vec<Address> {
 }
 
 /// A range of `count` consecutive free loopback ports.
-fn free_ports(count: u16) -> Result<u16, RealError> {
+pub(crate) fn free_ports(count: u16) -> Result<u16, RealError> {
     let mut candidate = 20_000 + (std::process::id() % 20_000) as u16;
     for _ in 0..200 {
         if (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", candidate + i)).is_ok()) {

@@ -90,6 +90,12 @@ impl Validators {
         Ok(())
     }
 
+    /// The process id of validator `i`, while it runs (the hostile suite
+    /// reads its peak RSS from /proc).
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     /// `kill -9`: no chance to flush or close anything.
     pub fn kill9(&mut self, i: usize) -> Result<(), RealError> {
         if let Some(mut child) = self.children[i].take() {

@@ -1,0 +1,676 @@
+//! Hostile clients on real processes (issue 9, item 5): the `neuroshard`
+//! binary as a committee of four validators on loopback (mutual TLS
+//! between them, sled with fsync), an honest workload of votes and
+//! transfers running throughout, and, one after the other after a
+//! no-attack baseline, attacks by clients that do not play by the rules:
+//! oversized commands, a flood of garbage and forged signatures,
+//! replayed nonces and identical retries, and growth loops driven until
+//! their price or the state budget stops them. One table row per phase;
+//! exit 1 when any pass criterion fails (docs/chaos.md, "Hostile
+//! clients").
+//!
+//! The committee comes from the same ceremony and files as `chaos/run`
+//! (`real::committee::prepare`, `real::processes::Validators`); the
+//! genesis is then given the suite's accounts and its small state budget.
+
+pub mod client;
+pub mod content;
+pub mod flood;
+pub mod growth;
+pub mod honest;
+pub mod oversized;
+pub mod replay;
+pub mod report;
+pub mod rss;
+pub mod table;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use ed25519_dalek::SigningKey;
+use neuroshard_governance::genesis::ParamInput;
+use neuroshard_governance::{
+    AccountId, Allocation, Amount, Command, Effect, Genesis, NepId, SignedCommand, NEURO,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::real::committee::{self, Timing};
+use crate::real::error::RealError;
+use crate::real::processes::Validators;
+
+use client::{Pool, Reply};
+use growth::Loop;
+use honest::{Honest, HonestClient, Role};
+use report::AttackReport;
+use table::Row;
+
+/// Validators of the committee.
+pub const VALIDATORS: usize = 4;
+/// A 1 s governance day, a 1-day review, and a vote open for the whole
+/// suite (365 days = 365 s), a tick every 100 ms.
+pub const TIMING: Timing = Timing {
+    day_ms: 1_000,
+    review_days: 1,
+    voting_days: 365,
+    tick_interval_ms: 100,
+};
+/// Longest the committee may take to elect its first leader.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the whole suite may run, from keygen to verdict.
+pub const MAX_SUITE: Duration = Duration::from_secs(230);
+/// Longest a setup command is retried.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Honest transfer accounts (they send to each other).
+pub const TRANSFER_CLIENTS: usize = 2;
+/// Attackers of the fresh-accounts loop (in parallel).
+pub const FRESH_ACCOUNT_ATTACKERS: usize = 4;
+
+/// One attack of the suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Attack {
+    /// (a) commands above MAX_COMMAND_BYTES up to and past the transport limit.
+    Oversized,
+    /// (b) garbage bytes and forged signatures at ≥ 1 000 requests/s.
+    Flood,
+    /// (c) replayed nonces and identical retries.
+    Replay,
+    /// (d) CreateDraft/Withdraw loop.
+    DraftsWithdraw,
+    /// (d) fresh accounts funded to vote.
+    FreshVoters,
+    /// (d) largest drafts up to the per-author limit.
+    MaxDrafts,
+    /// (d) transfers to fresh accounts until the state budget refuses.
+    FreshAccounts,
+}
+
+impl Attack {
+    pub const ALL: [Attack; 7] = [
+        Attack::Oversized,
+        Attack::Flood,
+        Attack::Replay,
+        Attack::DraftsWithdraw,
+        Attack::FreshVoters,
+        Attack::MaxDrafts,
+        Attack::FreshAccounts,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attack::Oversized => "(a) oversized",
+            Attack::Flood => "(b) garbage+bad sigs",
+            Attack::Replay => "(c) replay/retries",
+            Attack::DraftsWithdraw => Loop::DraftsWithdraw.name(),
+            Attack::FreshVoters => Loop::FreshVoters.name(),
+            Attack::MaxDrafts => Loop::MaxDrafts.name(),
+            Attack::FreshAccounts => Loop::FreshAccounts.name(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct HostileArgs {
+    /// The `neuroshard` binary to run as validators.
+    #[arg(long)]
+    pub binary: PathBuf,
+    /// Attacks to run after the baseline (default: all), in the suite's order.
+    #[arg(long = "attack", value_enum)]
+    pub attacks: Vec<Attack>,
+    /// Keep the committee, data and node logs here (default: a temporary
+    /// directory removed at the end).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seeds every key and random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Length of the no-attack baseline.
+    #[arg(long, default_value_t = 10)]
+    pub baseline_secs: u64,
+    /// Shortest time of each attack (the honest workload is measured over it).
+    #[arg(long, default_value_t = 8)]
+    pub attack_secs: u64,
+    /// Longest a growth loop may run before "not stopped" is a failure.
+    #[arg(long, default_value_t = 25)]
+    pub growth_max_secs: u64,
+    /// Requests per second of the garbage/forgery flood.
+    #[arg(long, default_value_t = 1_200.0)]
+    pub flood_rate: f64,
+    /// Honest voters (plus two honest accounts transferring to each other).
+    #[arg(long, default_value_t = 2)]
+    pub honest_voters: usize,
+    /// Pause between an honest client's commands.
+    #[arg(long, default_value_t = 40)]
+    pub honest_pace_ms: u64,
+    /// Honest p99 under attack may be at most this many times the baseline's.
+    #[arg(long, default_value_t = 3.0)]
+    pub p99_factor: f64,
+    /// Each validator's documented peak RSS bound (MiB), checked against
+    /// VmHWM.
+    #[arg(long, default_value_t = 1_024)]
+    pub rss_bound_mib: u64,
+    /// `gov.state_budget_bytes` of the suite's genesis (small, so the
+    /// growth loops reach it in seconds; the registry's minimum is 1 MiB).
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    pub state_budget_bytes: u64,
+}
+
+/// Everything an attack needs to know.
+pub struct Ctx {
+    pub chain_id: String,
+    pub api_addrs: Vec<String>,
+    pub ca: PathBuf,
+    pub honest: Arc<Honest>,
+    pub honest_nep: NepId,
+    pub seed: u64,
+}
+
+impl Ctx {
+    /// A pool of connections from `127.0.0.<octet>`.
+    fn pool(&self, octet: u8, connections: usize) -> Result<Pool, RealError> {
+        Pool::new(
+            &self.api_addrs,
+            &self.ca,
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, octet)),
+            connections,
+        )
+    }
+}
+
+/// The suite's accounts.
+struct Keys {
+    author: SigningKey,
+    voters: Vec<SigningKey>,
+    transfer: Vec<SigningKey>,
+    oversize: SigningKey,
+    flood: SigningKey,
+    replay: SigningKey,
+    drafts_withdraw: SigningKey,
+    fresh_voters: SigningKey,
+    max_drafts: SigningKey,
+    fresh_accounts: Vec<SigningKey>,
+}
+
+impl Keys {
+    fn new(seed: u64, voters: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0405_711E);
+        let mut key = || SigningKey::from_bytes(&rng.gen());
+        Self {
+            author: key(),
+            voters: (0..voters).map(|_| key()).collect(),
+            transfer: (0..TRANSFER_CLIENTS).map(|_| key()).collect(),
+            oversize: key(),
+            flood: key(),
+            replay: key(),
+            drafts_withdraw: key(),
+            fresh_voters: key(),
+            max_drafts: key(),
+            fresh_accounts: (0..FRESH_ACCOUNT_ATTACKERS).map(|_| key()).collect(),
+        }
+    }
+
+    /// Genesis allocations in NEURO: (key, balance, staked).
+    fn allocations(&self) -> Vec<(&SigningKey, u64, u64)> {
+        let mut out = vec![(&self.author, 200, 200)];
+        out.extend(self.voters.iter().map(|k| (k, 10, 1_000)));
+        out.extend(self.transfer.iter().map(|k| (k, 10_000, 0)));
+        out.extend([
+            // Two largest drafts' deposits and more.
+            (&self.oversize, 1_000, 100),
+            (&self.flood, 10, 0),
+            (&self.replay, 1_000, 0),
+            // Some thirty CreateDraft/Withdraw rounds of the largest draft.
+            (&self.drafts_withdraw, 3_000, 100),
+            // Some three hundred fresh accounts at 1 NEURO each.
+            (&self.fresh_voters, 300, 0),
+            // Eight largest drafts' deposits with room to spare: the
+            // per-author limit stops it, not the price.
+            (&self.max_drafts, 2_000, 100),
+        ]);
+        // Enough to fill any budget: the budget stops them.
+        out.extend(self.fresh_accounts.iter().map(|k| (k, 50_000, 0)));
+        out
+    }
+}
+
+fn account_of(key: &SigningKey) -> AccountId {
+    AccountId(key.verifying_key().to_bytes())
+}
+
+/// Where the run keeps its files; a temporary one is removed on drop.
+struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// `neuroshard-chaos hostile`: exit 0 when every row passed, 1 when any
+/// failed, 2 when the suite could not run.
+pub fn main(args: HostileArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("neuroshard-chaos hostile: tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            r = tokio::time::timeout(MAX_SUITE, run(&args)) => r.unwrap_or_else(|_| Err(RealError::Timeout {
+                what: "the hostile-client suite".into(),
+                waited_ms: MAX_SUITE.as_millis() as u64,
+                last: "still running; stopped".into(),
+            })),
+            _ = async { match interrupt.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => Err(RealError::Interrupted("SIGINT")),
+            _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => Err(RealError::Interrupted("SIGTERM")),
+        }
+    });
+    // Stop every task (and with them the validators' owner) before exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(rows) if rows.iter().all(Row::passed) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("neuroshard-chaos hostile: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
+    let suite_started = Instant::now();
+    let binary = std::fs::canonicalize(&args.binary).map_err(RealError::io(&args.binary))?;
+    let attacks: Vec<Attack> = if args.attacks.is_empty() {
+        Attack::ALL.to_vec()
+    } else {
+        let mut a = args.attacks.clone();
+        a.sort();
+        a.dedup();
+        a
+    };
+    let work = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(RealError::io(dir))?;
+            WorkDir {
+                path: std::fs::canonicalize(dir).map_err(RealError::io(dir))?,
+                remove: false,
+            }
+        }
+        None => {
+            let path = std::env::temp_dir()
+                .join(format!("neuroshard-chaos-hostile-{}", std::process::id()));
+            std::fs::create_dir_all(&path).map_err(RealError::io(&path))?;
+            WorkDir { path, remove: true }
+        }
+    };
+    let dir = work.path.join("committee");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(RealError::io(&dir))?;
+    }
+    let base = crate::real::free_ports(2 * VALIDATORS as u16)?;
+    let addrs = crate::real::addresses(None, base);
+    let chain_id = "hostile".to_owned();
+    let committee = committee::prepare(&binary, &dir, &chain_id, &addrs, TIMING)?;
+    let keys = Keys::new(args.seed, args.honest_voters);
+    let budget = set_genesis(&dir.join("genesis.toml"), &keys, args.state_budget_bytes)?;
+    match budget {
+        Some(b) => println!("hostile: gov.state_budget_bytes = {b}"),
+        None => println!(
+            "hostile: this build's registry has no gov.state_budget_bytes: the genesis keeps no budget"
+        ),
+    }
+
+    let mut validators = Validators::new(
+        &binary,
+        committee.configs.clone(),
+        vec![Vec::new(); VALIDATORS],
+    );
+    for i in 0..VALIDATORS {
+        validators.spawn(i)?;
+    }
+    let api_addrs: Vec<String> = addrs.iter().map(|a| a.api.clone()).collect();
+    let admin = Pool::new(
+        &api_addrs,
+        &committee.ca,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        1,
+    )?;
+    wait_for_leader(&admin).await?;
+    println!(
+        "hostile: committee of {VALIDATORS} up on 127.0.0.1:{base}..{} in {:.1} s",
+        base + 2 * VALIDATORS as u16 - 1,
+        suite_started.elapsed().as_secs_f64()
+    );
+
+    // The honest NEP the voters vote on (open for the whole suite).
+    let honest_nep = open_vote(&admin, &chain_id, &keys.author).await?;
+    println!("hostile: NEP-{} in VOTING", honest_nep.0);
+
+    let mut clients: Vec<HonestClient> = keys
+        .voters
+        .iter()
+        .map(|k| HonestClient {
+            key: k.clone(),
+            role: Role::Voter { nep: honest_nep },
+            genesis_balance: 10 * NEURO,
+        })
+        .collect();
+    for (i, k) in keys.transfer.iter().enumerate() {
+        let partner = &keys.transfer[(i + 1) % keys.transfer.len()];
+        clients.push(HonestClient {
+            key: k.clone(),
+            role: Role::Transfer {
+                to: account_of(partner),
+            },
+            genesis_balance: 10_000 * NEURO,
+        });
+    }
+    let honest = Honest::new(clients);
+    let ctx = Ctx {
+        chain_id: chain_id.clone(),
+        api_addrs,
+        ca: committee.ca.clone(),
+        honest: honest.clone(),
+        honest_nep,
+        seed: args.seed,
+    };
+    let honest_pool = ctx.pool(10, 1)?;
+    let mut honest_tasks = tokio::task::JoinSet::new();
+    for id in 0..honest.clients.len() {
+        honest_tasks.spawn(honest::run(
+            honest.clone(),
+            honest_pool.clone(),
+            chain_id.clone(),
+            id,
+            Duration::from_millis(args.honest_pace_ms),
+        ));
+    }
+
+    // The phases.
+    let mut phases: Vec<(String, AttackReport, usize, Vec<Option<u64>>)> = Vec::new();
+    let mut exited: Vec<usize> = Vec::new();
+    let phase_names: Vec<String> = std::iter::once("baseline (no attack)".to_owned())
+        .chain(attacks.iter().map(|a| a.name().to_owned()))
+        .collect();
+    let min = Duration::from_secs(args.attack_secs);
+    let growth_max = Duration::from_secs(args.growth_max_secs);
+    for (p, name) in phase_names.iter().enumerate() {
+        honest.set_phase(p);
+        let pids: Vec<Option<u32>> = (0..VALIDATORS).map(|i| validators.pid(i)).collect();
+        let reset = pids.iter().flatten().all(|&pid| rss::reset_peak(pid));
+        println!("hostile: {name}: running");
+        let started = Instant::now();
+        let mut report = if p == 0 {
+            tokio::time::sleep(Duration::from_secs(args.baseline_secs)).await;
+            AttackReport::default()
+        } else {
+            let attack = attacks[p - 1];
+            run_attack(&ctx, &keys, attack, args, min, growth_max).await?
+        };
+        if !reset {
+            report
+                .notes
+                .push("peak RSS could not be reset: peaks since the start".into());
+        }
+        for (i, status) in validators.exited() {
+            println!("hostile: validator {i} exited by itself ({status}); see its node.log");
+            exited.push(i);
+        }
+        let peaks = pids
+            .iter()
+            .map(|p| p.and_then(rss::peak_kib))
+            .collect::<Vec<_>>();
+        let running = VALIDATORS - exited.len();
+        println!(
+            "hostile: {name}: done in {:.1} s ({} requests, {} findings)",
+            started.elapsed().as_secs_f64(),
+            report.sent,
+            report.findings.len()
+        );
+        phases.push((name.clone(), report, running, peaks));
+    }
+
+    // Stop the honest clients, then look for every acknowledged command.
+    honest.stop();
+    let _ = tokio::time::timeout(honest::MAX_WAIT + Duration::from_secs(5), async {
+        while honest_tasks.join_next().await.is_some() {}
+    })
+    .await;
+    honest_tasks.abort_all();
+    let (applied, mut verify_findings) = honest::verify(&honest, &admin, &chain_id).await;
+    let ops = honest.ops();
+    let stats = honest::phase_stats(&ops, &applied, phase_names.len());
+    let baseline_p99 = stats.first().and_then(|s| s.p99_ms);
+    let mut rows: Vec<Row> = Vec::new();
+    for (p, ((name, report, running, peaks), s)) in phases.into_iter().zip(stats).enumerate() {
+        let state = report.state_bytes;
+        let mut row = Row {
+            name,
+            report,
+            honest: s,
+            baseline_p99_ms: baseline_p99,
+            p99_factor: args.p99_factor,
+            running,
+            validators: VALIDATORS,
+            peak_kib: peaks,
+            rss_bound_mib: args.rss_bound_mib,
+            state,
+            is_baseline: p == 0,
+            failures: Vec::new(),
+        };
+        row.judge();
+        rows.push(row);
+    }
+    // Findings of the final check that no row owns go to the last one.
+    if let Some(last) = rows.last_mut() {
+        last.report.findings.append(&mut verify_findings);
+    }
+    validators.kill_all();
+    println!("\n{}", table::render(&rows));
+    println!(
+        "hostile: {} honest commands, {} acknowledged; suite {:.0} s",
+        ops.len(),
+        ops.iter()
+            .filter(|o| matches!(o.outcome, honest::Outcome::Acked { .. }))
+            .count(),
+        suite_started.elapsed().as_secs_f64()
+    );
+    if let Some(dir) = &args.out {
+        println!("committee, data and node logs: {}", dir.display());
+    }
+    Ok(rows)
+}
+
+async fn run_attack(
+    ctx: &Ctx,
+    keys: &Keys,
+    attack: Attack,
+    args: &HostileArgs,
+    min: Duration,
+    growth_max: Duration,
+) -> Result<AttackReport, RealError> {
+    // Each attacker connects from its own loopback address.
+    Ok(match attack {
+        Attack::Oversized => {
+            let pool = ctx.pool(2, 1)?;
+            oversized::run(ctx, &pool, &keys.oversize, min).await
+        }
+        Attack::Flood => {
+            let pool = ctx.pool(3, 2)?;
+            flood::run(ctx, &pool, &keys.flood, args.flood_rate, min).await
+        }
+        Attack::Replay => {
+            let pool = ctx.pool(4, 1)?;
+            replay::run(ctx, &pool, &keys.replay, min).await
+        }
+        Attack::DraftsWithdraw => {
+            let pool = ctx.pool(5, 1)?;
+            let k = [keys.drafts_withdraw.clone()];
+            growth::run(ctx, &pool, Loop::DraftsWithdraw, &k, min, growth_max).await
+        }
+        Attack::FreshVoters => {
+            let pool = ctx.pool(6, 1)?;
+            let k = [keys.fresh_voters.clone()];
+            growth::run(ctx, &pool, Loop::FreshVoters, &k, min, growth_max).await
+        }
+        Attack::MaxDrafts => {
+            let pool = ctx.pool(7, 1)?;
+            let k = [keys.max_drafts.clone()];
+            growth::run(ctx, &pool, Loop::MaxDrafts, &k, min, growth_max).await
+        }
+        Attack::FreshAccounts => {
+            let pool = ctx.pool(8, 1)?;
+            growth::run(
+                ctx,
+                &pool,
+                Loop::FreshAccounts,
+                &keys.fresh_accounts,
+                min,
+                growth_max,
+            )
+            .await
+        }
+    })
+}
+
+/// Adds the suite's accounts to the genesis and sets its state budget
+/// (when the registry has `gov.state_budget_bytes`). Returns the budget.
+fn set_genesis(path: &Path, keys: &Keys, budget: u64) -> Result<Option<u64>, RealError> {
+    let text = std::fs::read_to_string(path).map_err(RealError::io(path))?;
+    let mut genesis =
+        Genesis::from_toml(&text).map_err(|e| RealError::invalid(path.display().to_string(), e))?;
+    for (key, balance, staked) in keys.allocations() {
+        genesis.allocations.push(Allocation {
+            account: account_of(key),
+            balance: Amount(balance * NEURO),
+            staked: Amount(staked * NEURO),
+        });
+    }
+    let key = "gov.state_budget_bytes";
+    let set = neuroshard_governance::params::spec(key).is_some();
+    if set {
+        let value = i64::try_from(budget)
+            .map_err(|_| RealError::invalid(key, format!("{budget} is too large")))?;
+        genesis
+            .parameters
+            .insert(key.to_owned(), ParamInput::Integer(value));
+    }
+    genesis
+        .parameter_set()
+        .map_err(|e| RealError::invalid("genesis parameters", e))?;
+    let body = genesis
+        .to_toml()
+        .map_err(|e| RealError::invalid("genesis", e))?;
+    std::fs::write(path, body).map_err(RealError::io(path))?;
+    Ok(set.then_some(budget))
+}
+
+async fn wait_for_leader(pool: &Pool) -> Result<(), RealError> {
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < STARTUP_TIMEOUT {
+        for i in 0..pool.len() {
+            if let Some(s) = client::status(pool, i, Duration::from_secs(1)).await {
+                if s.role == "leader" {
+                    return Ok(());
+                }
+                last = format!("validator {i}: {} term {}", s.role, s.term);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(RealError::Timeout {
+        what: "the first leader".into(),
+        waited_ms: started.elapsed().as_millis() as u64,
+        last,
+    })
+}
+
+/// A setup command: identical bytes until applied; a refusal stops the
+/// suite (setup is not under test).
+async fn ensure(pool: &Pool, signed: &SignedCommand) -> Result<neuroshard_governance::Receipt, RealError> {
+    let started = Instant::now();
+    let mut attempt = 0usize;
+    loop {
+        match client::submit(pool, attempt, signed, Duration::from_secs(5)).await {
+            Reply::Applied { receipt, .. } => return Ok(receipt),
+            Reply::Refused(r) => {
+                return Err(RealError::SetupRefused {
+                    command: signed.command.name().to_owned(),
+                    message: format!("{} [{}]", r.message, r.rule),
+                })
+            }
+            Reply::Unknown { rule, message } => {
+                if started.elapsed() > SETUP_TIMEOUT {
+                    return Err(RealError::Timeout {
+                        what: format!("setup command {}", signed.command.name()),
+                        waited_ms: started.elapsed().as_millis() as u64,
+                        last: format!("{rule}: {message}"),
+                    });
+                }
+            }
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The author drafts and submits a small NEP; returns it once in VOTING.
+async fn open_vote(pool: &Pool, chain_id: &str, author: &SigningKey) -> Result<NepId, RealError> {
+    let draft = SignedCommand::sign(
+        chain_id,
+        author,
+        1,
+        Command::CreateDraft {
+            content: content::small_content("hostile suite: the honest vote"),
+        },
+    );
+    let receipt = ensure(pool, &draft).await?;
+    let Effect::DraftCreated { nep, .. } = receipt.effect else {
+        return Err(RealError::invalid(
+            "create-draft",
+            format!("receipt names no draft: {:?}", receipt.effect),
+        ));
+    };
+    ensure(pool, &SignedCommand::sign(chain_id, author, 2, Command::Submit { nep })).await?;
+    let started = Instant::now();
+    loop {
+        let request = neuroshard_node::api_proto::GetProposalRequest {
+            nep: nep.0,
+            read: Some(neuroshard_node::api_proto::ReadOptions { stale: false }),
+        };
+        let mut c = pool.client(0);
+        if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_secs(2), c.get_proposal(request)).await {
+            if p.into_inner().vote.is_some() {
+                return Ok(nep);
+            }
+        }
+        if started.elapsed() > SETUP_TIMEOUT {
+            return Err(RealError::Timeout {
+                what: format!("NEP-{} in VOTING", nep.0),
+                waited_ms: started.elapsed().as_millis() as u64,
+                last: "not yet".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,182 @@
+//! The suite's table: one row per phase (the no-attack baseline, then each
+//! attack), the pass criteria applied to it, and its findings.
+
+use std::collections::BTreeMap;
+
+use super::honest::PhaseStats;
+use super::report::AttackReport;
+
+pub struct Row {
+    pub name: String,
+    pub report: AttackReport,
+    pub honest: PhaseStats,
+    /// The baseline's honest p99 (ms), for attack rows.
+    pub baseline_p99_ms: Option<f64>,
+    pub p99_factor: f64,
+    /// Validators running at the end of the phase, of how many.
+    pub running: usize,
+    pub validators: usize,
+    /// Peak RSS per validator during the phase (KiB).
+    pub peak_kib: Vec<Option<u64>>,
+    pub rss_bound_mib: u64,
+    /// Charged state bytes and the budget, when known.
+    pub state: Option<(u64, u64)>,
+    pub is_baseline: bool,
+    /// Findings of the criteria (beyond the attack's own).
+    pub failures: Vec<String>,
+}
+
+impl Row {
+    /// Applies the pass criteria; returns whether the row passed.
+    pub fn judge(&mut self) -> bool {
+        let mut f = Vec::new();
+        if self.running < self.validators {
+            f.push(format!(
+                "{} of {} validators running at the end of the phase",
+                self.running, self.validators
+            ));
+        }
+        if self.honest.applied < self.honest.acked {
+            f.push(format!(
+                "{} acknowledged honest commands not found applied",
+                self.honest.acked - self.honest.applied
+            ));
+        }
+        if self.honest.acked == 0 {
+            f.push("no honest command was acknowledged during the phase".to_owned());
+        }
+        if !self.is_baseline {
+            match (self.honest.p99_ms, self.baseline_p99_ms) {
+                (Some(p), Some(b)) if p > self.p99_factor * b => f.push(format!(
+                    "honest p99 {p:.1} ms is more than {}× the baseline's {b:.1} ms",
+                    self.p99_factor
+                )),
+                (None, _) | (_, None) => f.push("no honest p99 to compare".to_owned()),
+                _ => {}
+            }
+        }
+        let bound_kib = self.rss_bound_mib * 1024;
+        for (i, p) in self.peak_kib.iter().enumerate() {
+            if let Some(p) = p {
+                if *p > bound_kib {
+                    f.push(format!(
+                        "validator {i}: peak RSS {} MiB above the bound {} MiB",
+                        p / 1024,
+                        self.rss_bound_mib
+                    ));
+                }
+            }
+        }
+        self.failures = f;
+        self.failures.is_empty() && self.report.findings.is_empty()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty() && self.report.findings.is_empty()
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
+}
+
+fn rules(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "-".to_owned();
+    }
+    m.iter()
+        .map(|(r, n)| format!("{r}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn render(rows: &[Row]) -> String {
+    let header = [
+        "attack",
+        "sent",
+        "req/s",
+        "honest acked/applied",
+        "p99 ms (×base)",
+        "up",
+        "peak RSS MiB v0/v1/v2/v3 (bound)",
+        "state KiB (budget)",
+        "refusals by rule (after the log)",
+        "verdict",
+    ];
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let ratio = match (r.honest.p99_ms, r.baseline_p99_ms) {
+            (Some(p), Some(b)) if !r.is_baseline && b > 0.0 => format!(" ({:.1}×)", p / b),
+            _ => String::new(),
+        };
+        let rss = r
+            .peak_kib
+            .iter()
+            .map(|p| p.map_or_else(|| "-".to_owned(), |k| (k / 1024).to_string()))
+            .collect::<Vec<_>>()
+            .join("/");
+        let state = r.state.map_or_else(
+            || "-".to_owned(),
+            |(s, b)| format!("{} ({})", s / 1024, b / 1024),
+        );
+        let mut refusals = rules(&r.report.refusals);
+        if !r.report.after_log.is_empty() {
+            refusals.push_str(&format!(" (after the log: {})", rules(&r.report.after_log)));
+        }
+        lines.push(vec![
+            r.name.clone(),
+            if r.is_baseline {
+                "-".to_owned()
+            } else {
+                r.report.sent.to_string()
+            },
+            if r.is_baseline {
+                "-".to_owned()
+            } else {
+                format!("{:.0}", r.report.rate())
+            },
+            format!("{}/{}", r.honest.acked, r.honest.applied),
+            format!("{}{ratio}", ms(r.honest.p99_ms)),
+            format!("{}/{}", r.running, r.validators),
+            format!("{rss} ({})", r.rss_bound_mib),
+            state,
+            refusals,
+            if r.passed() { "ok" } else { "FAIL" }.to_owned(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        let mut line = String::new();
+        for (c, cell) in l.iter().enumerate() {
+            // The refusals column last but one can be long: no padding
+            // needed after the verdict.
+            let w = widths[c];
+            line.push_str(cell);
+            if c + 1 < l.len() {
+                line.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for r in rows {
+        for n in &r.report.notes {
+            out.push_str(&format!("{}: {n}\n", r.name));
+        }
+        if !r.honest.refused.is_empty() || r.honest.unresolved > 0 {
+            out.push_str(&format!(
+                "{}: honest commands refused {:?}, unresolved {} {:?}\n",
+                r.name, r.honest.refused, r.honest.unresolved, r.honest.unresolved_last
+            ));
+        }
+    }
+    for r in rows {
+        for f in r.failures.iter().chain(&r.report.findings) {
+            out.push_str(&format!("FAIL {}: {f}\n", r.name));
+        }
+    }
+    out
+}
