@@ -55,7 +55,7 @@ impl Replica {
     }
 
     pub fn crash(&mut self) {
-        self.disk = Some(self.state.to_snapshot_bytes());
+        self.disk = Some(self.state.to_snapshot_bytes().expect("snapshot encodes"));
         self.up = false;
     }
 

@@ -33,7 +33,7 @@ pub struct RecordingMachine {
 }
 
 fn copy_state(state: &GovernanceState) -> Result<GovernanceState, SnapshotError> {
-    GovernanceState::from_snapshot_bytes(&state.to_snapshot_bytes())
+    GovernanceState::from_snapshot_bytes(&state.to_snapshot_bytes().expect("snapshot encodes"))
 }
 
 impl RecordingMachine {

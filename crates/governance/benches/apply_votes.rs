@@ -128,7 +128,7 @@ fn memory_per_ballot(f: &Fixture) {
     println!(
         "memory: {per_vote:.0} bytes of state per applied vote ({VOTERS} votes: ballot + vote lock + remembered receipt); \
          ballot key+value {ballot_entry} bytes before B-tree overhead; snapshot grows {:.0} bytes per vote",
-        (state.to_snapshot_bytes().len() - f.state.to_snapshot_bytes().len()) as f64 / VOTERS as f64
+        (state.to_snapshot_bytes().expect("snapshot").len() - f.state.to_snapshot_bytes().expect("snapshot").len()) as f64 / VOTERS as f64
     );
 }
 

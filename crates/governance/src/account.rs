@@ -34,6 +34,9 @@ pub struct RememberedOutcome {
 pub struct Account {
     pub balance: Amount,
     pub staked: Amount,
+    /// Draft deposits this account has locked (refunded when each draft's
+    /// vote closes, burned if it is withdrawn).
+    pub deposited: Amount,
     /// Last accepted nonce (0 before the first command).
     pub nonce: u64,
     /// Stake history, ascending by index, compacted to what open votes need.

@@ -25,21 +25,34 @@ impl GovernanceState {
         if !signature::usable_account_key(&to) {
             return Err(GovError::InvalidAccountKey { account: to });
         }
+        let created_receiver = !self.accounts.contains_key(&to);
+        // Creating an account is priced: the fee is burned, so the accounts
+        // one balance can create are bounded by it.
+        let fee = if created_receiver {
+            self.params.gov().account_creation_fee
+        } else {
+            Amount::ZERO
+        };
+        let needed = amount
+            .checked_add(fee)
+            .ok_or(GovError::AmountOverflow { account: from })?;
         let sender = &self.accounts[&from];
-        if sender.balance < amount {
+        if sender.balance < needed {
             return Err(GovError::InsufficientBalance {
                 account: from,
-                needed: amount,
+                needed,
                 available: sender.balance,
             });
         }
-        let created_receiver = !self.accounts.contains_key(&to);
         if created_receiver && self.accounts.len() >= MAX_ACCOUNTS {
             return Err(GovError::TooManyAccounts {
                 account: to,
                 accounts: self.accounts.len(),
                 max: MAX_ACCOUNTS,
             });
+        }
+        if created_receiver {
+            self.require_budget(crate::budget::ACCOUNT_CHARGE)?;
         }
         let receiver_balance = self
             .accounts
@@ -49,13 +62,21 @@ impl GovernanceState {
         let new_receiver_balance = receiver_balance
             .checked_add(amount)
             .ok_or(GovError::AmountOverflow { account: to })?;
-        self.account_mut(from).balance.0 -= amount.0;
-        self.accounts.entry(to).or_default().balance = new_receiver_balance;
+        self.account_mut(from).balance.0 -= needed.0;
+        self.supply.balances -= fee.0;
+        self.supply.burned += fee.0;
+        if created_receiver {
+            let account = Account::default();
+            self.state_bytes += crate::budget::account_charge(&account);
+            self.accounts.insert(to, account);
+        }
+        self.account_mut(to).balance = new_receiver_balance;
         Ok(Effect::Transferred {
             from,
             to,
             amount,
             created_receiver,
+            fee_burned: fee,
         })
     }
 
@@ -81,10 +102,14 @@ impl GovernanceState {
             .checked_add(amount)
             .ok_or(GovError::AmountOverflow { account: who })?;
         let open = self.open_snapshot_list();
+        self.require_checkpoint_budget(log_index, who, &open)?;
         let account = self.account_mut(who);
+        let before = crate::budget::account_charge(account);
         account.balance.0 -= amount.0;
         account.staked = staked;
         account.checkpoint(log_index, &open);
+        let after = crate::budget::account_charge(account);
+        self.recharge(before, after);
         self.supply.balances -= amount.0;
         self.supply.staked += amount.0;
         Ok(Effect::Staked {
@@ -126,10 +151,14 @@ impl GovernanceState {
             }
         }
         let open = self.open_snapshot_list();
+        self.require_checkpoint_budget(log_index, who, &open)?;
         let account = self.account_mut(who);
+        let before = crate::budget::account_charge(account);
         account.staked = remaining;
         account.balance.0 += amount.0;
         account.checkpoint(log_index, &open);
+        let after = crate::budget::account_charge(account);
+        self.recharge(before, after);
         self.supply.staked -= amount.0;
         self.supply.balances += amount.0;
         Ok(Effect::Unstaked {
@@ -142,13 +171,32 @@ impl GovernanceState {
     /// Drops locks of votes that have closed.
     pub(crate) fn prune_vote_locks(&mut self, who: AccountId) {
         let proposals = &self.proposals;
+        let mut freed = 0;
         if let Some(account) = self.accounts.get_mut(&who) {
+            let before = account.vote_locks.len();
             account.vote_locks.retain(|l| {
                 proposals
                     .get(&l.nep)
                     .is_some_and(|p| p.open_vote().is_some())
             });
+            freed = (before - account.vote_locks.len()) as u64;
         }
+        self.state_bytes -= freed * crate::budget::LOCK_CHARGE;
+    }
+
+    /// A stake change that would keep one more checkpoint (an open vote
+    /// needs the current one) is growth, refused when the budget is full.
+    fn require_checkpoint_budget(
+        &self,
+        log_index: u64,
+        who: AccountId,
+        open: &[u64],
+    ) -> Result<(), GovError> {
+        let mut probe = self.accounts[&who].clone();
+        let before = crate::budget::account_charge(&probe);
+        probe.checkpoint(log_index, open);
+        let after = crate::budget::account_charge(&probe);
+        self.require_budget(after.saturating_sub(before))
     }
 
     /// The largest lock on `who`'s stake: (NEP, locked power, vote deadline).
@@ -194,6 +242,7 @@ mod tests {
             c.state.accounts.entry(AccountId(key)).or_default();
         }
         assert_eq!(c.state.accounts.len(), MAX_ACCOUNTS);
+        c.state.state_bytes = c.state.recount_state_bytes();
         let newcomer = account_of(&user_key(60));
         let sender = account_of(&user_key(0));
         let sender_balance = c.state.account(&sender).expect("exists").balance;

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeSet;
 
+use crate::budget::{content_charge, draft_deposit, proposal_charge, PROPOSAL_CHARGE};
 use crate::error::GovError;
 use crate::limits::{MAX_OPEN_DRAFTS_PER_AUTHOR, MAX_OPEN_PROPOSALS};
 use crate::nep::NepContent;
 use crate::proposal::{Proposal, Stage};
 use crate::receipt::Effect;
 use crate::state::GovernanceState;
-use crate::types::{AccountId, NepId};
+use crate::types::{AccountId, Amount, NepId};
 use crate::validation::validate_content;
 
 impl GovernanceState {
@@ -83,9 +84,16 @@ impl GovernanceState {
             });
         }
         self.require_open_capacity()?;
-        validate_content(content, &self.params.gov())?;
+        let gov = self.params.gov();
+        validate_content(content, &gov)?;
+        let deposit = draft_deposit(content, gov.draft_deposit_base, gov.draft_deposit_per_kib);
+        self.require_balance(author, deposit)?;
+        let charge = PROPOSAL_CHARGE + content_charge(content);
+        self.require_budget(charge)?;
         let id = NepId(self.next_nep);
         let content_hash = content.content_hash();
+        self.lock_deposit(author, deposit);
+        self.state_bytes += charge;
         self.proposals.insert(
             id,
             Proposal {
@@ -106,6 +114,8 @@ impl GovernanceState {
                 previous_values: Vec::new(),
                 rejection: None,
                 certificates: Vec::new(),
+                deposit,
+                compacted: false,
             },
         );
         self.next_nep += 1;
@@ -114,6 +124,7 @@ impl GovernanceState {
         Ok(Effect::DraftCreated {
             nep: id,
             content_hash,
+            deposit,
         })
     }
 
@@ -127,12 +138,30 @@ impl GovernanceState {
         if content.nep_type.is_emergency() {
             return Err(GovError::EmergencyNotDraftable);
         }
-        validate_content(content, &self.params.gov())?;
+        let gov = self.params.gov();
+        validate_content(content, &gov)?;
+        let deposit = draft_deposit(content, gov.draft_deposit_base, gov.draft_deposit_per_kib);
+        let p = &self.proposals[&nep];
+        let (old_deposit, old_charge) = (p.deposit, content_charge(&p.content));
+        let new_charge = content_charge(content);
+        if deposit > old_deposit {
+            self.require_balance(author, Amount(deposit.0 - old_deposit.0))?;
+        }
+        self.require_budget(new_charge.saturating_sub(old_charge))?;
+        // Release the old deposit and lock the new one: the difference moves.
+        self.release_deposit(author, old_deposit);
+        self.lock_deposit(author, deposit);
+        self.recharge(old_charge, new_charge);
         let content_hash = content.content_hash();
         let p = self.proposal_mut(nep);
         p.content = content.clone();
         p.content_hash = content_hash;
-        Ok(Effect::DraftAmended { nep, content_hash })
+        p.deposit = deposit;
+        Ok(Effect::DraftAmended {
+            nep,
+            content_hash,
+            deposit,
+        })
     }
 
     pub(crate) fn submit(&mut self, author: AccountId, nep: NepId) -> Result<Effect, GovError> {
@@ -178,7 +207,74 @@ impl GovernanceState {
         self.timed.remove(&nep);
         self.release_draft_slot(author);
         self.open_proposals -= 1;
-        Ok(Effect::Withdrawn { nep })
+        // Withdrawing burns the deposit: every record that stays in the state
+        // for good has cost its author at least `econ.draft_deposit_base`.
+        let deposit = std::mem::take(&mut self.proposal_mut(nep).deposit);
+        self.account_mut(author).deposited.0 -= deposit.0;
+        self.supply.deposits -= deposit.0;
+        self.supply.burned += deposit.0;
+        self.compact(nep);
+        Ok(Effect::Withdrawn {
+            nep,
+            deposit_burned: deposit,
+        })
+    }
+
+    /// Refunds a NEP's deposit to its author (its vote closed).
+    pub(crate) fn refund_deposit(&mut self, nep: NepId) {
+        let p = self.proposal_mut(nep);
+        let author = p.author;
+        let deposit = std::mem::take(&mut p.deposit);
+        self.release_deposit(author, deposit);
+    }
+
+    fn require_balance(&self, who: AccountId, needed: Amount) -> Result<(), GovError> {
+        let available = self.accounts[&who].balance;
+        if available < needed {
+            return Err(GovError::InsufficientBalance {
+                account: who,
+                needed,
+                available,
+            });
+        }
+        Ok(())
+    }
+
+    /// Balance → deposits (the caller checked the balance).
+    fn lock_deposit(&mut self, who: AccountId, amount: Amount) {
+        let a = self.account_mut(who);
+        a.balance.0 -= amount.0;
+        a.deposited.0 += amount.0;
+        self.supply.balances -= amount.0;
+        self.supply.deposits += amount.0;
+    }
+
+    /// Deposits → balance.
+    fn release_deposit(&mut self, who: AccountId, amount: Amount) {
+        let a = self.account_mut(who);
+        a.deposited.0 -= amount.0;
+        a.balance.0 += amount.0;
+        self.supply.deposits -= amount.0;
+        self.supply.balances += amount.0;
+    }
+
+    /// Drops a WITHDRAWN or REJECTED NEP's content text, parameter changes
+    /// and ballots, keeping its hash, title, type, stage, times and tally
+    /// (and the ballots' Merkle root), and refunds their charge.
+    pub(crate) fn compact(&mut self, nep: NepId) {
+        let before = proposal_charge(&self.proposals[&nep]);
+        let p = self.proposal_mut(nep);
+        if let Some(vote) = p.vote.as_mut() {
+            vote.compact();
+        }
+        let c = &mut p.content;
+        c.motivation = String::new();
+        c.specification = String::new();
+        c.parameter_changes = Vec::new();
+        c.economic_impact.summary = String::new();
+        p.compacted = true;
+        let after = proposal_charge(&self.proposals[&nep]);
+        self.recharge(before, after);
     }
 
     pub(crate) fn release_draft_slot(&mut self, author: AccountId) {

@@ -53,6 +53,11 @@ impl GovernanceState {
         self.require_open_capacity()?;
         let gov = self.params.gov();
         validate_content(content, &gov)?;
+        let charge = crate::budget::PROPOSAL_CHARGE
+            + crate::budget::EMERGENCY_EXTRA_CHARGE
+            + crate::budget::content_charge(content);
+        self.require_budget(charge)?;
+        self.state_bytes += charge;
         let id = NepId(self.next_nep);
         let now = self.committed_ms;
         let window_ends_ms = now.plus_ms(gov.days_ms(gov.emergency_window_days));
@@ -76,6 +81,8 @@ impl GovernanceState {
                 previous_values: Vec::new(),
                 rejection: None,
                 certificates: Vec::new(),
+                deposit: crate::types::Amount::ZERO,
+                compacted: false,
             },
         );
         self.next_nep += 1;

@@ -171,6 +171,8 @@ pub enum GenesisError {
     TooLarge { bytes: usize, max: usize },
     #[error("genesis TOML: {0}")]
     Toml(String),
+    #[error("the genesis state is charged {bytes} bytes, above gov.state_budget_bytes = {budget}")]
+    OverStateBudget { bytes: u64, budget: u64 },
     #[error("chain id {chain_id:?} must be 1..={max} characters of [A-Za-z0-9._-]")]
     BadChainId { chain_id: String, max: usize },
     #[error("block_interval_ms must be greater than 0")]

@@ -2,7 +2,9 @@
 //! rules, never a user error, so `apply` panics on it; a snapshot that breaks
 //! one is refused.
 //!
-//! * Conservation: balances + staked + burned = genesis supply.
+//! * Conservation: balances + staked + deposits + burned = genesis supply,
+//!   and deposits are held by proposals exactly as accounts record them.
+//! * The state budget's running charge equals the recount of every record.
 //! * Tallies: no vote counts more power than its snapshot total.
 //! * Stages only move forward: enforced where they change
 //!   (`Proposal::set_stage`), and bookkeeping counters match the stages.
@@ -17,7 +19,10 @@ impl GovernanceState {
     pub(crate) fn assert_invariants(&self) {
         let s = &self.supply;
         assert_eq!(
-            u128::from(s.balances) + u128::from(s.staked) + u128::from(s.burned),
+            u128::from(s.balances)
+                + u128::from(s.staked)
+                + u128::from(s.deposits)
+                + u128::from(s.burned),
             u128::from(s.genesis),
             "invariant: NEURO conservation broken: {s:?}"
         );
@@ -31,19 +36,43 @@ impl GovernanceState {
     /// Full check, returning the first violation.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let s = &self.supply;
-        if u128::from(s.balances) + u128::from(s.staked) + u128::from(s.burned)
+        if u128::from(s.balances)
+            + u128::from(s.staked)
+            + u128::from(s.deposits)
+            + u128::from(s.burned)
             != u128::from(s.genesis)
         {
             return Err(format!("NEURO conservation broken: {s:?}"));
         }
-        let (mut balances, mut staked) = (0u128, 0u128);
+        let (mut balances, mut staked, mut deposited) = (0u128, 0u128, 0u128);
         for a in self.accounts.values() {
             balances += u128::from(a.balance.0);
             staked += u128::from(a.staked.0);
+            deposited += u128::from(a.deposited.0);
         }
-        if balances != u128::from(s.balances) || staked != u128::from(s.staked) {
+        if balances != u128::from(s.balances)
+            || staked != u128::from(s.staked)
+            || deposited != u128::from(s.deposits)
+        {
             return Err(format!(
-                "account sums (balances {balances}, staked {staked}) differ from the supply record {s:?}"
+                "account sums (balances {balances}, staked {staked}, deposited {deposited}) differ from the supply record {s:?}"
+            ));
+        }
+        let held: u128 = self
+            .proposals
+            .values()
+            .map(|p| u128::from(p.deposit.0))
+            .sum();
+        if held != deposited {
+            return Err(format!(
+                "proposals hold {held} in deposits but accounts record {deposited}"
+            ));
+        }
+        let recount = self.recount_state_bytes();
+        if recount != self.state_bytes {
+            return Err(format!(
+                "state_bytes is {} but the records are charged {recount}",
+                self.state_bytes
             ));
         }
         let mut open = 0u32;
@@ -60,7 +89,7 @@ impl GovernanceState {
                     ));
                 }
                 let sum: u128 = v.ballots.values().map(|b| u128::from(b.power.0)).sum();
-                if sum != t.participating() {
+                if v.compacted.is_none() && sum != t.participating() {
                     return Err(format!(
                         "{} tally {} differs from its ballots {sum}",
                         p.id,

@@ -40,7 +40,7 @@ fn certified_tally(vote: Option<&VoteBox>) -> (CertifiedTally, [u8; 32]) {
                 total_power: u64::try_from(v.tally.total_power).unwrap_or(u64::MAX),
                 quorum_bps: v.quorum_bps,
                 approval_bps: v.approval_bps,
-                ballots: v.ballots.len() as u64,
+                ballots: v.ballot_count(),
             },
             v.ballots_root(),
         ),

@@ -9,6 +9,7 @@
 pub mod account;
 pub mod admission;
 mod balances;
+pub mod budget;
 pub mod certificate;
 pub mod command;
 mod conflict;

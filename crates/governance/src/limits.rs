@@ -36,13 +36,10 @@ pub const MAX_REMEMBERED_OUTCOMES: usize = 4;
 /// Validators in a committee.
 pub const MAX_VALIDATORS: usize = 256;
 /// Accounts the state holds at once; a transfer that would create one more
-/// is refused. Accounts are never deleted, so without this bound transfers
-/// of one base unit to fresh keys would grow every replica's memory and
-/// snapshot without limit. An account encodes to at most ~550 bytes (key,
-/// amounts, nonce, four remembered outcomes), so all of them take at most
-/// ~275 MB of a snapshot: inside the node's 512 MiB snapshot bound with room
-/// for proposals and ballots.
-pub const MAX_ACCOUNTS: usize = 500_000;
+/// is refused. Accounts are never deleted; each is charged
+/// `budget::ACCOUNT_CHARGE` (1 KiB) against the state budget, so this is the
+/// most the largest budget holds.
+pub const MAX_ACCOUNTS: usize = MAX_STATE_BYTES / 1024;
 /// Genesis allocations: with every validator's identity account, a genesis
 /// never starts above `MAX_ACCOUNTS`.
 pub const MAX_GENESIS_ALLOCATIONS: usize = MAX_ACCOUNTS - MAX_VALIDATORS;

@@ -297,6 +297,27 @@ pub const SCHEMA: &[ParamSpec] = &[
         "model shards served across the network",
     ),
     int(
+        "econ.account_creation_fee",
+        NEURO_I,
+        1,
+        i64::MAX,
+        "base units burned from the sender of a transfer that creates an account",
+    ),
+    int(
+        "econ.draft_deposit_base",
+        10 * NEURO_I,
+        1,
+        i64::MAX,
+        "base units locked per draft, refunded when its vote closes, burned on withdrawal",
+    ),
+    int(
+        "econ.draft_deposit_per_kib",
+        NEURO_I,
+        1,
+        i64::MAX,
+        "base units locked per started KiB of a draft's encoded content, with the base",
+    ),
+    int(
         "econ.min_proposer_stake",
         100 * NEURO_I,
         0,
@@ -388,6 +409,13 @@ pub const SCHEMA: &[ParamSpec] = &[
         "participating power / snapshot total power needed",
     ),
     int("gov.review_days", 7, 0, MAX_DAYS, "length of REVIEW"),
+    int(
+        "gov.state_budget_bytes",
+        crate::limits::MAX_STATE_BYTES as i64,
+        1024 * 1024,
+        crate::limits::MAX_STATE_BYTES as i64,
+        "bytes the state may charge (accounts, proposals, ballots, certificates) before growth is refused",
+    ),
     int(
         "gov.voting_days",
         7,
@@ -573,6 +601,14 @@ impl ParameterSet {
             max_clock_skew_ms: self.non_negative("gov.max_clock_skew_ms"),
             min_proposer_stake: crate::types::Amount(self.non_negative("econ.min_proposer_stake")),
             proposal_fee: crate::types::Amount(self.non_negative("econ.proposal_fee")),
+            account_creation_fee: crate::types::Amount(
+                self.non_negative("econ.account_creation_fee"),
+            ),
+            draft_deposit_base: crate::types::Amount(self.non_negative("econ.draft_deposit_base")),
+            draft_deposit_per_kib: crate::types::Amount(
+                self.non_negative("econ.draft_deposit_per_kib"),
+            ),
+            state_budget_bytes: self.non_negative("gov.state_budget_bytes"),
         }
     }
 }
@@ -593,6 +629,10 @@ pub struct GovParams {
     pub max_clock_skew_ms: u64,
     pub min_proposer_stake: crate::types::Amount,
     pub proposal_fee: crate::types::Amount,
+    pub account_creation_fee: crate::types::Amount,
+    pub draft_deposit_base: crate::types::Amount,
+    pub draft_deposit_per_kib: crate::types::Amount,
+    pub state_budget_bytes: u64,
 }
 
 impl GovParams {

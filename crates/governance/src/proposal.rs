@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::nep::NepContent;
 use crate::params::ParamValue;
 use crate::tally::VoteBox;
-use crate::types::{AccountId, NepId, ProtocolVersion, Timestamp};
+use crate::types::{AccountId, Amount, NepId, ProtocolVersion, Timestamp};
 
 /// Lifecycle stage.
 ///
@@ -161,6 +161,13 @@ pub struct Proposal {
     pub rejection: Option<RejectReason>,
     /// Sequences of the certificates issued about this NEP, in order.
     pub certificates: Vec<u64>,
+    /// The draft deposit locked by this NEP (zero once refunded or burned,
+    /// and for emergency NEPs).
+    pub deposit: Amount,
+    /// WITHDRAWN and REJECTED NEPs keep only their hash, title, type, stage,
+    /// times and tally: the content's text and parameter changes and the
+    /// ballots are dropped (`ballots_root` keeps the ballots' Merkle root).
+    pub compacted: bool,
 }
 
 impl Proposal {

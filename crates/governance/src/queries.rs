@@ -25,6 +25,10 @@ pub struct AccountView {
     pub locked: Amount,
     /// Committee index if this is a validator identity.
     pub validator: Option<u32>,
+    /// Draft deposits locked by this account's open NEPs.
+    pub deposited: Amount,
+    /// Drafts plus NEPs in REVIEW it holds (quota: `MAX_OPEN_DRAFTS_PER_AUTHOR`).
+    pub open_drafts: u32,
 }
 
 /// Which proposals to list.
@@ -133,6 +137,8 @@ impl GovernanceState {
             next_nonce: a.nonce + 1,
             locked,
             validator: self.validators.get(account).copied(),
+            deposited: a.deposited,
+            open_drafts: self.open_drafts.get(account).copied().unwrap_or(0),
         })
     }
 
@@ -170,7 +176,7 @@ impl GovernanceState {
             tally: v.tally,
             quorum_bps: v.quorum_bps,
             approval_bps: v.approval_bps,
-            ballots: v.ballots.len() as u64,
+            ballots: v.ballot_count(),
             opened_ms: v.opened_ms,
             deadline_ms: v.deadline_ms,
             verdict: v

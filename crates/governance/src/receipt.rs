@@ -28,6 +28,9 @@ pub enum Effect {
         to: AccountId,
         amount: Amount,
         created_receiver: bool,
+        /// `econ.account_creation_fee`, burned when the transfer created
+        /// the receiver (zero otherwise).
+        fee_burned: Amount,
     },
     Staked {
         account: AccountId,
@@ -42,10 +45,15 @@ pub enum Effect {
     DraftCreated {
         nep: NepId,
         content_hash: [u8; 32],
+        /// Locked from the author's balance until the vote closes.
+        deposit: Amount,
     },
     DraftAmended {
         nep: NepId,
         content_hash: [u8; 32],
+        /// The deposit for the new content (the difference was locked or
+        /// released).
+        deposit: Amount,
     },
     Submitted {
         nep: NepId,
@@ -54,6 +62,8 @@ pub enum Effect {
     },
     Withdrawn {
         nep: NepId,
+        /// The draft deposit, burned.
+        deposit_burned: Amount,
     },
     Voted {
         nep: NepId,

@@ -37,12 +37,14 @@ impl ChainInfo {
 }
 
 /// Where every base unit of NEURO is. Conservation:
-/// `balances + staked + burned == genesis`.
+/// `balances + staked + deposits + burned == genesis`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supply {
     pub genesis: u64,
     pub balances: u64,
     pub staked: u64,
+    /// Locked in draft deposits.
+    pub deposits: u64,
     pub burned: u64,
 }
 
@@ -91,6 +93,8 @@ pub struct GovernanceState {
     pub(crate) certificates: BTreeMap<u64, CertificateRecord>,
     /// The version_after of the last certificate (genesis version before any).
     pub(crate) certified_version: ProtocolVersion,
+    /// Bytes charged to the state budget (`budget.rs`), kept incrementally.
+    pub(crate) state_bytes: u64,
 }
 
 /// Why a snapshot could not be loaded.
@@ -98,16 +102,19 @@ pub struct GovernanceState {
 pub enum SnapshotError {
     #[error("snapshot is {bytes} bytes, more than {max}")]
     TooLarge { bytes: usize, max: usize },
-    #[error("not a governance snapshot (bad magic or format version)")]
+    #[error("not a governance snapshot (bad magic)")]
     BadHeader,
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
     #[error("snapshot does not decode: {0}")]
     Decode(String),
     #[error("snapshot decodes but breaks an invariant: {0}")]
     Invariant(String),
 }
 
-/// Magic and format version at the start of a snapshot.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVv1\0";
+/// Magic at the start of a snapshot; the format version byte follows it
+/// (`crate::format`).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVsn\0";
 const STATE_HASH_DOMAIN: &[u8] = b"neuroshard/state/v1";
 
 /// What [`GovernanceState::apply_batch`] already knows about a command's
@@ -165,7 +172,17 @@ impl GovernanceState {
             pending_emergencies: 0,
             certificates: BTreeMap::new(),
             certified_version: g.protocol_version,
+            state_bytes: 0,
         };
+        let mut state = state;
+        state.state_bytes = state.recount_state_bytes();
+        let budget = state.state_budget();
+        if state.state_bytes > budget {
+            return Err(GenesisError::OverStateBudget {
+                bytes: state.state_bytes,
+                budget,
+            });
+        }
         state.assert_invariants();
         Ok(state)
     }
@@ -346,12 +363,22 @@ impl GovernanceState {
     }
 
     /// The snapshot the node stores and ships to lagging replicas.
-    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+    ///
+    /// Refuses (rather than writes) a snapshot its own decoder would refuse:
+    /// the charges bound the encoding, so this only fails on a bug.
+    pub fn to_snapshot_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
         let body = self.encode();
-        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + body.len());
+        let mut out = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 1 + body.len());
         out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.push(crate::format::SNAPSHOT_FORMAT_VERSION);
         out.extend_from_slice(&body);
-        out
+        if out.len() > crate::limits::MAX_SNAPSHOT_BYTES {
+            return Err(SnapshotError::TooLarge {
+                bytes: out.len(),
+                max: crate::limits::MAX_SNAPSHOT_BYTES,
+            });
+        }
+        Ok(out)
     }
 
     /// Loads a snapshot, refusing anything that does not decode to a state
@@ -363,9 +390,24 @@ impl GovernanceState {
                 max: crate::limits::MAX_SNAPSHOT_BYTES,
             });
         }
-        let body = b
+        let versioned = b
             .strip_prefix(SNAPSHOT_MAGIC.as_slice())
             .ok_or(SnapshotError::BadHeader)?;
+        let (&version, body) =
+            versioned
+                .split_first()
+                .ok_or(crate::format::FormatError::Empty {
+                    what: "governance snapshot",
+                })?;
+        if !crate::format::READABLE_SNAPSHOT_FORMATS.contains(&version) {
+            return Err(crate::format::FormatError::Unsupported {
+                what: "governance snapshot",
+                found: version,
+                readable: crate::format::READABLE_SNAPSHOT_FORMATS,
+                writes: crate::format::SNAPSHOT_FORMAT_VERSION,
+            }
+            .into());
+        }
         let state: Self =
             postcard::from_bytes(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         state.check_invariants().map_err(SnapshotError::Invariant)?;

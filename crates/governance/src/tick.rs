@@ -134,11 +134,15 @@ impl GovernanceState {
     fn reject(&mut self, nep: NepId, reason: RejectReason, out: &mut Vec<Transition>) {
         self.proposal_mut(nep).rejection = Some(reason);
         self.set_stage(nep, Stage::Rejected, None, out);
+        self.compact(nep);
     }
 
     fn decide_vote(&mut self, log_index: u64, nep: NepId, out: &mut Vec<Transition>) {
         self.timed.remove(&nep);
         let (quorum, approved, deadline) = self.close_vote(log_index, nep);
+        // The vote closed: the author gets the draft deposit back whatever
+        // the verdict (the burned proposal fee paid for the record).
+        self.refund_deposit(nep);
         if !quorum {
             return self.reject(nep, RejectReason::NoQuorum, out);
         }

@@ -2,6 +2,7 @@
 //! before the tick that closes the vote; after that it is refused with
 //! `VotingClosed`, identically on every replica.
 
+use crate::budget::{BALLOT_CHARGE, LOCK_CHARGE};
 use crate::command::VoteChoice;
 use crate::error::GovError;
 use crate::proposal::Stage;
@@ -48,14 +49,26 @@ impl GovernanceState {
         if power == Amount::ZERO {
             return Err(GovError::NoVotingPower { nep, account: who });
         }
+        let first_ballot = !vote.ballots.contains_key(&who);
         self.prune_vote_locks(who);
+        if first_ballot {
+            // A new ballot and the account's lock on it are growth.
+            self.require_budget(BALLOT_CHARGE + LOCK_CHARGE)?;
+        }
         let replaced = self
             .proposals
             .get_mut(&nep)
             .and_then(|p| p.vote.as_mut())
             .expect("open vote exists: checked above")
             .cast(who, Ballot { choice, power });
-        self.account_mut(who).lock(nep, power);
+        let account = self.account_mut(who);
+        let locks = account.vote_locks.len();
+        account.lock(nep, power);
+        let new_locks = (account.vote_locks.len() - locks) as u64;
+        if replaced.is_none() {
+            self.state_bytes += BALLOT_CHARGE;
+        }
+        self.state_bytes += new_locks * LOCK_CHARGE;
         Ok(Effect::Voted {
             nep,
             choice,

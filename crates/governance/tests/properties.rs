@@ -387,7 +387,8 @@ fn run(ops: &[Op]) -> (TestChain, Vec<(u64, Entry)>, Vec<Outcome>) {
                 }
             }
             let s = c.state.supply();
-            assert_eq!(s.balances + s.staked + s.burned, s.genesis);
+            assert_eq!(s.balances + s.staked + s.deposits + s.burned, s.genesis);
+            assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
         }
     }
     (c, log, outcomes)
@@ -459,7 +460,7 @@ proptest! {
         for (i, e) in &log[..k] {
             let _ = first.apply(*i, e);
         }
-        let mut resumed = GovernanceState::from_snapshot_bytes(&first.to_snapshot_bytes()).unwrap();
+        let mut resumed = GovernanceState::from_snapshot_bytes(&first.to_snapshot_bytes().expect("snapshot encodes")).unwrap();
         for (i, e) in &log[k..] {
             let _ = resumed.apply(*i, e);
         }

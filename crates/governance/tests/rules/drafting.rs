@@ -14,6 +14,11 @@ use neuroshard_governance::{
 
 use crate::support::*;
 
+/// The deposit a draft with `content` locks under the default parameters.
+fn deposit_of(content: &NepContent) -> Amount {
+    neuroshard_governance::budget::draft_deposit(content, Amount(10 * NEURO), Amount(NEURO))
+}
+
 fn draft(c: &mut TestChain, author: usize, content: NepContent) -> Result<NepId, GovError> {
     c.exec(&user_key(author), Command::CreateDraft { content })
         .map(|r| match r.effect {
@@ -313,8 +318,9 @@ fn proposer_stake_is_required_at_draft_and_at_submission() {
 
 #[test]
 fn submission_burns_the_fee_and_needs_the_balance_for_it() {
+    let deposit = deposit_of(&heads(1, 4));
     let mut c = TestChain::new(&TestConfig {
-        user_balance: Amount(10 * NEURO - 1),
+        user_balance: Amount(deposit.0 + 10 * NEURO - 1),
         ..TestConfig::default()
     });
     let nep = draft(&mut c, 0, heads(1, 4)).unwrap();
@@ -387,8 +393,9 @@ fn amend_only_drafts_and_withdraw_only_before_voting() {
     ));
     ok(c.exec(&user_key(0), Command::Withdraw { nep }));
     assert_eq!(stage(&c, nep), Stage::Withdrawn);
-    // The fee stays burned.
-    assert_eq!(c.state.supply().burned, 10 * NEURO);
+    // The fee stays burned, and withdrawing burned the (amended) deposit too.
+    let deposit = deposit_of(&heads(1, 2));
+    assert_eq!(c.state.supply().burned, 10 * NEURO + deposit.0);
     // A withdrawn NEP never opens a vote.
     ok(c.advance_days(30));
     assert_eq!(stage(&c, nep), Stage::Withdrawn);
@@ -441,16 +448,32 @@ fn nep_ids_count_up_from_one_across_both_tracks() {
 }
 
 #[test]
-fn a_draft_can_be_withdrawn_before_submission_at_no_cost() {
+fn withdrawing_a_draft_burns_its_deposit_and_frees_its_slot() {
     let mut c = chain();
     let balance = c.state.account(&user(0)).unwrap().balance;
+    let deposit = deposit_of(&heads(1, 4));
     let nep = draft(&mut c, 0, heads(1, 4)).unwrap();
+    let held = c.state.account(&user(0)).unwrap();
+    assert_eq!(
+        (held.balance.0, held.deposited),
+        (balance.0 - deposit.0, deposit)
+    );
     let r = ok(c.exec(&user_key(0), Command::Withdraw { nep }));
-    assert!(matches!(r.effect, Effect::Withdrawn { nep: n } if n == nep));
+    assert!(matches!(r.effect,
+        Effect::Withdrawn { nep: n, deposit_burned } if n == nep && deposit_burned == deposit));
     assert_eq!(stage(&c, nep), Stage::Withdrawn);
-    // No fee was ever burned, and the draft slot is free again.
-    assert_eq!(c.state.supply().burned, 0);
-    assert_eq!(c.state.account(&user(0)).unwrap().balance, balance);
+    // The deposit is burned (no fee: it was never submitted), the draft
+    // slot is free again, and the record is compacted to its hash and title.
+    assert_eq!(c.state.supply().burned, deposit.0);
+    assert_eq!(c.state.supply().deposits, 0);
+    let after = c.state.account(&user(0)).unwrap();
+    assert_eq!(
+        (after.balance.0, after.deposited),
+        (balance.0 - deposit.0, Amount(0))
+    );
+    let p = c.state.proposal(nep).unwrap();
+    assert!(p.compacted && p.content.specification.is_empty());
+    assert!(p.content.parameter_changes.is_empty() && !p.content.title.is_empty());
     for _ in 0..MAX_OPEN_DRAFTS_PER_AUTHOR {
         draft(&mut c, 0, heads(1, 4)).unwrap();
     }

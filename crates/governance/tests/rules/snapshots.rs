@@ -12,7 +12,7 @@ fn a_snapshot_restores_the_same_state_and_keeps_applying_identically() {
     let mut c = chain();
     let nep = to_voting(&mut c, 0, heads(1, 4));
     ok(vote(&mut c, 1, nep, VoteChoice::Yes));
-    let bytes = c.state.to_snapshot_bytes();
+    let bytes = c.state.to_snapshot_bytes().expect("snapshot encodes");
     let mut restored = GovernanceState::from_snapshot_bytes(&bytes).unwrap();
     assert_eq!(restored.state_hash(), c.state.state_hash());
     assert_eq!(restored, c.state);
@@ -45,7 +45,7 @@ fn a_snapshot_restores_the_same_state_and_keeps_applying_identically() {
 #[test]
 fn corrupt_snapshots_are_refused() {
     let c = chain();
-    let bytes = c.state.to_snapshot_bytes();
+    let bytes = c.state.to_snapshot_bytes().expect("snapshot encodes");
     assert_eq!(
         GovernanceState::from_snapshot_bytes(b"nonsense"),
         Err(SnapshotError::BadHeader)

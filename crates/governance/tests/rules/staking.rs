@@ -92,6 +92,7 @@ fn balance_rules_table() {
             Ok(()),
         ),
         (
+            // The receiver exists now: no creation fee.
             "transfer more than balance",
             Command::Transfer {
                 to: to_new,
@@ -100,7 +101,20 @@ fn balance_rules_table() {
             Err(GovError::InsufficientBalance {
                 account: user(1),
                 needed: Amount(1500 * NEURO),
-                available: Amount(1500 * NEURO - 3),
+                available: Amount(1500 * NEURO - 3 - NEURO),
+            }),
+        ),
+        (
+            // Creating an account needs the amount plus the creation fee.
+            "transfer that cannot pay the creation fee",
+            Command::Transfer {
+                to: account_of(&user_key(51)),
+                amount: Amount(1500 * NEURO - 3 - NEURO),
+            },
+            Err(GovError::InsufficientBalance {
+                account: user(1),
+                needed: Amount(1500 * NEURO - 3),
+                available: Amount(1500 * NEURO - 3 - NEURO),
             }),
         ),
     ];
@@ -111,7 +125,7 @@ fn balance_rules_table() {
         assert_eq!(got, expected, "{name}");
         let s = c.state.supply();
         assert_eq!(
-            s.balances + s.staked + s.burned,
+            s.balances + s.staked + s.deposits + s.burned,
             genesis_supply,
             "{name}: conservation"
         );
