@@ -391,6 +391,9 @@ fn run(ops: &[Op]) -> (TestChain, Vec<(u64, Entry)>, Vec<Outcome>) {
             assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
         }
     }
+    c.state
+        .check_encoding_within_charge()
+        .expect("the charges bound the encoding");
     (c, log, outcomes)
 }
 

@@ -3,6 +3,8 @@
 mod support;
 
 mod activation;
+mod admission;
+mod budget;
 mod certificates;
 mod drafting;
 mod emergency;
