@@ -108,3 +108,8 @@ pub const MAX_QUERY_PAGE: usize = 1000;
 pub const MAX_CERTIFICATE_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Largest signature share list accepted in a `CertificateIssued` entry.
 pub const MAX_CERTIFICATE_SHARES: usize = MAX_VALIDATORS;
+
+// The bounds agree: a command fits a log entry, a snapshot at the largest
+// budget fits the one snapshot bound every encoder and decoder uses.
+const _: () = assert!(MAX_COMMAND_BYTES < MAX_LOG_ENTRY_BYTES);
+const _: () = assert!(MAX_STATE_BYTES + STATE_ENCODING_SLACK_BYTES < MAX_SNAPSHOT_BYTES);
