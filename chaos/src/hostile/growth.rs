@@ -188,11 +188,7 @@ pub async fn run(
                             .await;
                         report.count(&reply);
                         progress.iterations += 1;
-                        if let Reply::Applied { receipt, .. } = &reply {
-                            if let Effect::Transferred { fee_burned, .. } = receipt.effect {
-                                progress.burned += fee_burned.0;
-                            }
-                        }
+                        progress.burned += burned(&reply);
                         if progress.stop_on(&reply) {
                             tokio::time::sleep(AFTER_STOP_PACE).await;
                         }
@@ -252,13 +248,7 @@ pub async fn run(
                             let reply = a.send(Command::Withdraw { nep }).await;
                             report.count(&reply);
                             match &reply {
-                                Reply::Applied { receipt, .. } => {
-                                    if let Effect::Withdrawn { deposit_burned, .. } =
-                                        receipt.effect
-                                    {
-                                        progress.burned += deposit_burned.0;
-                                    }
-                                }
+                                Reply::Applied { .. } => progress.burned += burned(&reply),
                                 other => {
                                     progress.stop_on(other);
                                     report.finding(format!("withdraw: {}", describe(other)));
@@ -279,11 +269,7 @@ pub async fn run(
                             tokio::time::sleep(AFTER_STOP_PACE).await;
                             continue;
                         }
-                        if let Reply::Applied { receipt, .. } = &reply {
-                            if let Effect::Transferred { fee_burned, .. } = receipt.effect {
-                                progress.burned += fee_burned.0;
-                            }
-                        }
+                        progress.burned += burned(&reply);
                         let vote = Command::Vote {
                             nep: ctx.honest_nep,
                             choice: VoteChoice::No,
@@ -340,6 +326,29 @@ pub async fn run(
     }
     report.check_expected();
     report
+}
+
+/// What an applied command burned, from its receipt's effect
+/// (`fee_burned` of a transfer, `deposit_burned` of a withdrawal; 0 when
+/// the receipt names none).
+fn burned(reply: &Reply) -> u64 {
+    let Reply::Applied { receipt_json, .. } = reply else {
+        return 0;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(receipt_json) else {
+        return 0;
+    };
+    let Some(effect) = v.get("effect").and_then(|e| e.as_object()) else {
+        return 0;
+    };
+    effect
+        .values()
+        .filter_map(|fields| {
+            ["fee_burned", "deposit_burned"]
+                .iter()
+                .find_map(|k| fields.get(*k).and_then(serde_json::Value::as_u64))
+        })
+        .sum()
 }
 
 fn merge(into: &mut AttackReport, from: AttackReport) {

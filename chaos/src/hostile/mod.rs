@@ -154,7 +154,8 @@ pub struct HostileArgs {
     #[arg(long, default_value_t = 1_024)]
     pub rss_bound_mib: u64,
     /// `gov.state_budget_bytes` of the suite's genesis (small, so the
-    /// growth loops reach it in seconds; the registry's minimum is 1 MiB).
+    /// growth loops reach it in seconds; the registry's minimum is 1 MiB);
+    /// 0 leaves the genesis default (for a validator binary without it).
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub state_budget_bytes: u64,
 }
@@ -335,7 +336,7 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     match budget {
         Some(b) => println!("hostile: gov.state_budget_bytes = {b}"),
         None => println!(
-            "hostile: this build's registry has no gov.state_budget_bytes: the genesis keeps no budget"
+            "hostile: gov.state_budget_bytes not set (--state-budget-bytes 0, or this build's registry has no such key)"
         ),
     }
 
@@ -566,7 +567,7 @@ fn set_genesis(path: &Path, keys: &Keys, budget: u64) -> Result<Option<u64>, Rea
         });
     }
     let key = "gov.state_budget_bytes";
-    let set = neuroshard_governance::params::spec(key).is_some();
+    let set = budget > 0 && neuroshard_governance::params::spec(key).is_some();
     if set {
         let value = i64::try_from(budget)
             .map_err(|_| RealError::invalid(key, format!("{budget} is too large")))?;
