@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use neuroshard_governance::limits::MAX_COMMAND_BYTES;
+
 use crate::types::NodeId;
 
 /// Largest config file read.
@@ -148,8 +150,20 @@ impl Default for TickSettings {
 pub struct ClientSettings {
     /// Commands a follower sends to the leader in one ForwardCommands RPC.
     pub max_forward_batch: usize,
+    /// Bytes of commands a follower sends to the leader in one
+    /// ForwardCommands RPC (at least one command of `MAX_COMMAND_BYTES`, at
+    /// most half of `raft.max_message_bytes`); the leader answers commands
+    /// past its own bound as overloaded.
+    pub max_forward_batch_bytes: usize,
     /// Client commands waiting at this node to be ordered.
     pub max_pending_commands: usize,
+    /// Commands of one author account admitted by this node and not yet
+    /// answered; more are refused `too_many_pending_for_account`.
+    pub max_pending_per_account: usize,
+    /// Commands from one source IP address of the API connection admitted
+    /// by this node and not yet answered; more are refused
+    /// `too_many_pending_for_source`.
+    pub max_pending_per_source: usize,
     /// Longest a client waits for its command to be applied.
     pub submit_timeout_ms: u64,
 }
@@ -158,11 +172,25 @@ impl Default for ClientSettings {
     fn default() -> Self {
         Self {
             max_forward_batch: 256,
+            max_forward_batch_bytes: 1024 * 1024,
             max_pending_commands: 8192,
+            max_pending_per_account: 64,
+            max_pending_per_source: 2048,
             submit_timeout_ms: 10_000,
         }
     }
 }
+
+/// What an AppendEntries request adds around one log entry (vote, previous
+/// log id, commit id, the entry's log id and protobuf framing), rounded up.
+pub const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 4 * 1024;
+
+/// The smallest `raft.max_message_bytes`: one AppendEntries carrying one
+/// log entry of `MAX_LOG_ENTRY_BYTES` (openraft halves a batch that does not
+/// fit, down to one entry, which must always fit or replication stops).
+pub const MIN_PEER_MESSAGE_BYTES: u64 = (neuroshard_governance::limits::MAX_LOG_ENTRY_BYTES
+    + crate::codec::RAFT_ENTRY_OVERHEAD_BYTES) as u64
+    + APPEND_ENTRIES_OVERHEAD_BYTES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -343,10 +371,20 @@ impl NodeConfig {
             1,
             u64::MAX,
         )?;
+        if r.max_message_bytes < MIN_PEER_MESSAGE_BYTES {
+            return Err(invalid(
+                "raft.max_message_bytes",
+                r.max_message_bytes,
+                format!(
+                    "must carry one AppendEntries with a log entry of MAX_LOG_ENTRY_BYTES = {}: at least {MIN_PEER_MESSAGE_BYTES}",
+                    neuroshard_governance::limits::MAX_LOG_ENTRY_BYTES
+                ),
+            ));
+        }
         check_range(
             "raft.max_message_bytes",
             r.max_message_bytes,
-            64 * 1024,
+            MIN_PEER_MESSAGE_BYTES,
             1024 * 1024 * 1024,
         )?;
         check_range(
@@ -382,8 +420,40 @@ impl NodeConfig {
             10_000,
         )?;
         check_range(
+            "client.max_forward_batch_bytes",
+            c.max_forward_batch_bytes as u64,
+            MAX_COMMAND_BYTES as u64,
+            r.max_message_bytes / 2,
+        )
+        .map_err(|_| {
+            invalid(
+                "client.max_forward_batch_bytes",
+                c.max_forward_batch_bytes,
+                format!(
+                    "must be within MAX_COMMAND_BYTES ({MAX_COMMAND_BYTES}, one command) and half of raft.max_message_bytes ({})",
+                    r.max_message_bytes / 2
+                ),
+            )
+        })?;
+        check_range(
             "client.max_pending_commands",
             c.max_pending_commands as u64,
+            1,
+            1_000_000,
+        )?;
+        // Above `client.max_pending_commands` a quota never binds (the
+        // total refuses first): allowed, so lowering the total alone works.
+        check_range(
+            "client.max_pending_per_account",
+            c.max_pending_per_account as u64,
+            1,
+            1_000_000,
+        )?;
+        // Above `client.max_pending_commands` a quota never binds (the
+        // total refuses first): allowed, so lowering the total alone works.
+        check_range(
+            "client.max_pending_per_source",
+            c.max_pending_per_source as u64,
             1,
             1_000_000,
         )?;
@@ -493,5 +563,87 @@ addr = "127.0.0.1:7101"
         let err = NodeConfig::parse(&MINIMAL.replace("127.0.0.1:7200", "localhost"))
             .expect_err("no port");
         assert!(err.to_string().contains("api_listen"), "{err}");
+    }
+
+    /// `extra` appended to the minimal config: accepted, or refused naming
+    /// `key`.
+    fn accepts(extra: &str) -> Result<NodeConfig, String> {
+        NodeConfig::parse(&format!("{MINIMAL}\n{extra}")).map_err(|e| e.to_string())
+    }
+
+    fn refused(extra: &str, key: &str) {
+        match accepts(extra) {
+            Ok(_) => panic!("accepted: {extra}"),
+            Err(e) => assert!(e.contains(&format!("`{key}`")), "{key}: {e}"),
+        }
+    }
+
+    #[test]
+    fn admission_bounds_are_validated_at_under_and_over() {
+        let defaults = ClientSettings::default();
+        assert_eq!(defaults.max_forward_batch_bytes, 1024 * 1024);
+        assert_eq!(defaults.max_pending_per_account, 64);
+        assert_eq!(defaults.max_pending_per_source, 2048);
+        NodeConfig::parse(MINIMAL)
+            .expect("defaults")
+            .validate()
+            .expect("defaults are valid");
+
+        // raft.max_message_bytes carries one AppendEntries with the largest
+        // entry. (The forward batch must also fit twice: lower it first.)
+        let small_batch = format!("max_forward_batch_bytes = {MAX_COMMAND_BYTES}");
+        let at = MIN_PEER_MESSAGE_BYTES.max(2 * MAX_COMMAND_BYTES as u64);
+        accepts(&format!(
+            "[raft]\nmax_message_bytes = {at}\nsnapshot_chunk_bytes = 4096\n[client]\n{small_batch}\n"
+        ))
+            .expect("at the minimum");
+        refused(
+            &format!(
+                "[raft]\nmax_message_bytes = {}\nsnapshot_chunk_bytes = 4096\n[client]\n{small_batch}\n",
+                MIN_PEER_MESSAGE_BYTES - 1
+            ),
+            "raft.max_message_bytes",
+        );
+        assert!(
+            MIN_PEER_MESSAGE_BYTES
+                > (neuroshard_governance::limits::MAX_LOG_ENTRY_BYTES
+                    + crate::codec::RAFT_ENTRY_OVERHEAD_BYTES) as u64
+        );
+
+        // client.max_forward_batch_bytes: MAX_COMMAND_BYTES ..= max_message_bytes / 2.
+        let key = "client.max_forward_batch_bytes";
+        accepts(&format!(
+            "[client]\nmax_forward_batch_bytes = {MAX_COMMAND_BYTES}\n"
+        ))
+        .expect("one command");
+        refused(
+            &format!(
+                "[client]\nmax_forward_batch_bytes = {}\n",
+                MAX_COMMAND_BYTES - 1
+            ),
+            key,
+        );
+        let half = RaftSettings::default().max_message_bytes / 2;
+        accepts(&format!("[client]\nmax_forward_batch_bytes = {half}\n")).expect("half");
+        refused(
+            &format!("[client]\nmax_forward_batch_bytes = {}\n", half + 1),
+            key,
+        );
+        // The upper bound follows raft.max_message_bytes.
+        refused(
+            "[raft]\nmax_message_bytes = 1048576\nsnapshot_chunk_bytes = 4096\n[client]\nmax_forward_batch_bytes = 1048576\n",
+            key,
+        );
+
+        // The pending quotas: 1 ..= 1 000 000 (above max_pending_commands a
+        // quota never binds, so lowering the total alone stays valid).
+        for key in ["max_pending_per_account", "max_pending_per_source"] {
+            let full = format!("client.{key}");
+            accepts(&format!("[client]\n{key} = 1\n")).expect("one");
+            refused(&format!("[client]\n{key} = 0\n"), &full);
+            accepts(&format!("[client]\n{key} = 1000000\n")).expect("at the maximum");
+            refused(&format!("[client]\n{key} = 1000001\n"), &full);
+        }
+        accepts("[client]\nmax_pending_commands = 100\n").expect("the total alone");
     }
 }

@@ -1,8 +1,64 @@
 //! Errors of the node's public operations, each naming what failed and the
 //! value involved.
 
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use neuroshard_governance::{AccountId, GovError};
+
 use crate::proto;
 use crate::types::NodeId;
+
+/// Which pending-commands quota an admission refused a command under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quota {
+    /// `client.max_pending_per_account`: commands of one author admitted
+    /// by this validator and not yet answered.
+    Account(AccountId),
+    /// `client.max_pending_per_source`: commands from one source IP address
+    /// of the API connection admitted and not yet answered.
+    Source(IpAddr),
+}
+
+/// A command refused before ordering by a pending quota: not in the log,
+/// nonce not consumed; the same bytes may be sent again once earlier
+/// commands are answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaRefusal {
+    pub quota: Quota,
+    pub pending: u64,
+    pub limit: u64,
+}
+
+impl QuotaRefusal {
+    /// The rule name (`too_many_pending_for_account`, `..._for_source`).
+    pub fn rule(&self) -> &'static str {
+        match self.quota {
+            Quota::Account(_) => "too_many_pending_for_account",
+            Quota::Source(_) => "too_many_pending_for_source",
+        }
+    }
+}
+
+impl std::fmt::Display for QuotaRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.quota {
+            Quota::Account(a) => write!(
+                f,
+                "account {a} already has {} commands pending at this validator (client.max_pending_per_account = {}); resend once they are answered",
+                self.pending, self.limit
+            ),
+            Quota::Source(ip) => write!(
+                f,
+                "{ip} already has {} commands pending at this validator (client.max_pending_per_source = {}); resend once they are answered",
+                self.pending, self.limit
+            ),
+        }
+    }
+}
+
+impl std::error::Error for QuotaRefusal {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -34,6 +90,14 @@ pub enum NodeError {
     ShuttingDown,
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// Refused before ordering by a governance rule (`admission::admit`):
+    /// not in the log, nonce not consumed; fix the command and resend it.
+    #[error("refused before ordering (not in the log, nonce not consumed; fix and resend): {0} [{rule}]", rule = .0.rule())]
+    Admission(GovError),
+    /// Refused before ordering by a pending quota: not in the log, nonce
+    /// not consumed; resend the same bytes later.
+    #[error("refused before ordering (not in the log, nonce not consumed; resend later): {0} [{rule}]", rule = .0.rule())]
+    Quota(QuotaRefusal),
     #[error("forwarding to leader {leader} failed: {message}")]
     Forward { leader: NodeId, message: String },
     #[error("validator {node} is not a committee member")]
@@ -46,6 +110,8 @@ impl NodeError {
     /// The wire form of a refused client command.
     pub fn to_rejected(&self) -> proto::Rejected {
         use proto::RejectReason as R;
+        let mut gov_error_json = String::new();
+        let mut quota_json = String::new();
         let (reason, leader_hint) = match self {
             NodeError::NoLeader => (R::NoLeader, None),
             NodeError::NotLeader { leader } => (R::NotLeader, Some(*leader)),
@@ -54,12 +120,28 @@ impl NodeError {
             NodeError::Malformed(_) => (R::Malformed, None),
             NodeError::ShuttingDown => (R::ShuttingDown, None),
             NodeError::Forward { leader, .. } => (R::NotLeader, Some(*leader)),
+            NodeError::Admission(e) => match serde_json::to_string(e) {
+                Ok(json) => {
+                    gov_error_json = json;
+                    (R::Admission, None)
+                }
+                Err(_) => (R::Internal, None),
+            },
+            NodeError::Quota(q) => match serde_json::to_string(q) {
+                Ok(json) => {
+                    quota_json = json;
+                    (R::Quota, None)
+                }
+                Err(_) => (R::Internal, None),
+            },
             _ => (R::Internal, None),
         };
         proto::Rejected {
             reason: reason as i32,
             message: self.to_string(),
             leader_hint,
+            gov_error_json,
+            quota_json,
         }
     }
 
@@ -79,8 +161,30 @@ impl NodeError {
             R::Timeout => NodeError::Timeout { ms: 0 },
             R::Malformed => NodeError::Malformed(r.message.clone()),
             R::ShuttingDown => NodeError::ShuttingDown,
+            // A typed refusal whose payload does not parse is reported as
+            // what it is, never guessed into another refusal.
+            R::Admission => match serde_json::from_str(&r.gov_error_json) {
+                Ok(e) => NodeError::Admission(e),
+                Err(e) => NodeError::Internal(format!(
+                    "admission refusal without a readable GovError ({e}): {}",
+                    r.message
+                )),
+            },
+            R::Quota => match serde_json::from_str(&r.quota_json) {
+                Ok(q) => NodeError::Quota(q),
+                Err(e) => NodeError::Internal(format!(
+                    "quota refusal without a readable quota ({e}): {}",
+                    r.message
+                )),
+            },
             R::Internal | R::Unspecified => NodeError::Internal(r.message.clone()),
         }
+    }
+
+    /// Whether this is an admission refusal: a verdict on the command made
+    /// before ordering (not in the log, nonce not consumed).
+    pub fn is_admission_refusal(&self) -> bool {
+        matches!(self, NodeError::Admission(_) | NodeError::Quota(_))
     }
 
     /// Whether asking again (possibly another node) can succeed.
@@ -93,6 +197,61 @@ impl NodeError {
                 | NodeError::Timeout { .. }
                 | NodeError::Forward { .. }
                 | NodeError::ShuttingDown
+                | NodeError::Quota(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(e: &NodeError) -> NodeError {
+        NodeError::from_rejected(&e.to_rejected())
+    }
+
+    #[test]
+    fn admission_refusals_cross_the_peer_wire_typed() {
+        let too_large = GovError::CommandTooLarge {
+            bytes: 4_194_299,
+            max: 160 * 1024,
+        };
+        let e = NodeError::Admission(too_large.clone());
+        let wire = e.to_rejected();
+        assert_eq!(wire.reason, proto::RejectReason::Admission as i32);
+        match round_trip(&e) {
+            NodeError::Admission(back) => assert_eq!(back, too_large),
+            other => panic!("not an admission refusal: {other:?}"),
+        }
+        assert!(!e.is_retryable());
+        assert!(e.is_admission_refusal());
+        let text = e.to_string();
+        assert!(
+            text.contains("refused before ordering") && text.contains("[command_too_large]"),
+            "{text}"
+        );
+
+        let q = NodeError::Quota(QuotaRefusal {
+            quota: Quota::Source("10.1.2.3".parse().expect("ip")),
+            pending: 2048,
+            limit: 2048,
+        });
+        match round_trip(&q) {
+            NodeError::Quota(back) => assert_eq!(back.rule(), "too_many_pending_for_source"),
+            other => panic!("not a quota refusal: {other:?}"),
+        }
+        assert!(q.is_retryable() && q.is_admission_refusal());
+        assert!(
+            q.to_string().contains("client.max_pending_per_source"),
+            "{q}"
+        );
+
+        // A damaged payload is not turned into another verdict.
+        let mut bad = e.to_rejected();
+        bad.gov_error_json = "{".into();
+        assert!(matches!(
+            NodeError::from_rejected(&bad),
+            NodeError::Internal(_)
+        ));
     }
 }

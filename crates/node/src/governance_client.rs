@@ -31,10 +31,51 @@ pub enum ApiError {
     Encode(String),
 }
 
+/// Which kind of refusal a failed call was (`ErrorDetail.refusal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refused before ordering: not in the log, nonce not consumed; fix the
+    /// command and send it again with the same nonce (a quota refusal:
+    /// resend the same bytes later).
+    Admission,
+    /// Refused when applied at this log index: the nonce is consumed.
+    Apply { log_index: u64 },
+}
+
 fn show_status(code: Code, message: &str, detail: Option<&api::ErrorDetail>) -> String {
     match detail {
-        Some(d) => format!("{} [{}]", d.message, d.rule),
+        Some(d) => match refusal_of(d) {
+            Some(Refusal::Admission) => format!(
+                "refused before ordering (not in the log, nonce not consumed; fix and resend): rule {}: {}",
+                d.rule, d.message
+            ),
+            Some(Refusal::Apply { log_index }) => format!(
+                "refused at log index {log_index} (nonce consumed): rule {}: {}",
+                d.rule, d.message
+            ),
+            None => format!("{} [{}]", d.message, d.rule),
+        },
+        None if is_transport_limit(code, message) => format!(
+            "refused before ordering by the validator's transport (the request is larger than it accepts; not in the log, nonce not consumed): {code:?}: {message}"
+        ),
         None => format!("{code:?}: {message}"),
+    }
+}
+
+/// tonic refuses a message above the receiver's decoding limit (or the
+/// sender's encoding limit) before any handler runs, without a detail.
+fn is_transport_limit(code: Code, message: &str) -> bool {
+    matches!(code, Code::OutOfRange | Code::ResourceExhausted)
+        && message.contains("message length too large")
+}
+
+fn refusal_of(d: &api::ErrorDetail) -> Option<Refusal> {
+    match api::RefusalKind::try_from(d.refusal).unwrap_or(api::RefusalKind::Unspecified) {
+        api::RefusalKind::Admission => Some(Refusal::Admission),
+        // An apply refusal always carries its index; one without is not
+        // shown as ordered.
+        api::RefusalKind::Apply => d.log_index.map(|log_index| Refusal::Apply { log_index }),
+        api::RefusalKind::Unspecified => None,
     }
 }
 
@@ -69,15 +110,54 @@ impl ApiError {
         }
     }
 
-    /// Whether asking again (possibly another validator) can succeed.
+    /// Which kind of refusal this is: `Admission` (not ordered, nonce not
+    /// consumed), `Apply` (ordered at a log index, nonce consumed), or None
+    /// when the error is no verdict on the command (unavailable, timeout, a
+    /// read's answer). A request the transport refused for its size counts
+    /// as an admission refusal: it was never decoded.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ApiError::Status {
+                detail: Some(d), ..
+            } => refusal_of(d),
+            ApiError::Status {
+                code,
+                message,
+                detail: None,
+            } if is_transport_limit(*code, message) => Some(Refusal::Admission),
+            _ => None,
+        }
+    }
+
+    /// Whether the command's nonce was consumed: `Some(false)` after an
+    /// admission refusal (sign the fixed command with the same nonce),
+    /// `Some(true)` after an apply refusal, None when unknown (a timeout:
+    /// resend the same bytes to find out).
+    pub fn nonce_consumed(&self) -> Option<bool> {
+        self.refusal().map(|r| matches!(r, Refusal::Apply { .. }))
+    }
+
+    /// The log index of an apply refusal.
+    pub fn log_index(&self) -> Option<u64> {
+        match self.refusal() {
+            Some(Refusal::Apply { log_index }) => Some(log_index),
+            _ => None,
+        }
+    }
+
+    /// Whether asking again (possibly another validator) can succeed:
+    /// unreachable, no leader, timeouts, overload and pending quotas. Never
+    /// a verdict on the command itself, nor a request too large for the
+    /// transport.
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Connect { .. } => true,
-            ApiError::Status { code, .. } => {
+            ApiError::Status { code, message, .. } => {
                 matches!(
                     code,
                     Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
                 ) && self.gov_error().is_none()
+                    && !is_transport_limit(*code, message)
             }
             ApiError::Encode(_) => false,
         }
@@ -260,5 +340,67 @@ impl GovernanceClient {
             .get_status(api::GetStatusRequest {})
             .await?
             .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::NodeError;
+    use crate::transport::api_errors::{apply_status, node_status};
+    use neuroshard_governance::AccountId;
+    use tonic::Status;
+
+    #[test]
+    fn the_client_tells_the_two_kinds_of_refusal_apart() {
+        let admission =
+            ApiError::from(node_status(&NodeError::Admission(GovError::BadSignature {
+                author: AccountId([9; 32]),
+            })));
+        assert_eq!(admission.refusal(), Some(Refusal::Admission));
+        assert_eq!(admission.nonce_consumed(), Some(false));
+        assert_eq!(admission.log_index(), None);
+        assert!(!admission.is_retryable());
+        let text = admission.to_string();
+        assert!(
+            text.starts_with("refused before ordering (not in the log, nonce not consumed; fix and resend): rule bad_signature"),
+            "{text}"
+        );
+
+        let apply = ApiError::from(apply_status(&GovError::ZeroAmount, 12));
+        assert_eq!(apply.refusal(), Some(Refusal::Apply { log_index: 12 }));
+        assert_eq!(apply.nonce_consumed(), Some(true));
+        assert!(!apply.is_retryable());
+        assert!(
+            apply
+                .to_string()
+                .starts_with("refused at log index 12 (nonce consumed): rule zero_amount"),
+            "{apply}"
+        );
+
+        // A quota refusal: admission, nonce not consumed, worth resending.
+        let quota = ApiError::from(node_status(&NodeError::Quota(crate::QuotaRefusal {
+            quota: crate::Quota::Account(AccountId([9; 32])),
+            pending: 64,
+            limit: 64,
+        })));
+        assert_eq!(quota.refusal(), Some(Refusal::Admission));
+        assert!(quota.is_retryable());
+
+        // Not verdicts: a timeout, and tonic's own size refusal (which is
+        // before ordering, but never worth resending as is).
+        let timeout = ApiError::from(node_status(&NodeError::Timeout { ms: 10 }));
+        assert_eq!(timeout.refusal(), None);
+        assert_eq!(timeout.nonce_consumed(), None);
+        assert!(timeout.is_retryable());
+        let transport = ApiError::from(Status::out_of_range(
+            "Error, decoded message length too large: found 4194304 bytes, the limit is: 332800 bytes",
+        ));
+        assert_eq!(transport.refusal(), Some(Refusal::Admission));
+        assert!(!transport.is_retryable());
+        assert!(
+            transport.to_string().contains("refused before ordering"),
+            "{transport}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 // `RaftError`, ~200 bytes); helpers that produce them return them as is.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod api_proto;
 pub mod client;
 pub mod clock;
@@ -31,8 +32,8 @@ pub mod types;
 
 pub use client::{ApiClient, ClientError};
 pub use config::NodeConfig;
-pub use error::NodeError;
-pub use governance_client::{ApiError, GovernanceClient};
+pub use error::{NodeError, Quota, QuotaRefusal};
+pub use governance_client::{ApiError, GovernanceClient, Refusal};
 pub use node::{Environment, Node, NodeCore};
 pub use status::NodeStatus;
 pub use submit::Submitted;

@@ -2,7 +2,7 @@
 //! client write path, wired together; and its shutdown.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use neuroshard_certificate::SecretKeyShare;
 use neuroshard_governance::{Genesis, GovernanceState, SignedCommand};
 
+use crate::admission::{self, Quotas, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, NodeConfig};
 use crate::error::NodeError;
@@ -66,11 +67,38 @@ pub struct NodeCore {
     pub peers: PeerClients,
     /// Certificate issuance timings this validator observed.
     pub issuance: crate::issuance::IssuanceLog,
+    /// Pending commands per author account and per source address.
+    pub quotas: Quotas,
 }
 
 impl NodeCore {
+    /// Admits `command` against this replica's state, then orders it
+    /// through the leader and answers once it is applied (in process: no
+    /// source quota).
     pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
-        self.submitter.submit(command).await
+        let encoded_len = neuroshard_governance::admission::encoded_len(&command);
+        self.submit_from(command, encoded_len, None).await
+    }
+
+    /// The client write path of both APIs. `encoded_len` is the size of the
+    /// command's postcard encoding as the client sent it; `source` the IP
+    /// address of the client's connection. Admission refuses what no state
+    /// could accept (`NodeError::Admission`) or what is over a pending
+    /// quota (`NodeError::Quota`) before anything is proposed; an identical
+    /// retry of an applied command is answered with its original receipt.
+    pub async fn submit_from(
+        &self,
+        command: SignedCommand,
+        encoded_len: usize,
+        source: Option<IpAddr>,
+    ) -> Result<Submitted, NodeError> {
+        match admission::admit(&self.machine, &command, encoded_len)? {
+            Verdict::Answer(original) => Ok(original),
+            Verdict::Propose => {
+                let _pending = self.quotas.acquire(command.author, source)?;
+                self.submitter.submit(command).await
+            }
+        }
     }
 
     pub async fn status(&self) -> NodeStatus {
@@ -288,6 +316,7 @@ impl Node {
             members: members.clone(),
             peers,
             issuance: Default::default(),
+            quotas: Quotas::new(&config.client),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -321,10 +350,15 @@ impl Node {
                 + 1_000,
         );
         let mut tasks = Vec::new();
-        let peer_service =
-            RaftPeerServer::new(PeerService::new(raft.clone(), submitter, members, share_tx))
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes);
+        let peer_service = RaftPeerServer::new(PeerService::new(
+            raft.clone(),
+            submitter,
+            core.machine.clone(),
+            members,
+            share_tx,
+        ))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
         let incoming = tls_incoming(
             peer_listener,
             TlsAcceptor::from(tls.peer_server_config()?),
@@ -344,7 +378,7 @@ impl Node {
             }
         }));
         let admin = ReplicaAdminServer::new(AdminService::new(core.clone()))
-            .max_decoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES)
+            .max_decoding_message_size(crate::transport::api_service::MAX_API_REQUEST_BYTES)
             .max_encoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES);
         let public = PublicApi::new(core.clone(), genesis, shutdown_rx.clone()).await?;
         let api_router = public.add_to(

@@ -15,7 +15,9 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use neuroshard_governance::{Entry, Outcome, SignedCommand};
+use neuroshard_governance::admission;
+use neuroshard_governance::limits::MAX_COMMAND_BYTES;
+use neuroshard_governance::{Entry, GovError, Outcome, SignedCommand};
 
 use crate::codec;
 use crate::config::ClientSettings;
@@ -29,11 +31,28 @@ pub const MAX_FORWARD_INFLIGHT: usize = 8;
 /// Times one command may be re-routed (leader changes) before giving up.
 pub const MAX_ROUTE_ATTEMPTS: usize = 16;
 
-/// A command's answer: where it landed in the log and what it did.
+/// A command's answer: where it landed in the log and what it did. An
+/// `Err` outcome is an apply refusal: the command was ordered at
+/// `log_index` and its nonce is consumed (an admission refusal is a
+/// `NodeError` instead: `Admission` or `Quota`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submitted {
     pub log_index: u64,
     pub outcome: Outcome,
+}
+
+impl Submitted {
+    /// The answer in words, saying which kind it is.
+    pub fn describe(&self) -> String {
+        match &self.outcome {
+            Ok(r) => format!("applied at log index {}: {:?}", self.log_index, r.effect),
+            Err(e) => format!(
+                "refused at log index {} (nonce consumed): rule {}: {e}",
+                self.log_index,
+                e.rule()
+            ),
+        }
+    }
 }
 
 struct ForwardJob {
@@ -79,7 +98,10 @@ impl Submitter {
         tokio::spawn(run_forwarder(
             forward_rx,
             peers,
-            settings.max_forward_batch,
+            BatchBounds {
+                commands: settings.max_forward_batch,
+                bytes: settings.max_forward_batch_bytes,
+            },
             timeout,
         ));
         Self {
@@ -178,6 +200,7 @@ impl Submitter {
     /// Appends on this node, which must be the leader (it never forwards:
     /// the peer service calls this for commands forwarded to it).
     pub async fn write_local(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+        check_size(&command)?;
         let resp = self
             .inner
             .raft
@@ -205,18 +228,21 @@ impl Submitter {
     ) -> Vec<Result<Submitted, NodeError>> {
         let mut receivers = Vec::with_capacity(commands.len());
         for command in commands {
-            receivers.push(
-                self.inner
+            receivers.push(match check_size(&command) {
+                Err(e) => Err(e),
+                Ok(()) => Ok(self
+                    .inner
                     .raft
                     .client_write_ff(Entry::Command(command))
-                    .await,
-            );
+                    .await),
+            });
         }
         let mut results = Vec::with_capacity(receivers.len());
         for rx in receivers {
             let result = match rx {
-                Err(fatal) => Err(NodeError::Raft(fatal.to_string())),
-                Ok(rx) => match rx.await {
+                Err(refused) => Err(refused),
+                Ok(Err(fatal)) => Err(NodeError::Raft(fatal.to_string())),
+                Ok(Ok(rx)) => match rx.await {
                     Err(_) => Err(NodeError::ShuttingDown),
                     Ok(Err(e)) => Err(write_error(RaftError::APIError(e))),
                     Ok(Ok(resp)) => resp
@@ -237,6 +263,20 @@ impl Submitter {
     pub fn settings(&self) -> &ClientSettings {
         &self.inner.settings
     }
+}
+
+/// The log never receives a command its size rule refuses, whoever calls:
+/// admission checked it already (`crate::admission`), this is the last
+/// guard before the entry is encoded (a cheap size measure, no encoding).
+fn check_size(command: &SignedCommand) -> Result<(), NodeError> {
+    let bytes = admission::encoded_len(command);
+    if bytes > MAX_COMMAND_BYTES {
+        return Err(NodeError::Admission(GovError::CommandTooLarge {
+            bytes,
+            max: MAX_COMMAND_BYTES,
+        }));
+    }
+    Ok(())
 }
 
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, openraft::EmptyNode>>) -> NodeError {
@@ -290,10 +330,60 @@ pub fn result_to_wire(r: &Result<Submitted, NodeError>) -> proto::CommandResult 
     }
 }
 
+/// How much one ForwardCommands batch may carry (`client.max_forward_batch`
+/// and `client.max_forward_batch_bytes`).
+#[derive(Clone, Copy, Debug)]
+struct BatchBounds {
+    commands: usize,
+    bytes: usize,
+}
+
+/// Something a batch is built from: the leader it goes to and its size.
+trait Batched {
+    fn leader(&self) -> NodeId;
+    fn bytes(&self) -> usize;
+}
+
+impl Batched for ForwardJob {
+    fn leader(&self) -> NodeId {
+        self.leader
+    }
+
+    fn bytes(&self) -> usize {
+        self.command.len()
+    }
+}
+
+/// The batch `first` starts: the jobs queued in `rx` for the same leader
+/// while the batch stays within `bounds` (the first always goes: a command
+/// is at most `MAX_COMMAND_BYTES`, which the byte bound is validated to
+/// hold). The job that does not fit (another leader, or too many bytes)
+/// starts the next batch.
+fn take_batch<J: Batched>(
+    first: J,
+    rx: &mut mpsc::Receiver<J>,
+    bounds: BatchBounds,
+) -> (Vec<J>, Option<J>) {
+    let leader = first.leader();
+    let mut bytes = first.bytes();
+    let mut batch = vec![first];
+    while batch.len() < bounds.commands {
+        match rx.try_recv() {
+            Ok(job) if job.leader() == leader && bytes + job.bytes() <= bounds.bytes => {
+                bytes += job.bytes();
+                batch.push(job);
+            }
+            Ok(job) => return (batch, Some(job)),
+            Err(_) => break,
+        }
+    }
+    (batch, None)
+}
+
 async fn run_forwarder(
     mut rx: mpsc::Receiver<ForwardJob>,
     peers: PeerClients,
-    max_batch: usize,
+    bounds: BatchBounds,
     timeout: Duration,
 ) {
     let inflight = Arc::new(Semaphore::new(MAX_FORWARD_INFLIGHT));
@@ -310,18 +400,8 @@ async fn run_forwarder(
             },
         };
         let leader = first.leader;
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) if job.leader == leader => batch.push(job),
-                Ok(job) => {
-                    // Another leader: it starts the next batch.
-                    carry = Some(job);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
+        let (batch, next) = take_batch(first, &mut rx, bounds);
+        carry = next;
         let peers = peers.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -343,5 +423,61 @@ async fn run_forwarder(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Job(NodeId, usize);
+
+    impl Batched for Job {
+        fn leader(&self) -> NodeId {
+            self.0
+        }
+        fn bytes(&self) -> usize {
+            self.1
+        }
+    }
+
+    fn queue(jobs: Vec<Job>) -> mpsc::Receiver<Job> {
+        let (tx, rx) = mpsc::channel(64);
+        for j in jobs {
+            tx.try_send(j).expect("room");
+        }
+        rx
+    }
+
+    #[test]
+    fn a_forward_batch_stops_at_its_bytes_count_and_leader() {
+        let bounds = BatchBounds {
+            commands: 4,
+            bytes: 1000,
+        };
+        // Bytes: 400 + 500 fit, 200 more would be 1100.
+        let mut rx = queue(vec![Job(1, 500), Job(1, 200), Job(1, 10)]);
+        let (batch, carry) = take_batch(Job(1, 400), &mut rx, bounds);
+        assert_eq!(batch, vec![Job(1, 400), Job(1, 500)]);
+        assert_eq!(carry, Some(Job(1, 200)));
+        // Exactly at the byte bound fits.
+        let mut rx = queue(vec![Job(1, 600)]);
+        let (batch, carry) = take_batch(Job(1, 400), &mut rx, bounds);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(carry, None);
+        // Count bound; and another leader starts the next batch.
+        let mut rx = queue((0..6).map(|_| Job(1, 1)).collect());
+        let (batch, _) = take_batch(Job(1, 1), &mut rx, bounds);
+        assert_eq!(batch.len(), 4);
+        let mut rx = queue(vec![Job(1, 1), Job(2, 1), Job(1, 1)]);
+        let (batch, carry) = take_batch(Job(1, 1), &mut rx, bounds);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(carry, Some(Job(2, 1)));
+        // A first job alone is always sent.
+        let mut rx = queue(vec![Job(1, 1)]);
+        let (batch, carry) = take_batch(Job(1, 5000), &mut rx, bounds);
+        assert_eq!(batch, vec![Job(1, 5000)]);
+        assert_eq!(carry, Some(Job(1, 1)));
     }
 }

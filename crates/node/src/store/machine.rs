@@ -10,12 +10,29 @@ use serde::{Deserialize, Serialize};
 use neuroshard_governance::{Entry as GovEntry, GovernanceState};
 
 use crate::codec::{self, CodecError};
-use crate::store::snapshot_buffer::MAX_SNAPSHOT_BYTES;
 use crate::types::{Applied, LogId, RaftEntry, StoredMembership};
 
 /// Version of [`SnapshotImage`]'s layout; a replica refuses images of
 /// another version instead of misreading them.
 pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// What a [`SnapshotImage`] holds besides the governance snapshot bytes:
+/// its format (a u32 varint), the last applied log id (three varints), the
+/// membership (its log id, at most two configurations of at most
+/// `MAX_VALIDATORS` ids and the node list: about 13 KiB at most, see the
+/// test) and the length prefix of the governance bytes; rounded up.
+pub const SNAPSHOT_IMAGE_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The one bound of a snapshot image, derived from the governance crate's
+/// `limits::MAX_SNAPSHOT_BYTES`: `GovernanceState::to_snapshot_bytes`
+/// refuses to produce more than that and `from_snapshot_bytes` to read
+/// more, so this number reconciles the node's snapshot bound (what a
+/// replica builds, buffers from a peer and decodes: `SnapshotBuffer`,
+/// [`SnapshotImage::decode`]), the governance decoder's bound and the
+/// encoder's ([`SnapshotImage::encode`]). A snapshot the state machine may
+/// produce is always one every replica accepts.
+pub const MAX_SNAPSHOT_IMAGE_BYTES: usize =
+    neuroshard_governance::limits::MAX_SNAPSHOT_BYTES + SNAPSHOT_IMAGE_OVERHEAD_BYTES;
 
 /// The governance state and the Raft position it corresponds to.
 pub struct GovernanceMachine {
@@ -102,13 +119,19 @@ impl GovernanceMachine {
         }
     }
 
-    pub fn image(&self) -> SnapshotImage {
-        SnapshotImage {
+    /// The image of the current state; fails only if the state's snapshot
+    /// would exceed `limits::MAX_SNAPSHOT_BYTES` (a bug: the state budget
+    /// bounds it).
+    pub fn image(&self) -> Result<SnapshotImage, ImageError> {
+        Ok(SnapshotImage {
             format: SNAPSHOT_FORMAT,
             last_applied: self.last_applied,
             membership: self.membership.clone(),
-            governance: self.state.to_snapshot_bytes(),
-        }
+            governance: self
+                .state
+                .to_snapshot_bytes()
+                .map_err(|e| ImageError::Governance(e.to_string()))?,
+        })
     }
 
     /// Replaces everything with the content of `image`.
@@ -129,13 +152,15 @@ impl GovernanceMachine {
 }
 
 impl SnapshotImage {
+    /// Refuses an image above [`MAX_SNAPSHOT_IMAGE_BYTES`], which
+    /// [`SnapshotImage::decode`] (and every peer) would refuse.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        codec::encode("snapshot image", self)
+        codec::encode_bounded("snapshot image", self, MAX_SNAPSHOT_IMAGE_BYTES)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
         let image: SnapshotImage =
-            codec::decode_bounded("snapshot image", bytes, MAX_SNAPSHOT_BYTES)?;
+            codec::decode_bounded("snapshot image", bytes, MAX_SNAPSHOT_IMAGE_BYTES)?;
         if image.format != SNAPSHOT_FORMAT {
             return Err(ImageError::Format {
                 found: image.format,
@@ -168,5 +193,55 @@ impl SharedMachine {
         self.0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neuroshard_governance::limits::MAX_VALIDATORS;
+    use openraft::{CommittedLeaderId, Membership};
+
+    /// The largest image overhead: every id and index at its longest
+    /// varint, a joint membership of two full committees.
+    #[test]
+    fn the_image_overhead_bound_holds_for_the_largest_membership() {
+        let far = LogId::new(CommittedLeaderId::new(u64::MAX, u64::MAX), u64::MAX);
+        let ids = |from: u64| -> std::collections::BTreeSet<u64> {
+            (0..MAX_VALIDATORS as u64)
+                .map(|i| u64::MAX - from - i)
+                .collect()
+        };
+        let membership = Membership::new(vec![ids(0), ids(MAX_VALIDATORS as u64)], ());
+        let image = SnapshotImage {
+            format: u32::MAX,
+            last_applied: Some(far),
+            membership: StoredMembership::new(Some(far), membership),
+            governance: Vec::new(),
+        };
+        let overhead = image.encode().expect("encodes").len() + 5; // + the bytes' length varint growth
+        assert!(
+            overhead <= SNAPSHOT_IMAGE_OVERHEAD_BYTES,
+            "{overhead} > {SNAPSHOT_IMAGE_OVERHEAD_BYTES}"
+        );
+    }
+
+    #[test]
+    fn an_image_over_the_bound_is_refused_when_encoded_and_decoded() {
+        let image = SnapshotImage {
+            format: SNAPSHOT_FORMAT,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            governance: vec![0; MAX_SNAPSHOT_IMAGE_BYTES],
+        };
+        let err = image.encode().expect_err("over the bound");
+        assert!(
+            matches!(err, CodecError::TooLarge { limit, .. } if limit == MAX_SNAPSHOT_IMAGE_BYTES),
+            "{err}"
+        );
+        let err = SnapshotImage::decode(&vec![0; MAX_SNAPSHOT_IMAGE_BYTES + 1])
+            .err()
+            .expect("over the bound");
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
     }
 }

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{LogState, RaftLogId, RaftLogReader, RaftSnapshotBuilder};
 
-use crate::store::machine::{GovernanceMachine, SharedMachine, SnapshotImage};
-use crate::store::snapshot::{install_image, new_snapshot_meta, snapshot_read_error};
+use crate::store::machine::{GovernanceMachine, ImageError, SharedMachine, SnapshotImage};
+use crate::store::snapshot::{
+    image_build_error, install_image, new_snapshot_meta, snapshot_read_error,
+};
 use crate::store::SnapshotBuffer;
 use crate::types::{
     Applied, LogId, RaftEntry, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -161,17 +163,17 @@ impl MemStateMachine {
 /// Captures the image when openraft asks for a builder, so entries applied
 /// while the snapshot is being stored do not leak into it.
 pub struct MemSnapshotBuilder {
-    image: SnapshotImage,
+    /// The image captured when the builder was made (or why it could not
+    /// be: reported when openraft builds the snapshot).
+    image: Result<SnapshotImage, ImageError>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for MemSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let meta = new_snapshot_meta(self.image.last_applied, self.image.membership.clone());
-        let data = self
-            .image
-            .encode()
-            .map_err(|e| snapshot_read_error(&meta, &e))?;
+        let image = self.image.as_ref().map_err(image_build_error)?;
+        let meta = new_snapshot_meta(image.last_applied, image.membership.clone());
+        let data = image.encode().map_err(|e| snapshot_read_error(&meta, &e))?;
         let mut stored = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         // Never replace a newer snapshot installed while this one was built.
         if stored

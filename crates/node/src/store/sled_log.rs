@@ -1,6 +1,9 @@
 //! The Raft log and vote on sled, durable against power loss.
 //!
-//! Tree `raft_log`: big-endian log index -> postcard(entry). Tree
+//! Tree `raft_log`: big-endian log index -> the entry record
+//! (`codec::encode_entry`: `ENTRY_FORMAT_VERSION`, then postcard of the whole
+//! openraft entry, log id and payload; a record of a version this binary
+//! cannot read is refused, naming both versions). Tree
 //! `raft_meta`: the vote, the last purged log id and the committed log id.
 //! Appends are written at once (readable immediately) and acknowledged by the
 //! group-commit thread after the sync; votes and truncations wait for their
@@ -99,7 +102,7 @@ fn key_index(key: &[u8]) -> Option<u64> {
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<RaftEntry, StorageError> {
-    codec::decode("log entry", bytes).map_err(read_logs_err)
+    codec::decode_entry("log entry", bytes).map_err(read_logs_err)
 }
 
 impl RaftLogReader<TypeConfig> for SledLogStore {
@@ -184,7 +187,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = codec::encode("log entry", &entry).map_err(write_logs_err)?;
+            // The same bound as the read above: a record that could not be
+            // read back is refused here, before anything is written.
+            let bytes = codec::encode_entry("log entry", &entry).map_err(write_logs_err)?;
             batch.insert(&index_key(entry.get_log_id().index), bytes);
         }
         self.log.apply_batch(batch).map_err(write_logs_err)?;

@@ -12,7 +12,8 @@
 //!
 //! Tree `state` keys: `applied`, `membership`, `snap/meta`, `snap/len`,
 //! `snap/chunk/<u32 BE>` (snapshot bytes in chunks below sled's blob
-//! threshold) and `wal/<u64 BE log index>`.
+//! threshold) and `wal/<u64 BE log index>` (a versioned entry record,
+//! `codec::encode_entry`).
 
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +24,10 @@ use neuroshard_governance::{Entry as GovEntry, GovernanceState};
 
 use crate::codec;
 use crate::store::durability::{DurableDb, GroupCommit};
-use crate::store::machine::{GovernanceMachine, SharedMachine, SnapshotImage};
-use crate::store::snapshot::{install_image, new_snapshot_meta, snapshot_write_error};
+use crate::store::machine::{GovernanceMachine, ImageError, SharedMachine, SnapshotImage};
+use crate::store::snapshot::{
+    image_build_error, install_image, new_snapshot_meta, snapshot_write_error,
+};
 use crate::store::SnapshotBuffer;
 use crate::types::{
     Applied, LogId, RaftEntry, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -108,7 +111,7 @@ impl SledStateMachine {
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or_else(|| RecoveryError::BadKey(hex::encode(&key)))?;
-            let entry: GovEntry = codec::decode("applied governance entry", &value)?;
+            let entry: GovEntry = codec::decode_entry("applied governance entry", &value)?;
             replay.push((index, entry));
         }
         let replayed = replay.len();
@@ -183,16 +186,18 @@ fn stage_snapshot(
 /// Captures the image when openraft asks for a builder, so entries applied
 /// while the snapshot is being stored do not leak into it.
 pub struct SledSnapshotBuilder {
-    image: SnapshotImage,
+    /// The image captured when the builder was made (or why it could not
+    /// be: reported when openraft builds the snapshot).
+    image: Result<SnapshotImage, ImageError>,
     tree: sled::Tree,
     snapshot_lock: Arc<Mutex<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let meta = new_snapshot_meta(self.image.last_applied, self.image.membership.clone());
-        let data = self
-            .image
+        let image = self.image.as_ref().map_err(image_build_error)?;
+        let meta = new_snapshot_meta(image.last_applied, image.membership.clone());
+        let data = image
             .encode()
             .map_err(|e| snapshot_write_error(&meta, &e))?;
         let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -215,7 +220,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
         // The snapshot now covers these entries; later ones stay for replay.
-        if let Some(last) = self.image.last_applied {
+        if let Some(last) = image.last_applied {
             for key in self.tree.range(wal_key(0)..=wal_key(last.index)).keys() {
                 batch.remove(key.map_err(|e| snapshot_write_error(&meta, &e))?);
             }
@@ -253,8 +258,8 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         for entry in &entries {
             match &entry.payload {
                 EntryPayload::Normal(gov) => {
-                    let bytes =
-                        codec::encode("applied governance entry", gov).map_err(sm_write_err)?;
+                    let bytes = codec::encode_entry("applied governance entry", gov)
+                        .map_err(sm_write_err)?;
                     batch.insert(wal_key(entry.get_log_id().index), bytes);
                 }
                 EntryPayload::Membership(m) => {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::{AnyError, StorageIOError};
 
-use crate::store::machine::{GovernanceMachine, SnapshotImage};
+use crate::store::machine::{GovernanceMachine, ImageError, SnapshotImage};
 use crate::types::{LogId, SnapshotMeta, StorageError, StoredMembership};
 
 /// Distinguishes snapshots built by this process at the same log position
@@ -33,6 +33,12 @@ pub fn snapshot_read_error(
     e: &(impl std::error::Error + 'static),
 ) -> StorageError {
     StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(e)).into()
+}
+
+/// The state could not be captured as an image (see
+/// `GovernanceMachine::image`).
+pub fn image_build_error(e: &ImageError) -> StorageError {
+    StorageIOError::write_snapshot(None, AnyError::new(e)).into()
 }
 
 pub fn snapshot_write_error(

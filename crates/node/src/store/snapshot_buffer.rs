@@ -7,10 +7,12 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-/// Largest snapshot a replica builds or accepts. The governance state lives
-/// in memory, so its snapshot does too; this bound is far above any
-/// realistic committee state (accounts, NEPs, ballots) and far below memory.
-pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+/// Largest snapshot a replica builds or accepts: the snapshot image bound,
+/// derived from the governance crate's `limits::MAX_SNAPSHOT_BYTES` (see
+/// `store::machine::MAX_SNAPSHOT_IMAGE_BYTES`), so the buffer, the image
+/// decoder and the governance decoder all refuse at the same size. The
+/// governance state lives in memory, so its snapshot does too.
+pub const MAX_SNAPSHOT_BYTES: usize = crate::store::machine::MAX_SNAPSHOT_IMAGE_BYTES;
 
 /// Snapshot bytes being built, sent or received.
 #[derive(Debug, Default)]

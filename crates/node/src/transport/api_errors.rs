@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 use neuroshard_governance::{GovError, QueryError};
 
 use crate::api_proto as api;
-use crate::error::NodeError;
+use crate::error::{NodeError, QuotaRefusal};
 use crate::reads::ReadError;
 
 /// `google.rpc.Status` (google/rpc/status.proto), written out here because
@@ -103,9 +103,16 @@ pub fn gov_code(e: &GovError) -> Code {
     }
 }
 
-/// A command the state machine refused (its entry is at `log_index`).
+/// A governance error as a status: a command the state machine refused
+/// when its entry at `log_index` was applied (an apply refusal,
+/// `REFUSAL_KIND_APPLY`), or, without a log index, a governance answer that
+/// is no verdict on a command (an unknown certificate in a read).
 pub fn gov_status(e: &GovError, log_index: Option<u64>) -> Status {
     let (_, error_json) = rule_and_json(e);
+    let refusal = match log_index {
+        Some(_) => api::RefusalKind::Apply,
+        None => api::RefusalKind::Unspecified,
+    };
     with_detail(
         gov_code(e),
         api::ErrorDetail {
@@ -114,6 +121,71 @@ pub fn gov_status(e: &GovError, log_index: Option<u64>) -> Status {
             error_json,
             log_index,
             leader_hint: None,
+            refusal: refusal as i32,
+        },
+    )
+}
+
+/// An apply refusal: the command was ordered at `log_index` and refused
+/// when applied (its nonce is consumed). Today's code mapping, the index
+/// always set.
+pub fn apply_status(e: &GovError, log_index: u64) -> Status {
+    gov_status(e, Some(log_index))
+}
+
+/// The gRPC code of an admission refusal: `ALREADY_EXISTS` for a nonce
+/// already consumed by another command, `PERMISSION_DENIED` for a
+/// non-validator on the emergency track, `INVALID_ARGUMENT` for every rule
+/// about the command's own size, fields and signature.
+pub fn admission_code(e: &GovError) -> Code {
+    match e {
+        GovError::NonceReplay { .. } => Code::AlreadyExists,
+        GovError::NotValidator { .. } => Code::PermissionDenied,
+        _ => Code::InvalidArgument,
+    }
+}
+
+/// A command refused before ordering by a governance rule (admission): no
+/// log index, nonce not consumed.
+pub fn admission_status(e: &GovError) -> Status {
+    let (_, error_json) = rule_and_json(e);
+    with_detail(
+        admission_code(e),
+        api::ErrorDetail {
+            rule: e.rule().to_owned(),
+            message: e.to_string(),
+            error_json,
+            refusal: api::RefusalKind::Admission as i32,
+            ..Default::default()
+        },
+    )
+}
+
+/// A command refused before ordering by a pending quota:
+/// `RESOURCE_EXHAUSTED`, the quota refusal as JSON.
+pub fn quota_status(q: &QuotaRefusal) -> Status {
+    with_detail(
+        Code::ResourceExhausted,
+        api::ErrorDetail {
+            rule: q.rule().to_owned(),
+            message: q.to_string(),
+            error_json: serde_json::to_string(q).unwrap_or_default(),
+            refusal: api::RefusalKind::Admission as i32,
+            ..Default::default()
+        },
+    )
+}
+
+/// A `Submit` request that does not decode to a command: refused before
+/// ordering (`invalid_argument`, kind admission).
+pub fn admission_invalid(field: &str, message: impl std::fmt::Display) -> Status {
+    with_detail(
+        Code::InvalidArgument,
+        api::ErrorDetail {
+            rule: "invalid_argument".to_owned(),
+            message: format!("{field}: {message}"),
+            refusal: api::RefusalKind::Admission as i32,
+            ..Default::default()
         },
     )
 }
@@ -132,6 +204,12 @@ pub fn query_status(e: &QueryError) -> Status {
 }
 
 pub fn node_status(e: &NodeError) -> Status {
+    match e {
+        NodeError::Admission(g) => return admission_status(g),
+        NodeError::Quota(q) => return quota_status(q),
+        NodeError::Malformed(m) => return admission_invalid("command", m),
+        _ => {}
+    }
     let (code, rule, leader_hint) = match e {
         NodeError::NoLeader => (Code::Unavailable, "no_leader", None),
         NodeError::NotLeader { leader } => (Code::Unavailable, "not_leader", Some(*leader)),
@@ -202,6 +280,67 @@ mod tests {
         let back: GovError = serde_json::from_str(&detail.error_json).expect("typed error");
         assert_eq!(back, e);
         assert!(detail.message.contains("NEP-3"), "{}", detail.message);
+    }
+
+    #[test]
+    fn the_two_kinds_of_refusal_are_distinct_and_typed() {
+        use neuroshard_governance::AccountId;
+        let account = AccountId([3; 32]);
+        // Apply: ordered, today's code, always a log index.
+        let replay = GovError::NonceReplay {
+            account,
+            nonce: 4,
+            expected: 6,
+        };
+        let applied = apply_status(&replay, 17);
+        assert_eq!(applied.code(), Code::FailedPrecondition);
+        let d = detail_of(&applied).expect("detail");
+        assert_eq!(d.refusal, api::RefusalKind::Apply as i32);
+        assert_eq!(d.log_index, Some(17));
+        // Admission: never a log index; the codes of the issue.
+        let cases = [
+            (
+                GovError::CommandTooLarge {
+                    bytes: 4_194_299,
+                    max: 1,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                GovError::BadSignature { author: account },
+                Code::InvalidArgument,
+            ),
+            (GovError::ZeroAmount, Code::InvalidArgument),
+            (replay.clone(), Code::AlreadyExists),
+            (GovError::NotValidator { account }, Code::PermissionDenied),
+        ];
+        for (e, code) in cases {
+            let s = node_status(&NodeError::Admission(e.clone()));
+            assert_eq!(s.code(), code, "{e:?}");
+            let d = detail_of(&s).expect("detail");
+            assert_eq!(d.refusal, api::RefusalKind::Admission as i32, "{e:?}");
+            assert_eq!(d.log_index, None);
+            assert_eq!(d.rule, e.rule());
+            let back: GovError = serde_json::from_str(&d.error_json).expect("typed");
+            assert_eq!(back, e);
+        }
+        let q = node_status(&NodeError::Quota(QuotaRefusal {
+            quota: crate::error::Quota::Account(account),
+            pending: 64,
+            limit: 64,
+        }));
+        assert_eq!(q.code(), Code::ResourceExhausted);
+        let d = detail_of(&q).expect("detail");
+        assert_eq!(
+            (d.rule.as_str(), d.refusal),
+            (
+                "too_many_pending_for_account",
+                api::RefusalKind::Admission as i32
+            )
+        );
+        // Not a verdict on the command.
+        let d = detail_of(&node_status(&NodeError::Timeout { ms: 5 })).expect("detail");
+        assert_eq!(d.refusal, api::RefusalKind::Unspecified as i32);
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn entry_to(e: &RaftEntry) -> Result<proto::LogEntry, codec::CodecError> {
     let payload = match &e.payload {
         EntryPayload::Blank => proto::log_entry::Payload::Blank(proto::Empty {}),
         EntryPayload::Normal(gov) => {
-            proto::log_entry::Payload::Normal(codec::encode("log entry payload", gov)?)
+            proto::log_entry::Payload::Normal(codec::encode_entry("log entry payload", gov)?)
         }
         EntryPayload::Membership(m) => proto::log_entry::Payload::Membership(membership_to(m)),
     };
@@ -121,12 +121,14 @@ pub fn entry_from(e: proto::LogEntry) -> Result<RaftEntry, WireError> {
     let log_id = log_id_from(e.log_id.ok_or(WireError::Missing("entry.log_id"))?);
     let payload = match e.payload.ok_or(WireError::Missing("entry.payload"))? {
         proto::log_entry::Payload::Blank(_) => EntryPayload::Blank,
-        proto::log_entry::Payload::Normal(bytes) => EntryPayload::Normal(
-            codec::decode("log entry payload", &bytes).map_err(|source| WireError::Payload {
-                field: "entry.normal",
-                source,
-            })?,
-        ),
+        proto::log_entry::Payload::Normal(bytes) => {
+            EntryPayload::Normal(codec::decode_entry("log entry payload", &bytes).map_err(
+                |source| WireError::Payload {
+                    field: "entry.normal",
+                    source,
+                },
+            )?)
+        }
         proto::log_entry::Payload::Membership(m) => {
             EntryPayload::Membership(membership_from(Some(m))?)
         }
@@ -337,5 +339,34 @@ mod tests {
         })
         .expect_err("garbage payload");
         assert!(err.to_string().contains("entry.normal"), "{err}");
+    }
+
+    #[test]
+    fn entry_payloads_are_versioned_and_unknown_versions_refused() {
+        use neuroshard_governance::format::ENTRY_FORMAT_VERSION;
+        let entry = RaftEntry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), 3),
+            payload: EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms: 42 }),
+        };
+        let wire = entry_to(&entry).expect("encode");
+        let Some(proto::log_entry::Payload::Normal(bytes)) = wire.payload.clone() else {
+            panic!("a normal payload: {wire:?}");
+        };
+        assert_eq!(bytes[0], ENTRY_FORMAT_VERSION);
+        assert_eq!(entry_from(wire.clone()).expect("decode"), entry);
+        // The same payload under another version is refused, naming both.
+        let mut newer = bytes.clone();
+        newer[0] = ENTRY_FORMAT_VERSION + 1;
+        let err = entry_from(proto::LogEntry {
+            payload: Some(proto::log_entry::Payload::Normal(newer)),
+            ..wire
+        })
+        .expect_err("unknown version");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("format version {}", ENTRY_FORMAT_VERSION + 1))
+                && text.contains(&format!("writes {ENTRY_FORMAT_VERSION}")),
+            "{text}"
+        );
     }
 }

@@ -12,19 +12,19 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
+use neuroshard_governance::admission;
 use neuroshard_governance::{
     AccountId, Effect, Genesis, GovernanceState, NepId, ProposalFilter, SignedCommand,
 };
 
 use crate::api_proto as api;
 use crate::api_proto::governance_server::{Governance, GovernanceServer};
-use crate::codec;
 use crate::error::NodeError;
 use crate::node::NodeCore;
 use crate::reads::read_barrier;
 use crate::transport::api_convert as convert;
 use crate::transport::api_errors::{self as errors, invalid_argument};
-use crate::transport::api_service::MAX_API_MESSAGE_BYTES;
+use crate::transport::api_service::{self, MAX_API_MESSAGE_BYTES, MAX_API_REQUEST_BYTES};
 
 /// Bytes of proposals (certificates) one `ListProposals`
 /// (`ListCertificates`) answer carries at most: half the message bound,
@@ -91,8 +91,10 @@ impl PublicApi {
             .set_serving::<GovernanceServer<GovernanceService>>()
             .await;
         Ok(Self {
+            // Requests are bounded by the largest command (`Submit`), every
+            // other request is far smaller; answers by the message bound.
             governance: GovernanceServer::new(service)
-                .max_decoding_message_size(MAX_API_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_API_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_API_MESSAGE_BYTES),
             health: tonic_health::pb::health_server::HealthServer::new(
                 tonic_health::server::HealthService::from_health_reporter(reporter),
@@ -139,7 +141,7 @@ fn effect_nep(e: &Effect) -> Option<u64> {
         Effect::DraftCreated { nep, .. }
         | Effect::DraftAmended { nep, .. }
         | Effect::Submitted { nep, .. }
-        | Effect::Withdrawn { nep }
+        | Effect::Withdrawn { nep, .. }
         | Effect::Voted { nep, .. }
         | Effect::EmergencySubmitted { nep, .. }
         | Effect::EmergencyApproved { nep, .. } => Some(nep.0),
@@ -191,17 +193,28 @@ impl GovernanceService {
         f(&machine.state, point)
     }
 
-    fn decode_command(req: api::SubmitRequest) -> Result<SignedCommand, Status> {
+    /// The command and the size of its postcard encoding: as received for
+    /// the postcard form (one above `MAX_COMMAND_BYTES` is refused by its
+    /// size alone, undecoded), computed for the JSON form. A request that
+    /// does not decode is refused before ordering too.
+    fn decode_command(req: api::SubmitRequest) -> Result<(SignedCommand, usize), Status> {
         match req.command {
             Some(api::submit_request::Command::Postcard(bytes)) => {
-                codec::decode::<SignedCommand>("signed command", &bytes)
-                    .map_err(|e| invalid_argument("postcard", e))
+                match api_service::decode_command(&bytes) {
+                    Ok(command) => Ok((command, bytes.len())),
+                    Err(NodeError::Malformed(m)) => Err(errors::admission_invalid("postcard", m)),
+                    Err(e) => Err(errors::node_status(&e)),
+                }
             }
             Some(api::submit_request::Command::Json(text)) => {
                 serde_json::from_str::<SignedCommand>(&text)
-                    .map_err(|e| invalid_argument("json", e))
+                    .map(|c| {
+                        let len = admission::encoded_len(&c);
+                        (c, len)
+                    })
+                    .map_err(|e| errors::admission_invalid("json", e))
             }
-            None => Err(invalid_argument(
+            None => Err(errors::admission_invalid(
                 "command",
                 "set either `postcard` or `json`",
             )),
@@ -217,10 +230,11 @@ impl Governance for GovernanceService {
         &self,
         req: Request<api::SubmitRequest>,
     ) -> Result<Response<api::SubmitResponse>, Status> {
-        let command = Self::decode_command(req.into_inner())?;
+        let source = api_service::source_ip(&req);
+        let (command, encoded_len) = Self::decode_command(req.into_inner())?;
         let submitted = self
             .core
-            .submit(command)
+            .submit_from(command, encoded_len, source)
             .await
             .map_err(|e| errors::node_status(&e))?;
         match submitted.outcome {
@@ -238,7 +252,7 @@ impl Governance for GovernanceService {
                 receipt_json: serde_json::to_string(&receipt).unwrap_or_default(),
                 nep: effect_nep(&receipt.effect),
             })),
-            Err(e) => Err(errors::gov_status(&e, Some(submitted.log_index))),
+            Err(e) => Err(errors::apply_status(&e, submitted.log_index)),
         }
     }
 
@@ -579,6 +593,10 @@ fn take_within<M: Message>(
     }
     (taken, false)
 }
+
+#[cfg(test)]
+#[path = "submit_tests.rs"]
+mod submit_tests;
 
 #[cfg(test)]
 mod tests {

@@ -11,10 +11,14 @@ use tonic::{Request, Response, Status};
 
 use neuroshard_governance::SignedCommand;
 
-use crate::codec;
+use crate::admission::{self, Verdict};
+use crate::config::ClientSettings;
+use crate::error::NodeError;
 use crate::proto;
 use crate::proto::raft_peer_server::RaftPeer;
-use crate::submit::{result_to_wire, Submitter};
+use crate::store::SharedMachine;
+use crate::submit::{result_to_wire, Submitted, Submitter};
+use crate::transport::api_service::decode_command;
 use crate::transport::convert;
 use crate::transport::net::PeerIdentity;
 use crate::types::{NodeId, Raft};
@@ -37,6 +41,8 @@ pub struct ReceivedShare {
 pub struct PeerService {
     raft: Raft,
     submitter: Submitter,
+    /// This replica's state, for admitting forwarded commands.
+    machine: SharedMachine,
     members: BTreeSet<NodeId>,
     shares: mpsc::Sender<ReceivedShare>,
 }
@@ -45,12 +51,14 @@ impl PeerService {
     pub fn new(
         raft: Raft,
         submitter: Submitter,
+        machine: SharedMachine,
         members: BTreeSet<NodeId>,
         shares: mpsc::Sender<ReceivedShare>,
     ) -> Self {
         Self {
             raft,
             submitter,
+            machine,
             members,
             shares,
         }
@@ -76,6 +84,69 @@ impl PeerService {
         }
         Ok(())
     }
+}
+
+/// The leader's side of a forwarded batch: every command is answered on
+/// its own, in request order, and none fails the others. Commands past this
+/// leader's own batch bounds (`client.max_forward_batch`,
+/// `client.max_forward_batch_bytes`) are answered overloaded (the follower
+/// routes them again); one that does not decode is malformed; each other is
+/// admitted again against this leader's state (the follower's view may be
+/// behind): a refusal or an identical retry of an applied command is
+/// answered here, and only the admitted ones are appended, back to back,
+/// by `write`.
+pub async fn admit_forwarded<W, F>(
+    machine: &SharedMachine,
+    commands: &[Vec<u8>],
+    settings: &ClientSettings,
+    write: W,
+) -> Vec<Result<Submitted, NodeError>>
+where
+    W: FnOnce(Vec<SignedCommand>) -> F,
+    F: std::future::Future<Output = Vec<Result<Submitted, NodeError>>>,
+{
+    let mut results: Vec<Option<Result<Submitted, NodeError>>> = Vec::with_capacity(commands.len());
+    let mut admitted = Vec::new();
+    let mut bytes = 0usize;
+    for (i, encoded) in commands.iter().enumerate() {
+        bytes = bytes.saturating_add(encoded.len());
+        let answer = if i >= settings.max_forward_batch || bytes > settings.max_forward_batch_bytes
+        {
+            Some(Err(NodeError::Overloaded {
+                pending: i + 1,
+                limit: settings.max_forward_batch,
+            }))
+        } else {
+            match decode_command(encoded) {
+                Err(e) => Some(Err(e)),
+                Ok(command) => match admission::admit(machine, &command, encoded.len()) {
+                    Err(e) => Some(Err(e)),
+                    Ok(Verdict::Answer(original)) => Some(Ok(original)),
+                    Ok(Verdict::Propose) => {
+                        admitted.push(command);
+                        None
+                    }
+                },
+            }
+        };
+        results.push(answer);
+    }
+    let mut written = if admitted.is_empty() {
+        Vec::new()
+    } else {
+        write(admitted).await
+    }
+    .into_iter();
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                written
+                    .next()
+                    .unwrap_or_else(|| Err(NodeError::Internal("missing batch result".into())))
+            })
+        })
+        .collect()
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -153,35 +224,16 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<proto::ForwardCommandsResponse>, Status> {
         self.authenticate(&req, req.get_ref().from)?;
         let msg = req.into_inner();
-        let limit = self.submitter.settings().max_forward_batch;
-        if msg.commands.len() > limit {
-            return Err(invalid(format!(
-                "{} commands in one batch, the limit is {limit}",
-                msg.commands.len()
-            )));
-        }
-        // Decode all first; answer undecodable ones individually.
-        let mut decoded = Vec::with_capacity(msg.commands.len());
-        for bytes in &msg.commands {
-            decoded.push(codec::decode::<SignedCommand>("forwarded command", bytes));
-        }
-        let valid: Vec<SignedCommand> = decoded
-            .iter()
-            .filter_map(|d| d.as_ref().ok().cloned())
-            .collect();
-        let mut applied = self.submitter.write_local_batch(valid).await.into_iter();
-        let results = decoded
-            .into_iter()
-            .map(|d| match d {
-                Ok(_) => applied.next().unwrap_or_else(|| {
-                    Err(crate::error::NodeError::Internal(
-                        "missing batch result".into(),
-                    ))
-                }),
-                Err(e) => Err(crate::error::NodeError::Malformed(e.to_string())),
-            })
-            .map(|r| result_to_wire(&r))
-            .collect();
+        let results = admit_forwarded(
+            &self.machine,
+            &msg.commands,
+            self.submitter.settings(),
+            |commands| self.submitter.write_local_batch(commands),
+        )
+        .await
+        .iter()
+        .map(result_to_wire)
+        .collect();
         Ok(Response::new(proto::ForwardCommandsResponse { results }))
     }
 

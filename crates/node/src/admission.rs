@@ -1,0 +1,211 @@
+//! Admission on a validator: what is checked before a client command is
+//! proposed to the log, so that a command no state could accept never
+//! reaches it (issue 9).
+//!
+//! The validator that receives a command (public or admin `Submit`) admits
+//! it against its own applied state with `neuroshard_governance::admission`
+//! (size against `MAX_COMMAND_BYTES`, every field, the signature, a nonce
+//! already consumed), answers an identical retry of an applied command with
+//! its original receipt, then holds it under two pending quotas (per author
+//! account and per source address) until it is answered. The leader admits
+//! forwarded commands again against its own state (`peer_service.rs`).
+//!
+//! The state is read under the machine's read lock for one `admit` call and
+//! released before anything is awaited.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use neuroshard_governance::admission::{self, Admitted};
+use neuroshard_governance::{AccountId, SignedCommand};
+
+use crate::config::ClientSettings;
+use crate::error::{NodeError, Quota, QuotaRefusal};
+use crate::store::SharedMachine;
+use crate::submit::Submitted;
+
+/// What admission decided about a command it did not refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Propose it to the log.
+    Propose,
+    /// An identical retry of a command this state already applied with a
+    /// receipt: answer with that receipt and its original log index.
+    Answer(Submitted),
+}
+
+/// Admits `command` (`encoded_len`: the size of its postcard encoding as
+/// the client sent it) against the state `machine` has applied.
+///
+/// An identical retry of a command that was *refused when applied* is
+/// proposed again rather than answered here: the governance state remembers
+/// that refusal without the log index of the entry that carried it, and an
+/// apply refusal is always answered with one. The state machine answers
+/// the retry with the original refusal (changing nothing) at the new
+/// entry's index, as before admission existed.
+pub fn admit(
+    machine: &SharedMachine,
+    command: &SignedCommand,
+    encoded_len: usize,
+) -> Result<Verdict, NodeError> {
+    let verdict = {
+        let m = machine.read();
+        admission::admit(&m.state, command, encoded_len)
+    };
+    match verdict {
+        Err(e) => Err(NodeError::Admission(e)),
+        Ok(Admitted::New) => Ok(Verdict::Propose),
+        Ok(Admitted::Retry(Ok(receipt))) => Ok(Verdict::Answer(Submitted {
+            log_index: receipt.log_index,
+            outcome: Ok(receipt),
+        })),
+        Ok(Admitted::Retry(Err(_))) => Ok(Verdict::Propose),
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    accounts: BTreeMap<AccountId, u64>,
+    sources: BTreeMap<IpAddr, u64>,
+}
+
+/// Pending (admitted, not yet answered) commands per author account and per
+/// source address on this validator, bounded by `client.max_pending_per_account`
+/// and `client.max_pending_per_source`: one account or one client host
+/// cannot hold the whole `client.max_pending_commands` of a validator.
+#[derive(Clone)]
+pub struct Quotas {
+    pending: Arc<Mutex<Pending>>,
+    per_account: u64,
+    per_source: u64,
+}
+
+/// Holds one command's place under its quotas until dropped.
+pub struct QuotaTicket {
+    pending: Arc<Mutex<Pending>>,
+    account: AccountId,
+    source: Option<IpAddr>,
+}
+
+impl Quotas {
+    pub fn new(settings: &ClientSettings) -> Self {
+        Self {
+            pending: Arc::default(),
+            per_account: settings.max_pending_per_account as u64,
+            per_source: settings.max_pending_per_source as u64,
+        }
+    }
+
+    /// Counts a command of `account` from `source` (None: in process, no
+    /// source quota) as pending, or refuses it when either quota is full.
+    pub fn acquire(
+        &self,
+        account: AccountId,
+        source: Option<IpAddr>,
+    ) -> Result<QuotaTicket, NodeError> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let by_account = p.accounts.get(&account).copied().unwrap_or(0);
+        if by_account >= self.per_account {
+            return Err(NodeError::Quota(QuotaRefusal {
+                quota: Quota::Account(account),
+                pending: by_account,
+                limit: self.per_account,
+            }));
+        }
+        if let Some(ip) = source {
+            let by_source = p.sources.get(&ip).copied().unwrap_or(0);
+            if by_source >= self.per_source {
+                return Err(NodeError::Quota(QuotaRefusal {
+                    quota: Quota::Source(ip),
+                    pending: by_source,
+                    limit: self.per_source,
+                }));
+            }
+            *p.sources.entry(ip).or_insert(0) += 1;
+        }
+        *p.accounts.entry(account).or_insert(0) += 1;
+        Ok(QuotaTicket {
+            pending: self.pending.clone(),
+            account,
+            source,
+        })
+    }
+
+    /// Commands pending for `account` and for `source` right now.
+    pub fn pending(&self, account: &AccountId, source: Option<IpAddr>) -> (u64, u64) {
+        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            p.accounts.get(account).copied().unwrap_or(0),
+            source
+                .and_then(|ip| p.sources.get(&ip).copied())
+                .unwrap_or(0),
+        )
+    }
+}
+
+fn release<K: Ord>(map: &mut BTreeMap<K, u64>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            // Entries live only while commands are pending: the maps stay as
+            // small as the number of commands in flight.
+            map.remove(key);
+        }
+    }
+}
+
+impl Drop for QuotaTicket {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        release(&mut p.accounts, &self.account);
+        if let Some(ip) = &self.source {
+            release(&mut p.sources, ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(per_account: usize, per_source: usize) -> ClientSettings {
+        ClientSettings {
+            max_pending_per_account: per_account,
+            max_pending_per_source: per_source,
+            ..ClientSettings::default()
+        }
+    }
+
+    #[test]
+    fn quotas_refuse_past_their_limit_and_free_on_drop() {
+        let q = Quotas::new(&settings(2, 3));
+        let alice = AccountId([1; 32]);
+        let bob = AccountId([2; 32]);
+        let host: IpAddr = "192.0.2.7".parse().expect("ip");
+        let a1 = q.acquire(alice, Some(host)).expect("1st of alice");
+        let _a2 = q.acquire(alice, Some(host)).expect("2nd of alice");
+        match q.acquire(alice, None) {
+            Err(NodeError::Quota(r)) => {
+                assert_eq!(r.rule(), "too_many_pending_for_account");
+                assert_eq!((r.pending, r.limit), (2, 2));
+            }
+            other => panic!("expected the account quota: {:?}", other.err()),
+        }
+        let _b1 = q
+            .acquire(bob, Some(host))
+            .expect("bob's first, third of the host");
+        match q.acquire(bob, Some(host)) {
+            Err(NodeError::Quota(r)) => assert_eq!(r.rule(), "too_many_pending_for_source"),
+            other => panic!("expected the source quota: {:?}", other.err()),
+        }
+        // In process (no source), only the account counts.
+        let b2 = q.acquire(bob, None).expect("no source quota in process");
+        assert_eq!(q.pending(&bob, Some(host)), (2, 3));
+        // A refused acquire counted nothing; answers free their places.
+        drop(a1);
+        drop(b2);
+        assert_eq!(q.pending(&alice, Some(host)), (1, 2));
+        let _a3 = q.acquire(alice, Some(host)).expect("a place freed");
+    }
+}
