@@ -354,8 +354,21 @@ impl fmt::Display for SubmitOut {
         use neuroshard_governance::Effect as E;
         let receipt: Option<Receipt> = serde_json::from_value(self.receipt.clone()).ok();
         let text = match receipt.map(|r| r.effect) {
-            Some(E::Transferred { to, amount, .. }) => {
-                format!("transferred {} to {to}", show(amount.0))
+            Some(E::Transferred {
+                to,
+                amount,
+                fee_burned,
+                ..
+            }) => {
+                if fee_burned.0 > 0 {
+                    format!(
+                        "transferred {} to {to} (a new account: creation fee of {} burned)",
+                        show(amount.0),
+                        show(fee_burned.0)
+                    )
+                } else {
+                    format!("transferred {} to {to}", show(amount.0))
+                }
             }
             Some(E::Staked { amount, staked, .. }) => {
                 format!("staked {} (now {} staked)", show(amount.0), show(staked.0))
@@ -367,16 +380,26 @@ impl fmt::Display for SubmitOut {
                     show(staked.0)
                 )
             }
-            Some(E::DraftCreated { nep, content_hash }) => {
+            Some(E::DraftCreated {
+                nep,
+                content_hash,
+                deposit,
+            }) => {
                 format!(
-                    "{nep} created as DRAFT (content sha256:{})",
-                    hex::encode(content_hash)
+                    "{nep} created as DRAFT (content sha256:{}); deposit of {} locked until its vote closes",
+                    hex::encode(content_hash),
+                    show(deposit.0)
                 )
             }
-            Some(E::DraftAmended { nep, content_hash }) => {
+            Some(E::DraftAmended {
+                nep,
+                content_hash,
+                deposit,
+            }) => {
                 format!(
-                    "{nep} amended (content sha256:{})",
-                    hex::encode(content_hash)
+                    "{nep} amended (content sha256:{}); deposit now {}",
+                    hex::encode(content_hash),
+                    show(deposit.0)
                 )
             }
             Some(E::Submitted {
@@ -385,7 +408,13 @@ impl fmt::Display for SubmitOut {
                 "{nep} submitted: now in REVIEW, fee of {} burned",
                 show(fee_burned.0)
             ),
-            Some(E::Withdrawn { nep }) => format!("{nep} withdrawn"),
+            Some(E::Withdrawn {
+                nep,
+                deposit_burned,
+            }) => format!(
+                "{nep} withdrawn; its deposit of {} is burned",
+                show(deposit_burned.0)
+            ),
             Some(E::Voted {
                 nep,
                 choice,
