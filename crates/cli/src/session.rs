@@ -5,6 +5,16 @@
 //! A submitted command is signed once and retried as the same bytes, so a
 //! retry after a timeout or a leader change is answered with the original
 //! receipt and never applied twice.
+//!
+//! Nonces: every `submit` signs with the account's `next_nonce` as a
+//! linearizable read returns it. A command refused before ordering
+//! (admission: size, fields, signature, a consumed nonce, a pending quota)
+//! did not consume its nonce, so the next `submit` signs the fixed command
+//! with the same nonce; one refused when applied consumed it at its log
+//! index, and the next read returns the following nonce. Only answers that
+//! are no verdict (unreachable, no leader, timeout, overload, a pending
+//! quota) are retried, always with the same bytes; a request the
+//! validator's transport refused for its size is not.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -227,7 +237,8 @@ impl Session {
 
     /// Signs `command` with `key` and the account's next nonce, submits it
     /// and waits until it is applied. A refusal comes back as the typed
-    /// error (`ApiError::gov_error`).
+    /// error (`ApiError::gov_error`), of either kind (`ApiError::refusal`):
+    /// before ordering, the nonce was not consumed; when applied, it was.
     pub async fn submit(
         &mut self,
         key: &SigningKey,
@@ -250,5 +261,55 @@ impl Session {
             Box::pin(async move { c.submit(&signed).await })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use neuroshard_governance::{AccountId, GovError};
+    use neuroshard_node::transport::api_errors::{apply_status, node_status};
+    use neuroshard_node::{ApiError, NodeError, Quota, QuotaRefusal, Refusal};
+
+    /// What `Session::call` does with each answer: retry (same bytes) or
+    /// return it, and what it says about the nonce.
+    #[test]
+    fn admission_refusals_are_returned_with_the_nonce_unconsumed() {
+        let admission = ApiError::from(node_status(&NodeError::Admission(
+            GovError::CommandTooLarge {
+                bytes: 4_194_299,
+                max: 160 * 1024,
+            },
+        )));
+        assert!(!admission.is_retryable(), "a verdict: returned at once");
+        assert_eq!(admission.nonce_consumed(), Some(false));
+        assert_eq!(admission.refusal(), Some(Refusal::Admission));
+        let text = admission.to_string();
+        assert!(
+            text.contains("refused before ordering") && text.ends_with("[command_too_large]"),
+            "{text}"
+        );
+
+        let apply = ApiError::from(apply_status(
+            &GovError::InsufficientStake {
+                account: AccountId([1; 32]),
+                needed: neuroshard_governance::Amount(2),
+                staked: neuroshard_governance::Amount(1),
+            },
+            40,
+        ));
+        assert!(!apply.is_retryable());
+        assert_eq!(apply.nonce_consumed(), Some(true));
+        assert!(apply
+            .to_string()
+            .starts_with("refused at log index 40 (nonce consumed)"));
+
+        // A quota says "not now": the same bytes are sent again.
+        let quota = ApiError::from(node_status(&NodeError::Quota(QuotaRefusal {
+            quota: Quota::Account(AccountId([1; 32])),
+            pending: 64,
+            limit: 64,
+        })));
+        assert!(quota.is_retryable());
+        assert_eq!(quota.nonce_consumed(), Some(false));
     }
 }

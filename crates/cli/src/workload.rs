@@ -20,7 +20,9 @@ pub const MAX_ATTEMPTS: usize = 400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("command {nonce} of sender {sender} was refused by the state machine: {message}")]
+    /// Refused before ordering (admission: nonce not consumed) or when
+    /// applied (at a log index, nonce consumed); the message says which.
+    #[error("command {nonce} of sender {sender} was {message}")]
     Refused {
         sender: usize,
         nonce: u64,
@@ -106,10 +108,10 @@ pub async fn submit_until_acked(
             Ok(s) => {
                 return match &s.outcome {
                     Ok(_) => Ok(s),
-                    Err(e) => Err(WorkloadError::Refused {
+                    Err(_) => Err(WorkloadError::Refused {
                         sender,
                         nonce: cmd.nonce,
-                        message: e.to_string(),
+                        message: s.describe(),
                     }),
                 };
             }

@@ -47,7 +47,7 @@ impl Submitted {
         match &self.outcome {
             Ok(r) => format!("applied at log index {}: {:?}", self.log_index, r.effect),
             Err(e) => format!(
-                "refused at log index {} (nonce consumed): rule {}: {e}",
+                "refused at log index {} (nonce consumed): {e} [{}]",
                 self.log_index,
                 e.rule()
             ),
