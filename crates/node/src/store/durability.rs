@@ -50,6 +50,9 @@ pub struct DurableDb {
     syncs: AtomicU64,
 }
 
+/// sled's page cache.
+pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl DurableDb {
     /// Opens (creating) the sled database in `dir` and makes its initial
     /// files durable.
@@ -57,6 +60,9 @@ impl DurableDb {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
+            // sled's page cache would otherwise grow to 1 GiB: bounded so a
+            // validator's memory has a documented ceiling (docs/operations.md).
+            .cache_capacity(SLED_CACHE_BYTES)
             // The group-commit thread flushes; sled's own timer would only
             // add unsynchronised writes in between.
             .flush_every_ms(None)
