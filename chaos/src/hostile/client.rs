@@ -1,14 +1,16 @@
-//! The suite's clients: one gRPC channel per validator API, each opened
+//! The suite's clients: gRPC channels to every validator API, each opened
 //! from a loopback source address of its own (127.0.0.x), so the honest
 //! clients and every attacker are distinct sources to the validators (a
 //! per-source quota must not make honest clients pay for an attacker's
 //! flood). The attackers' channels may send messages of any size (their
 //! encoding limit is raised far above the validators' request limit).
 //!
-//! Every answer is classified: a receipt, a refusal naming its rule (the
-//! `ErrorDetail` of the status; a request above the transport limit, which
-//! tonic refuses before any handler runs, is counted as
-//! `transport_limit`), or unknown (timeout, no leader, overloaded, ...).
+//! Every answer is classified: a receipt, a refusal naming its rule and
+//! kind (the `ErrorDetail` of the status: `refusal` says admission —
+//! before the log, nonce not consumed — or apply — ordered at
+//! `log_index`; a request above the transport limit, which tonic refuses
+//! before any handler runs, is counted as `transport_limit`, an admission
+//! refusal), or unknown (no verdict: timeout, no leader, overloaded, ...).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -156,7 +158,10 @@ pub enum Reply {
     /// No answer that says what happened (timeout, no leader, overload,
     /// forwarding failure, connection refused): it may or may not be
     /// applied.
-    Unknown { rule: String, message: String },
+    Unknown {
+        rule: String,
+        message: String,
+    },
 }
 
 /// Rules that say nothing about the command itself: try again.
@@ -174,12 +179,19 @@ pub const TRANSIENT_RULES: &[&str] = &[
 
 /// Admission refusals that only say "not now" (quotas): the same command
 /// may be sent again later.
-pub const QUOTA_RULES: &[&str] = &["too_many_pending_for_account", "too_many_pending_for_source"];
+pub const QUOTA_RULES: &[&str] = &[
+    "too_many_pending_for_account",
+    "too_many_pending_for_source",
+];
 
-/// The refusal-kind field of `ErrorDetail` (REFUSAL_KIND_ADMISSION = 1,
-/// REFUSAL_KIND_APPLY = 2) once the proto carries it; until then, `None`.
-fn refusal_kind_field(_detail: &api::ErrorDetail) -> Option<Kind> {
-    None
+/// The refusal kind of an `ErrorDetail`: admission, apply, or none (not a
+/// verdict on the command: unavailable, no leader, timeout, overload).
+fn refusal_kind(detail: &api::ErrorDetail) -> Option<Kind> {
+    match api::RefusalKind::try_from(detail.refusal) {
+        Ok(api::RefusalKind::Admission) => Some(Kind::Admission),
+        Ok(api::RefusalKind::Apply) => Some(Kind::Apply),
+        _ => None,
+    }
 }
 
 /// Classifies an error status.
@@ -206,17 +218,16 @@ pub fn classify(status: &tonic::Status) -> Reply {
             message,
         };
     };
-    if TRANSIENT_RULES.contains(&detail.rule.as_str()) {
-        return Reply::Unknown {
-            rule: detail.rule,
-            message: detail.message,
-        };
-    }
-    let kind = refusal_kind_field(&detail).unwrap_or(if detail.log_index.is_some() {
-        Kind::Apply
-    } else {
-        Kind::Admission
-    });
+    let kind = match refusal_kind(&detail) {
+        Some(kind) if !TRANSIENT_RULES.contains(&detail.rule.as_str()) => kind,
+        // Not a verdict on the command: it may or may not be applied.
+        _ => {
+            return Reply::Unknown {
+                rule: detail.rule,
+                message: detail.message,
+            }
+        }
+    };
     Reply::Refused(Refusal {
         rule: detail.rule,
         kind,

@@ -221,7 +221,9 @@ pub async fn run(
                 && (progress.stopped.is_none() || Instant::now() < floor)
             {
                 progress.iterations += 1;
-                let seed = ctx.seed.wrapping_add(1_000 * which as u64 + progress.iterations);
+                let seed = ctx
+                    .seed
+                    .wrapping_add(1_000 * which as u64 + progress.iterations);
                 match which {
                     Loop::DraftsWithdraw | Loop::MaxDrafts => {
                         let reply = a

@@ -151,13 +151,7 @@ fn backoff(attempt: u32) -> Duration {
 
 /// One honest client until the suite stops it. Its account has used no
 /// nonce before (genesis accounts).
-pub async fn run(
-    honest: Arc<Honest>,
-    pool: Pool,
-    chain_id: String,
-    id: usize,
-    pace: Duration,
-) {
+pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, pace: Duration) {
     let me = honest.clients[id].clone();
     let n = pool.len();
     let mut nonce = 1u64;
@@ -184,28 +178,27 @@ pub async fn run(
         let outcome = loop {
             let replica = (id + sends as usize) % n;
             sends += 1;
-            let last = match client::submit_bytes(&pool, replica, bytes.clone(), ATTEMPT_TIMEOUT)
-                .await
-            {
-                Reply::Applied {
-                    log_index,
-                    receipt_json,
-                    ..
-                } => {
-                    break Outcome::Acked {
+            let last =
+                match client::submit_bytes(&pool, replica, bytes.clone(), ATTEMPT_TIMEOUT).await {
+                    Reply::Applied {
                         log_index,
                         receipt_json,
+                        ..
+                    } => {
+                        break Outcome::Acked {
+                            log_index,
+                            receipt_json,
+                        }
                     }
-                }
-                Reply::Refused(r) if !QUOTA_RULES.contains(&r.rule.as_str()) => {
-                    break Outcome::Refused {
-                        rule: r.rule,
-                        kind: r.kind,
+                    Reply::Refused(r) if !QUOTA_RULES.contains(&r.rule.as_str()) => {
+                        break Outcome::Refused {
+                            rule: r.rule,
+                            kind: r.kind,
+                        }
                     }
-                }
-                Reply::Refused(r) => format!("{}: {}", r.rule, r.message),
-                Reply::Unknown { rule, message } => format!("{rule}: {message}"),
-            };
+                    Reply::Refused(r) => format!("{}: {}", r.rule, r.message),
+                    Reply::Unknown { rule, message } => format!("{rule}: {message}"),
+                };
             if started.elapsed() > MAX_WAIT {
                 break Outcome::Unresolved { last };
             }
@@ -301,8 +294,9 @@ pub fn phase_stats(ops: &[Op], applied: &[bool], phases: usize) -> Vec<PhaseStat
 }
 
 /// Looks for every acknowledged honest command in the committee's state.
-/// Returns, per op, whether it was found applied, and the findings.
-pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>, Vec<String>) {
+/// Returns, per op, whether it was found applied, and the findings with
+/// the phase of the op they are about (`None`: the end of the run).
+pub async fn verify(honest: &Honest, pool: &Pool) -> (Vec<bool>, Vec<(Option<usize>, String)>) {
     let ops = honest.ops();
     let mut ok = vec![true; ops.len()];
     let mut findings = Vec::new();
@@ -339,8 +333,11 @@ pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>,
         }
         let mine: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].client == id).collect();
         let Some(view) = view else {
-            findings.push(format!(
-                "honest client {id}: no validator answered GetAccount; its commands cannot be checked"
+            findings.push((
+                None,
+                format!(
+                    "honest client {id}: no validator answered GetAccount; its commands cannot be checked"
+                ),
             ));
             for &i in &mine {
                 ok[i] = false;
@@ -372,10 +369,13 @@ pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>,
                 last_index = *log_index;
                 if !problems.is_empty() {
                     ok[i] = false;
-                    findings.push(format!(
-                        "honest client {id}, nonce {}: acknowledged at {log_index} but {}",
-                        op.nonce,
-                        problems.join("; ")
+                    findings.push((
+                        Some(op.phase),
+                        format!(
+                            "honest client {id}, nonce {}: acknowledged at {log_index} but {}",
+                            op.nonce,
+                            problems.join("; ")
+                        ),
                     ));
                 }
             }
@@ -404,10 +404,13 @@ pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>,
                 } if again_index == *log_index && again_json == *receipt_json => {}
                 other => {
                     ok[i] = false;
-                    findings.push(format!(
-                        "honest client {id}, nonce {}: acknowledged at {log_index}, re-sent at the end: {}",
-                        op.nonce,
-                        describe(&other)
+                    findings.push((
+                        Some(op.phase),
+                        format!(
+                            "honest client {id}, nonce {}: acknowledged at {log_index}, re-sent at the end: {}",
+                            op.nonce,
+                            describe(&other)
+                        ),
                     ));
                 }
             }
@@ -415,16 +418,22 @@ pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>,
         // Balances: voters' never change; the transfer pair's follow the
         // acknowledged transfers.
         if ambiguous.contains(&account) {
-            findings.push(format!(
-                "honest client {id}: a transfer stayed unresolved; its balance is not checked"
+            findings.push((
+                None,
+                format!(
+                    "honest client {id}: a transfer stayed unresolved; its balance is not checked"
+                ),
             ));
         } else {
             let want = expected.get(&account).copied().unwrap_or_default();
             if i128::from(view.balance) != want {
-                findings.push(format!(
-                    "honest client {id} ({}): balance {} but its acknowledged transfers imply {want}",
-                    &account.to_hex()[..12],
-                    view.balance
+                findings.push((
+                    None,
+                    format!(
+                        "honest client {id} ({}): balance {} but its acknowledged transfers imply {want}",
+                        &account.to_hex()[..12],
+                        view.balance
+                    ),
                 ));
                 for &i in &mine {
                     ok[i] = false;
@@ -432,9 +441,6 @@ pub async fn verify(honest: &Honest, pool: &Pool, chain_id: &str) -> (Vec<bool>,
             }
         }
     }
-    // Refusals of honest commands are findings only when they name a rule
-    // an honest command should never meet.
-    let _ = chain_id;
     (ok, findings)
 }
 

@@ -65,6 +65,19 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_SUITE: Duration = Duration::from_secs(230);
 /// Longest a setup command is retried.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Honest traffic before the baseline, not measured (connections, the
+/// first batches).
+pub const WARM_UP: Duration = Duration::from_secs(3);
+/// docs/operations.md: peak RSS ≤ 96 MiB + 64 MiB (sled cache) + 4 × B.
+pub const RSS_BASE_MIB: u64 = 96;
+pub const RSS_SLED_MIB: u64 = 64;
+
+/// The documented peak RSS of a validator for state budget `budget`
+/// (the registry's ceiling when the genesis sets none).
+pub fn rss_bound_mib(budget: Option<u64>) -> u64 {
+    let b = budget.unwrap_or(neuroshard_governance::limits::MAX_STATE_BYTES as u64);
+    RSS_BASE_MIB + RSS_SLED_MIB + (4 * b).div_ceil(1024 * 1024)
+}
 /// Honest transfer accounts (they send to each other).
 pub const TRANSFER_CLIENTS: usize = 2;
 /// Attackers of the fresh-accounts loop (in parallel).
@@ -149,10 +162,11 @@ pub struct HostileArgs {
     /// Honest p99 under attack may be at most this many times the baseline's.
     #[arg(long, default_value_t = 3.0)]
     pub p99_factor: f64,
-    /// Each validator's documented peak RSS bound (MiB), checked against
-    /// VmHWM.
-    #[arg(long, default_value_t = 1_024)]
-    pub rss_bound_mib: u64,
+    /// Each validator's peak RSS bound (MiB), checked against VmHWM;
+    /// default: docs/operations.md's formula for the suite's budget B,
+    /// 96 MiB + 64 MiB (sled cache) + 4 × B.
+    #[arg(long)]
+    pub rss_bound_mib: Option<u64>,
     /// `gov.state_budget_bytes` of the suite's genesis (small, so the
     /// growth loops reach it in seconds; the registry's minimum is 1 MiB);
     /// 0 leaves the genesis default (for a validator binary without it).
@@ -409,7 +423,10 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     // The phases.
     let mut phases: Vec<(String, AttackReport, usize, Vec<Option<u64>>)> = Vec::new();
     let mut exited: Vec<usize> = Vec::new();
-    let phase_names: Vec<String> = std::iter::once("baseline (no attack)".to_owned())
+    // Phase 0 warms up (connections, the first batches) and has no row.
+    let phase_names: Vec<String> = ["warm-up", "baseline (no attack)"]
+        .into_iter()
+        .map(str::to_owned)
         .chain(attacks.iter().map(|a| a.name().to_owned()))
         .collect();
     let min = Duration::from_secs(args.attack_secs);
@@ -420,12 +437,16 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         let reset = pids.iter().flatten().all(|&pid| rss::reset_peak(pid));
         println!("hostile: {name}: running");
         let started = Instant::now();
-        let mut report = if p == 0 {
-            tokio::time::sleep(Duration::from_secs(args.baseline_secs)).await;
-            AttackReport::default()
-        } else {
-            let attack = attacks[p - 1];
-            run_attack(&ctx, &keys, attack, args, min, growth_max).await?
+        let mut report = match p {
+            0 => {
+                tokio::time::sleep(WARM_UP).await;
+                AttackReport::default()
+            }
+            1 => {
+                tokio::time::sleep(Duration::from_secs(args.baseline_secs)).await;
+                AttackReport::default()
+            }
+            _ => run_attack(&ctx, &keys, attacks[p - 2], args, min, growth_max).await?,
         };
         if !reset {
             report
@@ -457,12 +478,33 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     })
     .await;
     honest_tasks.abort_all();
-    let (applied, mut verify_findings) = honest::verify(&honest, &admin, &chain_id).await;
+    let (applied, verify_findings) = honest::verify(&honest, &admin).await;
     let ops = honest.ops();
     let stats = honest::phase_stats(&ops, &applied, phase_names.len());
-    let baseline_p99 = stats.first().and_then(|s| s.p99_ms);
+    let baseline_p99 = stats.get(1).and_then(|s| s.p99_ms);
+    let rss_bound_mib = args.rss_bound_mib.unwrap_or_else(|| rss_bound_mib(budget));
     let mut rows: Vec<Row> = Vec::new();
-    for (p, ((name, report, running, peaks), s)) in phases.into_iter().zip(stats).enumerate() {
+    let mut warm_up = None;
+    for (p, ((name, mut report, running, peaks), s)) in phases.into_iter().zip(stats).enumerate() {
+        for (phase, finding) in &verify_findings {
+            if phase.unwrap_or(phase_names.len() - 1) == p {
+                report.finding(finding.clone());
+            }
+        }
+        if p == 0 {
+            warm_up = Some((report, s));
+            continue;
+        }
+        if let Some((w, ws)) = warm_up.take() {
+            // What went wrong while warming up is the baseline's.
+            report.findings.extend(w.findings);
+            if ws.applied < ws.acked {
+                report.finding(format!(
+                    "{} honest commands acknowledged while warming up not found applied",
+                    ws.acked - ws.applied
+                ));
+            }
+        }
         let state = report.state_bytes;
         let mut row = Row {
             name,
@@ -473,20 +515,28 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             running,
             validators: VALIDATORS,
             peak_kib: peaks,
-            rss_bound_mib: args.rss_bound_mib,
+            rss_bound_mib,
             state,
-            is_baseline: p == 0,
+            is_baseline: p == 1,
             failures: Vec::new(),
         };
         row.judge();
         rows.push(row);
     }
-    // Findings of the final check that no row owns go to the last one.
-    if let Some(last) = rows.last_mut() {
-        last.report.findings.append(&mut verify_findings);
-    }
     validators.kill_all();
     println!("\n{}", table::render(&rows));
+    println!(
+        "peak RSS bound: {rss_bound_mib} MiB{}",
+        match (args.rss_bound_mib, budget) {
+            (Some(_), _) => " (--rss-bound-mib)".to_owned(),
+            (None, Some(b)) => format!(
+                " = {RSS_BASE_MIB} MiB + {RSS_SLED_MIB} MiB + 4 × the {b}-byte state budget (docs/operations.md)"
+            ),
+            (None, None) => format!(
+                " = {RSS_BASE_MIB} MiB + {RSS_SLED_MIB} MiB + 4 × the default state budget (docs/operations.md)"
+            ),
+        }
+    );
     println!(
         "hostile: {} honest commands, {} acknowledged; suite {:.0} s",
         ops.len(),
@@ -608,7 +658,10 @@ async fn wait_for_leader(pool: &Pool) -> Result<(), RealError> {
 
 /// A setup command: identical bytes until applied; a refusal stops the
 /// suite (setup is not under test).
-async fn ensure(pool: &Pool, signed: &SignedCommand) -> Result<neuroshard_governance::Receipt, RealError> {
+async fn ensure(
+    pool: &Pool,
+    signed: &SignedCommand,
+) -> Result<neuroshard_governance::Receipt, RealError> {
     let started = Instant::now();
     let mut attempt = 0usize;
     loop {
@@ -652,7 +705,11 @@ async fn open_vote(pool: &Pool, chain_id: &str, author: &SigningKey) -> Result<N
             format!("receipt names no draft: {:?}", receipt.effect),
         ));
     };
-    ensure(pool, &SignedCommand::sign(chain_id, author, 2, Command::Submit { nep })).await?;
+    ensure(
+        pool,
+        &SignedCommand::sign(chain_id, author, 2, Command::Submit { nep }),
+    )
+    .await?;
     let started = Instant::now();
     loop {
         let request = neuroshard_node::api_proto::GetProposalRequest {
@@ -660,7 +717,9 @@ async fn open_vote(pool: &Pool, chain_id: &str, author: &SigningKey) -> Result<N
             read: Some(neuroshard_node::api_proto::ReadOptions { stale: false }),
         };
         let mut c = pool.client(0);
-        if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_secs(2), c.get_proposal(request)).await {
+        if let Ok(Ok(p)) =
+            tokio::time::timeout(Duration::from_secs(2), c.get_proposal(request)).await
+        {
             if p.into_inner().vote.is_some() {
                 return Ok(nep);
             }

@@ -1,10 +1,11 @@
 //! Attack (a): oversized commands. Properly signed commands of every size
-//! from `MAX_COMMAND_BYTES + 1` up to the validators' transport limit —
-//! both boundaries exactly, the sizes around the varint steps, random
-//! sizes in between — and past it; each must be refused before the log
-//! (`command_too_large`; above the transport limit, tonic's own refusal,
-//! counted as `transport_limit`). Before them, the largest valid command
-//! (every content field at its limit) must be accepted.
+//! from `MAX_COMMAND_BYTES + 1` up to the validators' transport limit (a
+//! `SubmitRequest` of `MAX_API_REQUEST_BYTES`) — both boundaries exactly,
+//! random sizes in between — and past it up to the API's response limit
+//! and beyond; each must be refused before the log (`command_too_large`;
+//! above the transport limit, tonic's own refusal, counted as
+//! `transport_limit`). Before them, the largest valid command (every
+//! content field at its limit) must be accepted.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use ed25519_dalek::SigningKey;
 use neuroshard_governance::admission::encoded_len;
 use neuroshard_governance::limits::MAX_COMMAND_BYTES;
 use neuroshard_governance::{Command, Effect, NepId, SignedCommand};
-use neuroshard_node::transport::api_service::MAX_API_MESSAGE_BYTES;
+use neuroshard_node::transport::api_service::{MAX_API_MESSAGE_BYTES, MAX_API_REQUEST_BYTES};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -37,10 +38,10 @@ fn varint_len(mut n: usize) -> usize {
 }
 
 /// The largest postcard command a `SubmitRequest` under the validators'
-/// message limit can carry: field tag, length varint, bytes.
+/// request limit can carry: field tag, length varint, bytes.
 pub fn transport_max_command() -> usize {
-    let mut p = MAX_API_MESSAGE_BYTES;
-    while 1 + varint_len(p) + p > MAX_API_MESSAGE_BYTES {
+    let mut p = MAX_API_REQUEST_BYTES;
+    while 1 + varint_len(p) + p > MAX_API_REQUEST_BYTES {
         p -= 1;
     }
     p
@@ -57,19 +58,24 @@ pub fn sizes(rng: &mut ChaCha8Rng, first_round: bool) -> Vec<usize> {
             over + 1,
             over + 2,
             MAX_COMMAND_BYTES + 1024,
-            // The bulk's length varint grows from 3 to 4 bytes.
-            (1 << 21) - 1,
-            1 << 21,
-            (1 << 21) + 1,
             limit - 1,
             limit,
-            // Above the transport limit.
+            // Above the transport limit: just above, the bulk's length
+            // varint step, the API's response limit and past it.
             limit + 1,
-            limit + 1024 * 1024,
+            limit + 2,
+            (1 << 21) - 1,
+            1 << 21,
+            MAX_API_MESSAGE_BYTES,
+            MAX_API_MESSAGE_BYTES + 1,
+            2 * MAX_API_MESSAGE_BYTES,
         ]);
     }
     for _ in 0..RANDOM_SIZES {
         out.push(rng.gen_range(over..=limit));
+    }
+    for _ in 0..RANDOM_SIZES / 4 {
+        out.push(rng.gen_range(limit + 1..=MAX_API_MESSAGE_BYTES));
     }
     out
 }
@@ -199,8 +205,9 @@ pub async fn run(ctx: &Ctx, pool: &Pool, key: &SigningKey, min: Duration) -> Att
         round += 1;
     }
     report.notes.push(format!(
-        "sizes {}..={limit} (transport limit: a {MAX_API_MESSAGE_BYTES}-byte request) and above; {} rounds",
+        "sizes {}..={limit} refused before the log, up to {} refused by the transport (requests above MAX_API_REQUEST_BYTES = {MAX_API_REQUEST_BYTES}); {} rounds",
         MAX_COMMAND_BYTES + 1,
+        2 * MAX_API_MESSAGE_BYTES,
         round
     ));
     report.elapsed = started.elapsed();

@@ -63,7 +63,11 @@ pub async fn run(ctx: &Ctx, pool: &Pool, key: &SigningKey, duration: Duration) -
         return report;
     };
     let mut nonce = view.next_nonce;
-    let sink = AccountId(SigningKey::from_bytes(&rng.gen()).verifying_key().to_bytes());
+    let sink = AccountId(
+        SigningKey::from_bytes(&rng.gen())
+            .verifying_key()
+            .to_bytes(),
+    );
     let n = pool.len();
     let mut history: Vec<Sent> = Vec::new();
     let (mut retries_ok, mut replays_refused, mut honest_replays) = (0u64, 0u64, 0u64);
@@ -152,12 +156,15 @@ pub async fn run(ctx: &Ctx, pool: &Pool, key: &SigningKey, duration: Duration) -
         // One of its own older commands, remembered or not.
         if history.len() > 1 {
             let old = &history[rng.gen_range(0..history.len() - 1)];
-            let again = client::submit_bytes(pool, round as usize + 2, old.bytes.clone(), TIMEOUT).await;
+            let again =
+                client::submit_bytes(pool, round as usize + 2, old.bytes.clone(), TIMEOUT).await;
             report.count(&again);
             let remembered = nonce - 1 - old.nonce < MAX_REMEMBERED_OUTCOMES as u64;
             let fine = match &again {
                 _ if same_answer(&old.first, &again) => true,
-                Reply::Refused(r) => !remembered && r.rule == "nonce_replay" && r.kind == Kind::Admission,
+                Reply::Refused(r) => {
+                    !remembered && r.rule == "nonce_replay" && r.kind == Kind::Admission
+                }
                 _ => false,
             };
             if !fine {

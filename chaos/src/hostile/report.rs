@@ -62,7 +62,8 @@ impl AttackReport {
         if self.findings.len() < MAX_FINDINGS {
             self.findings.push(text);
         } else if self.findings.len() == MAX_FINDINGS {
-            self.findings.push("... more findings of the same attack left out".to_owned());
+            self.findings
+                .push("... more findings of the same attack left out".to_owned());
         }
     }
 

@@ -42,6 +42,25 @@ impl Row {
                 self.honest.acked - self.honest.applied
             ));
         }
+        if !self.honest.refused.is_empty() {
+            f.push(format!(
+                "honest commands refused: {}",
+                self.honest
+                    .refused
+                    .iter()
+                    .map(|(r, n)| format!("{r}×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if self.honest.unresolved > 0 {
+            f.push(format!(
+                "{} honest commands unanswered for {} s: {:?}",
+                self.honest.unresolved,
+                super::honest::MAX_WAIT.as_secs(),
+                self.honest.unresolved_last
+            ));
+        }
         if self.honest.acked == 0 {
             f.push("no honest command was acknowledged during the phase".to_owned());
         }
@@ -145,7 +164,13 @@ pub fn render(rows: &[Row]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for l in &lines {
@@ -165,12 +190,6 @@ pub fn render(rows: &[Row]) -> String {
     for r in rows {
         for n in &r.report.notes {
             out.push_str(&format!("{}: {n}\n", r.name));
-        }
-        if !r.honest.refused.is_empty() || r.honest.unresolved > 0 {
-            out.push_str(&format!(
-                "{}: honest commands refused {:?}, unresolved {} {:?}\n",
-                r.name, r.honest.refused, r.honest.unresolved, r.honest.unresolved_last
-            ));
         }
     }
     for r in rows {
