@@ -110,10 +110,12 @@ fn refused_before_the_log(what: &str, status: tonic::Status) -> &'static str {
         (_, Some(Refusal::Admission)) if e.rule() == Some("command_too_large") => "typed",
         (
             ApiError::Status {
-                code, detail: None, ..
+                code: Code::OutOfRange | Code::ResourceExhausted,
+                detail: None,
+                ..
             },
             Some(Refusal::Admission),
-        ) if matches!(code, Code::OutOfRange | Code::ResourceExhausted) => "transport",
+        ) => "transport",
         _ => panic!("{what}: not refused before the log: {e} ({e:?})"),
     }
 }
