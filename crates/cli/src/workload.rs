@@ -123,8 +123,12 @@ pub async fn submit_until_acked(
                 return Err(WorkloadError::Refused {
                     sender,
                     nonce: cmd.nonce,
-                    message: e.to_string(),
-                })
+                    // An admission refusal says "refused before ordering".
+                    message: match &e {
+                        ClientError::Node(n) if n.is_admission_refusal() => n.to_string(),
+                        other => format!("not submitted: {other}"),
+                    },
+                });
             }
         }
     }
