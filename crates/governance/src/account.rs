@@ -28,6 +28,8 @@ pub struct RememberedOutcome {
     /// SHA-256 of the signed message.
     pub digest: [u8; 32],
     pub outcome: Outcome,
+    /// Log index of the entry that carried the command (a refusal's too).
+    pub log_index: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +108,13 @@ impl Account {
     }
 
     /// Remembers an outcome for retries, forgetting the oldest beyond the bound.
-    pub(crate) fn remember(&mut self, nonce: u64, digest: [u8; 32], outcome: Outcome) {
+    pub(crate) fn remember(
+        &mut self,
+        nonce: u64,
+        digest: [u8; 32],
+        outcome: Outcome,
+        log_index: u64,
+    ) {
         if self.recent.len() >= MAX_REMEMBERED_OUTCOMES {
             self.recent.remove(0);
         } else {
@@ -117,6 +125,7 @@ impl Account {
             nonce,
             digest,
             outcome,
+            log_index,
         });
     }
 

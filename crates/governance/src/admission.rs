@@ -31,8 +31,9 @@ pub enum Admitted {
     /// Propose it to the log.
     New,
     /// An identical retry of a command this view already applied: its
-    /// original outcome (receipt or apply refusal), to answer directly.
-    Retry(Outcome),
+    /// original outcome (receipt or apply refusal) and the log index of the
+    /// entry that carried it, to answer directly.
+    Retry { outcome: Outcome, log_index: u64 },
 }
 
 /// The postcard size of a signed command, without encoding it.
@@ -142,7 +143,10 @@ pub fn admit(
             use sha2::{Digest, Sha256};
             let digest: [u8; 32] = Sha256::digest(&message).into();
             return match account.remembered(command.nonce) {
-                Some(r) if r.digest == digest => Ok(Admitted::Retry(r.outcome.clone())),
+                Some(r) if r.digest == digest => Ok(Admitted::Retry {
+                    outcome: r.outcome.clone(),
+                    log_index: r.log_index,
+                }),
                 _ => Err(GovError::NonceReplay {
                     account: command.author,
                     nonce: command.nonce,

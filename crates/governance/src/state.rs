@@ -319,7 +319,7 @@ impl GovernanceState {
             .get_mut(&c.author)
             .expect("author account exists: checked above and never removed");
         account.nonce = c.nonce;
-        account.remember(c.nonce, digest, outcome.clone());
+        account.remember(c.nonce, digest, outcome.clone(), log_index);
         outcome
     }
 

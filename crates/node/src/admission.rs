@@ -30,20 +30,13 @@ use crate::submit::Submitted;
 pub enum Verdict {
     /// Propose it to the log.
     Propose,
-    /// An identical retry of a command this state already applied with a
-    /// receipt: answer with that receipt and its original log index.
+    /// An identical retry of a command this state already applied: answer
+    /// with its original receipt or apply refusal and its original log index.
     Answer(Submitted),
 }
 
 /// Admits `command` (`encoded_len`: the size of its postcard encoding as
 /// the client sent it) against the state `machine` has applied.
-///
-/// An identical retry of a command that was *refused when applied* is
-/// proposed again rather than answered here: the governance state remembers
-/// that refusal without the log index of the entry that carried it, and an
-/// apply refusal is always answered with one. The state machine answers
-/// the retry with the original refusal (changing nothing) at the new
-/// entry's index, as before admission existed.
 pub fn admit(
     machine: &SharedMachine,
     command: &SignedCommand,
@@ -56,11 +49,11 @@ pub fn admit(
     match verdict {
         Err(e) => Err(NodeError::Admission(e)),
         Ok(Admitted::New) => Ok(Verdict::Propose),
-        Ok(Admitted::Retry(Ok(receipt))) => Ok(Verdict::Answer(Submitted {
-            log_index: receipt.log_index,
-            outcome: Ok(receipt),
-        })),
-        Ok(Admitted::Retry(Err(_))) => Ok(Verdict::Propose),
+        // The original answer, receipt or apply refusal, with the index of
+        // the entry that carried it: never proposed again.
+        Ok(Admitted::Retry { outcome, log_index }) => {
+            Ok(Verdict::Answer(Submitted { log_index, outcome }))
+        }
     }
 }
 

@@ -83,9 +83,13 @@ fn final_refusals_are_refused_and_everything_that_may_still_pass_is_admitted() {
     // another command under the used nonce is a final replay.
     let outcome = c.apply(neuroshard_governance::Entry::Command(fresh.clone()));
     let receipt = outcome.clone().expect("transfer applies");
+    let log_index = receipt.log_index;
     assert_eq!(
         admit(&c.state, &fresh, encoded_len(&fresh)),
-        Ok(Admitted::Retry(Ok(receipt)))
+        Ok(Admitted::Retry {
+            outcome: Ok(receipt),
+            log_index
+        })
     );
     let other = signed(0, 1, transfer(6));
     assert_eq!(
@@ -94,11 +98,15 @@ fn final_refusals_are_refused_and_everything_that_may_still_pass_is_admitted() {
     );
     // An applied refusal is answered as it was, with its log index.
     let refused = signed(0, 2, transfer(u64::MAX / 2));
+    let refused_at = c.state.last_applied_index().unwrap() + 1;
     let original = c.apply(neuroshard_governance::Entry::Command(refused.clone()));
     assert!(original.is_err());
     assert_eq!(
         admit(&c.state, &refused, encoded_len(&refused)),
-        Ok(Admitted::Retry(original))
+        Ok(Admitted::Retry {
+            outcome: original,
+            log_index: refused_at
+        })
     );
 }
 

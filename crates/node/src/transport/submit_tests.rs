@@ -316,6 +316,20 @@ async fn admission_refuses_before_the_log_and_answers_retries() {
     assert_eq!(d.rule, "insufficient_balance");
     assert_eq!(d.refusal, api::RefusalKind::Apply as i32);
     assert_eq!(d.log_index, v.last_log_index());
+    // Its identical retry is answered with the same refusal and index, and
+    // is not proposed again.
+    let refused_at = v.last_log_index();
+    let again = v.submit(&broke).await.expect_err("the same refusal");
+    let d = detail_of(&again).expect("detail");
+    assert_eq!(
+        (d.rule.as_str(), d.refusal, d.log_index),
+        (
+            "insufficient_balance",
+            api::RefusalKind::Apply as i32,
+            refused_at
+        )
+    );
+    assert_eq!(v.last_log_index(), refused_at, "the retry was not proposed");
     let next = v.sign(&alice, 3, transfer(1, 5));
     let err = v.submit(&next).await.expect_err("nonce 3 consumed");
     admission_detail(&err, Code::AlreadyExists, "nonce_replay");
