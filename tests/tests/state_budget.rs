@@ -104,7 +104,7 @@ async fn a_full_state_snapshots_restarts_and_installs_on_a_wiped_validator() {
     let mut created = 0;
     let mut charged = 0;
     // The budget refusal used its nonce: each sender's next one follows it.
-    let mut next_nonce = vec![0u64; SENDERS];
+    let mut next_nonce = [0u64; SENDERS];
     for t in tasks {
         let (s, n, bytes, budget) = t.await.expect("sender task");
         assert_eq!(budget, BUDGET as u64);
@@ -125,6 +125,16 @@ async fn a_full_state_snapshots_restarts_and_installs_on_a_wiped_validator() {
         .await
         .expect("agreement on the full state");
     println!("full state at applied index {index}, hash {hash}");
+    for s in cluster.statuses().await {
+        let s = s.expect("status of every validator");
+        assert_eq!(s.state_budget_bytes, BUDGET as u64);
+        assert!(
+            s.state_bytes <= BUDGET as u64 && s.state_bytes >= charged,
+            "validator {} reports {} charged bytes",
+            s.node_id,
+            s.state_bytes
+        );
+    }
 
     // Stop every validator and start them again on their snapshots and logs.
     for i in 0..4 {

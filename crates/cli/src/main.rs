@@ -170,6 +170,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("members     {:?}", s.members);
                 println!("state hash  {}", s.state_hash);
                 println!("time (ms)   {}", s.committed_time_ms);
+                println!(
+                    "state       {} of {} budget bytes ({:.1}%)",
+                    s.state_bytes,
+                    s.state_budget_bytes,
+                    100.0 * s.state_bytes as f64 / s.state_budget_bytes.max(1) as f64
+                );
             }
         }
         Cmd::User(cmd) => neuroshard_cli::user_cmd::run(cmd).await?,

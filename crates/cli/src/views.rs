@@ -68,6 +68,9 @@ pub struct AccountOut {
     pub locked: u64,
     pub next_nonce: u64,
     pub validator: Option<u32>,
+    pub deposited: u64,
+    pub open_drafts: u32,
+    pub max_open_drafts: u32,
 }
 
 impl From<&api::Account> for AccountOut {
@@ -80,6 +83,9 @@ impl From<&api::Account> for AccountOut {
             locked: a.locked,
             next_nonce: a.next_nonce,
             validator: a.validator,
+            deposited: a.deposited,
+            open_drafts: a.open_drafts,
+            max_open_drafts: a.max_open_drafts,
         }
     }
 }
@@ -96,6 +102,13 @@ impl fmt::Display for AccountOut {
             "staked     {} ({} locked by open votes)",
             show(self.staked),
             show(self.locked)
+        )?;
+        writeln!(
+            f,
+            "deposits   {} locked by {} of at most {} open drafts",
+            show(self.deposited),
+            self.open_drafts,
+            self.max_open_drafts
         )?;
         writeln!(f, "next nonce {}", self.next_nonce)?;
         if let Some(v) = self.validator {

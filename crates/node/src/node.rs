@@ -110,12 +110,14 @@ impl NodeCore {
             .ok()
             .flatten();
         // Index and hash under one lock: the hash is of the state at that index.
-        let (applied_index, state_hash, committed_time_ms) = {
+        let (applied_index, state_hash, committed_time_ms, state_bytes, state_budget_bytes) = {
             let m = self.machine.read();
             (
                 m.last_applied.map(|l| l.index),
                 hex::encode(m.state.state_hash()),
                 m.state.committed_time_ms(),
+                m.state.state_bytes(),
+                m.state.state_budget(),
             )
         };
         let role = match metrics.state {
@@ -139,6 +141,8 @@ impl NodeCore {
             state_hash,
             committed_time_ms,
             chain_id: self.chain_id.clone(),
+            state_bytes,
+            state_budget_bytes,
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct NodeStatus {
     pub state_hash: String,
     pub committed_time_ms: u64,
     pub chain_id: String,
+    /// Bytes the governance state is charged, and `gov.state_budget_bytes`.
+    pub state_bytes: u64,
+    pub state_budget_bytes: u64,
 }
 
 impl From<&NodeStatus> for proto::StatusResponse {
@@ -40,6 +43,8 @@ impl From<&NodeStatus> for proto::StatusResponse {
             chain_id: s.chain_id.clone(),
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
+            state_bytes: s.state_bytes,
+            state_budget_bytes: s.state_budget_bytes,
         }
     }
 }
@@ -60,6 +65,8 @@ impl From<proto::StatusResponse> for NodeStatus {
             state_hash: hex::encode(s.state_hash),
             committed_time_ms: s.committed_time_ms,
             chain_id: s.chain_id,
+            state_bytes: s.state_bytes,
+            state_budget_bytes: s.state_budget_bytes,
         }
     }
 }

@@ -317,6 +317,8 @@ pub fn proposal_to_proto(
         },
         next: next_deadline(p),
         read_point,
+        deposit: p.deposit.0,
+        compacted: p.compacted,
     }
 }
 

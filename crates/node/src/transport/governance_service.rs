@@ -273,6 +273,10 @@ impl Governance for GovernanceService {
                     next_nonce: a.next_nonce,
                     validator: a.validator,
                     read_point: Some(point),
+                    deposited: a.deposited.0,
+                    open_drafts: a.open_drafts,
+                    max_open_drafts: neuroshard_governance::limits::MAX_OPEN_DRAFTS_PER_AUTHOR
+                        as u32,
                 },
                 None => api::Account {
                     account: account.to_hex(),
@@ -547,13 +551,15 @@ impl Governance for GovernanceService {
         _req: Request<api::GetStatusRequest>,
     ) -> Result<Response<api::ClusterStatus>, Status> {
         let s = self.core.status().await;
-        let (version, certificates, pending) = {
+        let (version, certificates, pending, state_bytes, state_budget_bytes) = {
             let machine = self.core.machine.read();
             let state = &machine.state;
             (
                 state.protocol_version(),
                 certificate_count(state),
                 state.pending_certificates().len() as u64,
+                state.state_bytes(),
+                state.state_budget(),
             )
         };
         Ok(Response::new(api::ClusterStatus {
@@ -570,6 +576,8 @@ impl Governance for GovernanceService {
             version: Some(convert::version_to_proto(version)),
             certificates,
             pending_certificates: pending,
+            state_bytes,
+            state_budget_bytes,
         }))
     }
 }
