@@ -435,7 +435,10 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         honest.set_phase(p);
         let pids: Vec<Option<u32>> = (0..VALIDATORS).map(|i| validators.pid(i)).collect();
         let reset = pids.iter().flatten().all(|&pid| rss::reset_peak(pid));
-        println!("hostile: {name}: running");
+        println!(
+            "hostile: {name}: running (from {} ms since the epoch)",
+            crate::real::journal::now_ms()
+        );
         let started = Instant::now();
         let mut report = match p {
             0 => {

@@ -79,8 +79,8 @@ impl Row {
             if let Some(p) = p {
                 if *p > bound_kib {
                     f.push(format!(
-                        "validator {i}: peak RSS {} MiB above the bound {} MiB",
-                        p / 1024,
+                        "validator {i}: peak RSS {:.1} MiB above the bound {} MiB",
+                        *p as f64 / 1024.0,
                         self.rss_bound_mib
                     ));
                 }
