@@ -310,7 +310,11 @@ pub async fn run(
                 progress.iterations
             ));
             if rule == "state_budget_exceeded" {
-                if let Some((bytes, budget)) = report.state_bytes {
+                if let Some((bytes, budget)) = report.budget_refusal {
+                    report.notes.push(format!(
+                        "the budget refused at {bytes} of {budget} charged bytes ({:.1} %)",
+                        bytes as f64 * 100.0 / budget.max(1) as f64
+                    ));
                     if bytes * 10_000 < budget * BUDGET_SHARE_BPS {
                         report.finding(format!(
                             "the state budget refused growth at {bytes} of {budget} bytes, below {}%",
@@ -367,7 +371,7 @@ fn merge(into: &mut AttackReport, from: AttackReport) {
     }
     into.findings.extend(from.findings);
     into.notes.extend(from.notes);
-    if from.state_bytes.is_some() {
-        into.state_bytes = from.state_bytes;
+    if from.budget_refusal.is_some() {
+        into.budget_refusal = from.budget_refusal;
     }
 }

@@ -465,6 +465,20 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             .map(|p| p.and_then(rss::peak_kib))
             .collect::<Vec<_>>();
         let running = VALIDATORS - exited.len();
+        // The state's charge at the end of the phase, as the validators
+        // report it (the highest: a lagging replica reports less).
+        let mut state = None;
+        for i in 0..VALIDATORS {
+            if let Some(s) = client::status(&admin, i, Duration::from_secs(2)).await {
+                if s.state_budget_bytes > 0 {
+                    let seen = (s.state_bytes, s.state_budget_bytes);
+                    state = Some(state.map_or(seen, |x: (u64, u64)| x.max(seen)));
+                }
+            }
+        }
+        if let Some(s) = state {
+            report.state_bytes = Some(s);
+        }
         println!(
             "hostile: {name}: done in {:.1} s ({} requests, {} findings)",
             started.elapsed().as_secs_f64(),
@@ -508,7 +522,7 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
                 ));
             }
         }
-        let state = report.state_bytes;
+        let state = report.state_bytes.or(report.budget_refusal);
         let mut row = Row {
             name,
             report,

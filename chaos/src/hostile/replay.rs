@@ -28,7 +28,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 struct Sent {
     nonce: u64,
     bytes: Vec<u8>,
-    /// What it got the first time: a receipt (index, JSON) or a refusal.
+    /// What it got the first time: a receipt (index, JSON) or a refusal
+    /// (rule, index).
     first: Reply,
 }
 
@@ -46,9 +47,10 @@ fn same_answer(a: &Reply, b: &Reply) -> bool {
                 ..
             },
         ) => i == j && x == y,
-        // A refusal is remembered without its index (`Outcome` is
-        // `Result<Receipt, GovError>`): the same rule is the same answer.
-        (Reply::Refused(x), Reply::Refused(y)) => x.rule == y.rule,
+        // A remembered refusal keeps its entry's index.
+        (Reply::Refused(x), Reply::Refused(y)) => {
+            x.rule == y.rule && x.kind == y.kind && x.log_index == y.log_index
+        }
         _ => false,
     }
 }

@@ -23,8 +23,11 @@ pub struct AttackReport {
     pub expected: Vec<Vec<&'static str>>,
     pub findings: Vec<String>,
     pub notes: Vec<String>,
-    /// The state's charged bytes and budget last seen (from a
-    /// `state_budget_exceeded` refusal).
+    /// The state's charged bytes before the growth refused, and the
+    /// budget, from the last `state_budget_exceeded` refusal.
+    pub budget_refusal: Option<(u64, u64)>,
+    /// The state's charged bytes and budget at the end of the phase, as
+    /// `GetStatus` reports them.
     pub state_bytes: Option<(u64, u64)>,
 }
 
@@ -48,7 +51,7 @@ impl AttackReport {
                 }
                 if r.rule == "state_budget_exceeded" {
                     if let Some(s) = budget_figures(&r.error_json) {
-                        self.state_bytes = Some(s);
+                        self.budget_refusal = Some(s);
                     }
                 }
             }
