@@ -3,6 +3,7 @@
 //! exercise what the checkers are for; a seed reproduces its history byte
 //! for byte. `.ci/chaos` runs hundreds of seeds through the binary.
 
+use neuroshard_chaos::history::OutcomeKind;
 use neuroshard_chaos::invariants::{
     acknowledged_votes_counted, certificate_chain, certified_tally, late_votes_refused, liveness,
     replicas_agree, retries_idempotent,
@@ -60,10 +61,15 @@ fn clean(config: &SimConfig) -> SimRun {
     r
 }
 
-/// Votes counted before their NEP's closing tick whose identical retry
-/// reached the log after it (and got the original receipt).
+/// Votes counted before their NEP's closing tick whose identical retry was
+/// sent after it and got the original receipt: either the retry reached
+/// the log after the close (a validator that had not applied the original
+/// yet proposed it), or admission answered it from the applied state
+/// without a new entry (an attempt sent after a replica applied the
+/// closing tick, answered with a log index before it).
 fn retries_across_the_close(h: &History) -> usize {
-    h.vote_applications()
+    let through_the_log = h
+        .vote_applications()
         .iter()
         .filter(|a| matches!(a.seen_by, Observer::Replica(_)))
         .filter(|a| {
@@ -72,7 +78,38 @@ fn retries_across_the_close(h: &History) -> usize {
             };
             a.index > closing && a.receipt_index.is_some_and(|r| r < closing)
         })
-        .count()
+        .count();
+    let closed_at = |nep| {
+        let closing = h.closing_index(nep)?;
+        h.applied()
+            .filter(|a| a.index == closing)
+            .map(|a| a.time_ms)
+            .min()
+            .map(|t| (closing, t))
+    };
+    let answered_by_admission = h
+        .ops()
+        .values()
+        .filter(|op| {
+            let Some(c) = op.command().filter(|c| c.is_vote()) else {
+                return false;
+            };
+            let Some((closing, closed_ms)) = c.nep.and_then(closed_at) else {
+                return false;
+            };
+            let retried_after = op
+                .invokes
+                .iter()
+                .any(|i| i.attempt > 0 && i.time_ms > closed_ms);
+            let original = op.results.iter().any(|r| {
+                r.outcome == OutcomeKind::Ok
+                    && r.time_ms > closed_ms
+                    && r.log_index.is_some_and(|i| i < closing)
+            });
+            retried_after && original
+        })
+        .count();
+    through_the_log + answered_by_admission
 }
 
 /// Seeds with their own fault plans, and the faults that matter most,

@@ -258,15 +258,13 @@ impl GovernanceState {
         self.supply.balances += amount.0;
     }
 
-    /// Drops a WITHDRAWN or REJECTED NEP's content text, parameter changes
-    /// and ballots, keeping its hash, title, type, stage, times and tally
-    /// (and the ballots' Merkle root), and refunds their charge.
+    /// Drops a WITHDRAWN or REJECTED NEP's content text and parameter
+    /// changes, keeping its hash, title, type, stage, times and vote (tally
+    /// and ballots: a voter can still prove its ballot was counted), and
+    /// refunds the content's charge.
     pub(crate) fn compact(&mut self, nep: NepId) {
         let before = proposal_charge(&self.proposals[&nep]);
         let p = self.proposal_mut(nep);
-        if let Some(vote) = p.vote.as_mut() {
-            vote.compact();
-        }
         let c = &mut p.content;
         c.motivation = String::new();
         c.specification = String::new();

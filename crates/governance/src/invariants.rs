@@ -89,7 +89,7 @@ impl GovernanceState {
                     ));
                 }
                 let sum: u128 = v.ballots.values().map(|b| u128::from(b.power.0)).sum();
-                if v.compacted.is_none() && sum != t.participating() {
+                if sum != t.participating() {
                     return Err(format!(
                         "{} tally {} differs from its ballots {sum}",
                         p.id,

@@ -165,8 +165,8 @@ pub struct Proposal {
     /// and for emergency NEPs).
     pub deposit: Amount,
     /// WITHDRAWN and REJECTED NEPs keep only their hash, title, type, stage,
-    /// times and tally: the content's text and parameter changes and the
-    /// ballots are dropped (`ballots_root` keeps the ballots' Merkle root).
+    /// times and vote (tally and ballots): the content's texts and parameter
+    /// changes are dropped.
     pub compacted: bool,
 }
 

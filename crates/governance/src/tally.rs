@@ -92,16 +92,6 @@ pub struct VoteBox {
     /// Log index of the tick that closed the vote: a vote counts iff its
     /// entry comes before this index.
     pub closed_index: Option<u64>,
-    /// Set when the ballots were dropped (a REJECTED NEP is compacted): their
-    /// Merkle root and how many there were.
-    pub compacted: Option<CompactedBallots>,
-}
-
-/// What a compacted vote keeps of its ballots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CompactedBallots {
-    pub root: Hash,
-    pub count: u64,
 }
 
 impl VoteBox {
@@ -126,7 +116,6 @@ impl VoteBox {
             ballots: BTreeMap::new(),
             closed: None,
             closed_index: None,
-            compacted: None,
         }
     }
 
@@ -174,29 +163,12 @@ impl VoteBox {
     }
 
     pub fn ballots_root(&self) -> Hash {
-        match &self.compacted {
-            Some(c) => c.root,
-            None => self.tree().root(),
-        }
+        self.tree().root()
     }
 
-    /// How many ballots were counted (also after compaction).
+    /// How many ballots were counted.
     pub fn ballot_count(&self) -> u64 {
-        match &self.compacted {
-            Some(c) => c.count,
-            None => self.ballots.len() as u64,
-        }
-    }
-
-    /// Drops the ballots of a closed vote, keeping their root and count.
-    pub(crate) fn compact(&mut self) {
-        if self.compacted.is_none() {
-            self.compacted = Some(CompactedBallots {
-                root: self.ballots_root(),
-                count: self.ballots.len() as u64,
-            });
-            self.ballots = BTreeMap::new();
-        }
+        self.ballots.len() as u64
     }
 }
 

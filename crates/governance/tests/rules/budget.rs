@@ -138,7 +138,7 @@ fn a_draft_locks_its_deposit_until_the_vote_closes() {
 }
 
 #[test]
-fn a_rejected_nep_gets_its_deposit_back_and_is_compacted_with_its_ballots_root() {
+fn a_rejected_nep_gets_its_deposit_back_and_is_compacted_but_keeps_its_ballots() {
     let mut c = chain();
     let nep = to_voting(&mut c, 0, heads(1, 4));
     ok(vote(&mut c, 1, nep, VoteChoice::No));
@@ -157,7 +157,9 @@ fn a_rejected_nep_gets_its_deposit_back_and_is_compacted_with_its_ballots_root()
     assert_eq!(tally.ballots_root, root);
     assert_eq!(tally.ballots, 2);
     assert!(tally.tally.participating() > 0);
-    // Content and ballots were refunded to the budget.
+    // A voter can still prove its ballot was counted.
+    assert!(c.state.vote_receipt(nep, &user(1)).is_ok());
+    // The content was refunded to the budget.
     assert!(c.state.state_bytes() < charged);
     assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
     assert_eq!(c.state.account(&user(0)).unwrap().deposited, Amount(0));

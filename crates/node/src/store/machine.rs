@@ -42,7 +42,7 @@ pub struct GovernanceMachine {
 }
 
 /// What a snapshot carries: enough to replace a replica's state machine.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotImage {
     pub format: u32,
     pub last_applied: Option<LogId>,
@@ -240,8 +240,7 @@ mod tests {
             "{err}"
         );
         let err = SnapshotImage::decode(&vec![0; MAX_SNAPSHOT_IMAGE_BYTES + 1])
-            .err()
-            .expect("over the bound");
+            .expect_err("over the bound");
         assert!(err.to_string().contains("exceeds the limit"), "{err}");
     }
 }
