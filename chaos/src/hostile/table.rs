@@ -199,3 +199,59 @@ pub fn render(rows: &[Row]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(is_baseline: bool) -> Row {
+        Row {
+            name: "x".into(),
+            report: AttackReport::default(),
+            honest: PhaseStats {
+                acked: 10,
+                applied: 10,
+                p99_ms: Some(20.0),
+                ..PhaseStats::default()
+            },
+            baseline_p99_ms: Some(10.0),
+            p99_factor: 3.0,
+            running: 4,
+            validators: 4,
+            peak_kib: vec![Some(100 * 1024); 4],
+            rss_bound_mib: 172,
+            state: None,
+            is_baseline,
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_criterion_fails_its_row() {
+        assert!(row(false).judge());
+        let mut r = row(false);
+        r.running = 3;
+        assert!(!r.judge());
+        let mut r = row(false);
+        r.honest.applied = 9;
+        assert!(!r.judge());
+        let mut r = row(false);
+        r.honest.p99_ms = Some(30.1);
+        assert!(!r.judge());
+        // The baseline is not compared with itself.
+        let mut r = row(true);
+        r.honest.p99_ms = Some(30.1);
+        assert!(r.judge());
+        let mut r = row(false);
+        r.peak_kib[2] = Some(172 * 1024 + 1);
+        assert!(!r.judge());
+        let mut r = row(false);
+        r.honest.refused.insert("state_budget_exceeded".into(), 1);
+        assert!(!r.judge());
+        let mut r = row(false);
+        r.report.expected = vec![vec!["nonce_replay"]];
+        r.report.check_expected();
+        assert!(!r.judge());
+        assert!(render(&[r]).contains("FAIL x: expected refusal rule nonce_replay never seen"));
+    }
+}
