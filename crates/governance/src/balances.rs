@@ -52,7 +52,7 @@ impl GovernanceState {
             });
         }
         if created_receiver {
-            self.require_budget(crate::budget::ACCOUNT_CHARGE)?;
+            self.require_growth_budget(crate::budget::ACCOUNT_CHARGE)?;
         }
         let receiver_balance = self
             .accounts
@@ -151,7 +151,8 @@ impl GovernanceState {
             }
         }
         let open = self.open_snapshot_list();
-        self.require_checkpoint_budget(log_index, who, &open)?;
+        // Never refused by the budget: unstaking frees what a staker owns, and
+        // its checkpoints are bounded by the open votes (and charged).
         let account = self.account_mut(who);
         let before = crate::budget::account_charge(account);
         account.staked = remaining;

@@ -33,6 +33,8 @@ pub const BALLOT_CHARGE: u64 = 48;
 /// fixed part, a rejection naming a conflict with two text values, the
 /// references to it from the timed set, effects and open snapshots.
 pub const PROPOSAL_CHARGE: u64 = 3 * 1024;
+/// New accounts and drafts stop at `budget - budget / GROWTH_HEADROOM_DIVISOR`.
+pub const GROWTH_HEADROOM_DIVISOR: u64 = 16;
 /// An emergency NEP's record also holds up to `MAX_VALIDATORS` approvals.
 pub const EMERGENCY_EXTRA_CHARGE: u64 = 5 * MAX_VALIDATORS as u64 + 1024;
 
@@ -42,16 +44,18 @@ pub(crate) fn encoded_size<T: serde::Serialize>(value: &T) -> u64 {
 }
 
 /// What a NEP's content is charged while the content is kept: its encoding,
-/// plus a reserve for the (at most two) certificate records it can lead to,
-/// each holding the certified part (title, changes, impact) about three
-/// times (event, payload, issued envelope); an emergency also keeps the
-/// previous value of every key it changes.
-pub fn content_charge(content: &NepContent) -> u64 {
+/// plus a reserve for the (at most two) certificate records it can lead to.
+/// A record holds the certified part (title, changes, impact) four times
+/// over at most (event, protobuf payload, and the issued envelope's payload
+/// as base64, 4/3 of it), `shares` signature shares as hex (≤ 256 bytes
+/// each) and fixed fields; an emergency also keeps the previous value of
+/// every key it changes.
+pub fn content_charge(content: &NepContent, shares: u64) -> u64 {
     let encoded = encoded_size(content);
     let certified = encoded_size(&content.title)
         + encoded_size(&content.parameter_changes)
         + encoded_size(&content.economic_impact);
-    let reserve = 2 * (3 * certified + 2048);
+    let reserve = 2 * (4 * certified + shares * 256 + 4096);
     let previous = if content.nep_type.is_emergency() {
         encoded_size(&content.parameter_changes)
     } else {
@@ -77,14 +81,14 @@ pub(crate) fn account_charge(a: &Account) -> u64 {
         + a.vote_locks.len() as u64 * LOCK_CHARGE
 }
 
-/// A proposal's charge.
-pub(crate) fn proposal_charge(p: &Proposal) -> u64 {
+/// A proposal's charge (`shares`: the certificate threshold t+1).
+pub(crate) fn proposal_charge(p: &Proposal, shares: u64) -> u64 {
     let mut c = PROPOSAL_CHARGE;
     if p.is_emergency() {
         c += EMERGENCY_EXTRA_CHARGE;
     }
     if !p.compacted {
-        c += content_charge(&p.content);
+        c += content_charge(&p.content, shares);
     }
     if let Some(v) = &p.vote {
         c += v.ballots.len() as u64 * BALLOT_CHARGE;
@@ -103,17 +107,54 @@ impl GovernanceState {
         self.params.gov().state_budget_bytes
     }
 
+    /// Where new accounts and drafts stop: the budget less a sixteenth kept
+    /// as headroom, so ballots and stake changes on the NEPs already open
+    /// (and the committee's emergency NEPs, never refused) still fit when
+    /// an attacker has filled everything else.
+    pub fn growth_limit(&self) -> u64 {
+        let budget = self.state_budget();
+        budget - budget / GROWTH_HEADROOM_DIVISOR
+    }
+
+    /// Signature shares a certificate carries (t+1).
+    pub(crate) fn certificate_shares(&self) -> u64 {
+        u64::from(self.chain.committee.info.t) + 1
+    }
+
+    /// What the content of a NEP is charged in this committee.
+    pub(crate) fn content_charge(&self, content: &NepContent) -> u64 {
+        content_charge(content, self.certificate_shares())
+    }
+
+    pub(crate) fn proposal_charge(&self, p: &Proposal) -> u64 {
+        proposal_charge(p, self.certificate_shares())
+    }
+
     /// The charge recounted from every record: equal to `state_bytes` after
     /// every entry (checked in debug builds and on snapshot load).
     pub fn recount_state_bytes(&self) -> u64 {
         let accounts: u64 = self.accounts.values().map(account_charge).sum();
-        let proposals: u64 = self.proposals.values().map(proposal_charge).sum();
+        let proposals: u64 = self
+            .proposals
+            .values()
+            .map(|p| self.proposal_charge(p))
+            .sum();
         accounts + proposals
     }
 
-    /// Refuses a growth of `extra` bytes that would exceed the budget.
+    /// Refuses a new account or draft whose `extra` bytes would pass the
+    /// growth limit (the budget less its headroom).
+    pub(crate) fn require_growth_budget(&self, extra: u64) -> Result<(), GovError> {
+        self.require_within(extra, self.growth_limit())
+    }
+
+    /// Refuses a ballot or a stake checkpoint whose `extra` bytes would pass
+    /// the budget itself.
     pub(crate) fn require_budget(&self, extra: u64) -> Result<(), GovError> {
-        let budget = self.state_budget();
+        self.require_within(extra, self.state_budget())
+    }
+
+    fn require_within(&self, extra: u64, budget: u64) -> Result<(), GovError> {
         let would_be = self.state_bytes.saturating_add(extra);
         if extra > 0 && would_be > budget {
             return Err(GovError::StateBudgetExceeded {
@@ -127,7 +168,11 @@ impl GovernanceState {
 
     /// Replaces a charge of `before` bytes by `after`.
     pub(crate) fn recharge(&mut self, before: u64, after: u64) {
-        self.state_bytes = self.state_bytes - before + after;
+        self.state_bytes = self
+            .state_bytes
+            .checked_sub(before)
+            .and_then(|b| b.checked_add(after))
+            .expect("invariant: a refund never exceeds what was charged");
     }
 
     /// The soundness bound of the charges: the state's encoding never

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::budget::{content_charge, draft_deposit, proposal_charge, PROPOSAL_CHARGE};
+use crate::budget::{draft_deposit, PROPOSAL_CHARGE};
 use crate::error::GovError;
 use crate::limits::{MAX_OPEN_DRAFTS_PER_AUTHOR, MAX_OPEN_PROPOSALS};
 use crate::nep::NepContent;
@@ -88,8 +88,8 @@ impl GovernanceState {
         validate_content(content, &gov)?;
         let deposit = draft_deposit(content, gov.draft_deposit_base, gov.draft_deposit_per_kib);
         self.require_balance(author, deposit)?;
-        let charge = PROPOSAL_CHARGE + content_charge(content);
-        self.require_budget(charge)?;
+        let charge = PROPOSAL_CHARGE + self.content_charge(content);
+        self.require_growth_budget(charge)?;
         let id = NepId(self.next_nep);
         let content_hash = content.content_hash();
         self.lock_deposit(author, deposit);
@@ -142,12 +142,12 @@ impl GovernanceState {
         validate_content(content, &gov)?;
         let deposit = draft_deposit(content, gov.draft_deposit_base, gov.draft_deposit_per_kib);
         let p = &self.proposals[&nep];
-        let (old_deposit, old_charge) = (p.deposit, content_charge(&p.content));
-        let new_charge = content_charge(content);
+        let (old_deposit, old_charge) = (p.deposit, self.content_charge(&p.content));
+        let new_charge = self.content_charge(content);
         if deposit > old_deposit {
             self.require_balance(author, Amount(deposit.0 - old_deposit.0))?;
         }
-        self.require_budget(new_charge.saturating_sub(old_charge))?;
+        self.require_growth_budget(new_charge.saturating_sub(old_charge))?;
         // Release the old deposit and lock the new one: the difference moves.
         self.release_deposit(author, old_deposit);
         self.lock_deposit(author, deposit);
@@ -263,7 +263,7 @@ impl GovernanceState {
     /// and ballots: a voter can still prove its ballot was counted), and
     /// refunds the content's charge.
     pub(crate) fn compact(&mut self, nep: NepId) {
-        let before = proposal_charge(&self.proposals[&nep]);
+        let before = self.proposal_charge(&self.proposals[&nep]);
         let p = self.proposal_mut(nep);
         let c = &mut p.content;
         c.motivation = String::new();
@@ -271,7 +271,7 @@ impl GovernanceState {
         c.parameter_changes = Vec::new();
         c.economic_impact.summary = String::new();
         p.compacted = true;
-        let after = proposal_charge(&self.proposals[&nep]);
+        let after = self.proposal_charge(&self.proposals[&nep]);
         self.recharge(before, after);
     }
 

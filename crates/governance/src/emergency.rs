@@ -53,10 +53,12 @@ impl GovernanceState {
         self.require_open_capacity()?;
         let gov = self.params.gov();
         validate_content(content, &gov)?;
+        // Charged but never refused by the budget: with at most
+        // MAX_PENDING_EMERGENCIES from committee keys, this is how the
+        // committee raises a full budget or the prices of growth.
         let charge = crate::budget::PROPOSAL_CHARGE
             + crate::budget::EMERGENCY_EXTRA_CHARGE
-            + crate::budget::content_charge(content);
-        self.require_budget(charge)?;
+            + self.content_charge(content);
         self.state_bytes += charge;
         let id = NepId(self.next_nep);
         let now = self.committed_ms;

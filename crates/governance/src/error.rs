@@ -144,7 +144,32 @@ pub enum GovError {
     CertificateInvalid { sequence: u64, reason: String },
 }
 
+/// Rules refused without using the command's nonce, at admission and at
+/// apply (checked before the nonce): the author may sign a fixed command
+/// with the same nonce. `nonce_replay` is not one of them: that nonce is
+/// already used (by another command, or the command was applied earlier
+/// and its outcome is no longer remembered) — read the account before
+/// signing anything again.
+pub const RULES_LEAVING_THE_NONCE_FREE: &[&str] = &[
+    "bad_signature",
+    "unknown_account",
+    "nonce_out_of_order",
+    "command_too_large",
+    "log_index_not_increasing",
+];
+
 impl GovError {
+    /// Whether the command's nonce is still free after this refusal (see
+    /// [`RULES_LEAVING_THE_NONCE_FREE`]); for an admission refusal every
+    /// rule but `nonce_replay` leaves it free.
+    pub fn leaves_nonce_free(&self, at_admission: bool) -> bool {
+        match self {
+            Self::NonceReplay { .. } => false,
+            _ if at_admission => true,
+            e => RULES_LEAVING_THE_NONCE_FREE.contains(&e.rule()),
+        }
+    }
+
     /// The stable name of the rule this refusal enforces: the variant in snake
     /// case (`VotingClosed` → `voting_closed`). The public API puts it in
     /// `CommandError.rule`, and chaos histories record it, so clients and

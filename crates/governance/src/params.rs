@@ -411,7 +411,7 @@ pub const SCHEMA: &[ParamSpec] = &[
     int("gov.review_days", 7, 0, MAX_DAYS, "length of REVIEW"),
     int(
         "gov.state_budget_bytes",
-        crate::limits::MAX_STATE_BYTES as i64,
+        crate::limits::MAX_STATE_BYTES as i64 / 2,
         1024 * 1024,
         crate::limits::MAX_STATE_BYTES as i64,
         "bytes the state may charge (accounts, proposals, ballots, certificates) before growth is refused",

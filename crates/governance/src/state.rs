@@ -117,6 +117,45 @@ pub enum SnapshotError {
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVsn\0";
 const STATE_HASH_DOMAIN: &[u8] = b"neuroshard/state/v1";
 
+const HASH_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A postcard output that hashes what it is given instead of keeping it.
+struct HashingFlavor {
+    hasher: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl postcard::ser_flavors::Flavor for HashingFlavor {
+    type Output = [u8; 32];
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        if self.buffer.len() == HASH_CHUNK_BYTES {
+            self.hasher.update(&self.buffer);
+            self.buffer.clear();
+        }
+        self.buffer.push(b);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
+        if self.buffer.len() + b.len() > HASH_CHUNK_BYTES {
+            self.hasher.update(&self.buffer);
+            self.buffer.clear();
+        }
+        if b.len() >= HASH_CHUNK_BYTES {
+            self.hasher.update(b);
+        } else {
+            self.buffer.extend_from_slice(b);
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<[u8; 32]> {
+        self.hasher.update(&self.buffer);
+        Ok(self.hasher.finalize().into())
+    }
+}
+
 /// What [`GovernanceState::apply_batch`] already knows about a command's
 /// signature, so a command is verified exactly once.
 enum SignatureCheck<'m> {
@@ -349,11 +388,18 @@ impl GovernanceState {
 
     /// SHA-256 over the canonical encoding of the whole state: equal on two
     /// replicas iff their states are byte-identical.
+    ///
+    /// The encoding is streamed into the hash in 64 KiB pieces: no copy of
+    /// the state is allocated (a full state is hundreds of MiB).
     pub fn state_hash(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(STATE_HASH_DOMAIN);
-        h.update(self.encode());
-        h.finalize().into()
+        let flavor = HashingFlavor {
+            hasher: h,
+            buffer: Vec::with_capacity(HASH_CHUNK_BYTES),
+        };
+        // Plain values and ordered collections: serializing cannot fail.
+        postcard::serialize_with_flavor(self, flavor).expect("state encodes")
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -444,5 +490,69 @@ impl GovernanceState {
     /// Total staked now (the snapshot total of a vote opened now).
     pub(crate) fn total_staked(&self) -> Amount {
         Amount(self.supply.staked)
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    /// The streamed hash is SHA-256 of the domain and the whole encoding.
+    #[test]
+    fn the_streamed_hash_equals_the_hash_of_the_encoding() {
+        let mut c = crate::testkit::TestChain::new(&crate::testkit::TestConfig {
+            users: 300,
+            ..Default::default()
+        });
+        for i in 0..50 {
+            let key = crate::testkit::user_key(i);
+            let _ = c.exec(
+                &key,
+                Command::Stake {
+                    amount: crate::types::Amount(1),
+                },
+            );
+        }
+        // A draft whose specification is one write of a whole chunk.
+        let mut content = crate::nep::NepContent {
+            title: "big".into(),
+            nep_type: crate::nep::NepType::Train,
+            motivation: "m".into(),
+            specification: "s".repeat(crate::limits::MAX_SPEC_BYTES),
+            parameter_changes: vec![crate::nep::ParameterChange {
+                key: "train.prediction_heads".into(),
+                expected_old: crate::params::ParamValue::Integer(1),
+                new: crate::params::ParamValue::Integer(2),
+            }],
+            economic_impact: crate::nep::EconomicImpact {
+                training_efficiency_multiplier: crate::types::Micro::ONE,
+                training_reward_multiplier: crate::types::Micro::ONE,
+                net_earnings_change_percent: crate::types::Micro(0),
+                summary: "none".into(),
+            },
+            upgrade_path: crate::nep::UpgradePath {
+                grace_period_days: 7,
+                backward_compatible: true,
+            },
+        };
+        c.exec(
+            &crate::testkit::user_key(0),
+            Command::CreateDraft {
+                content: content.clone(),
+            },
+        )
+        .expect("draft");
+        content.specification.truncate(1000);
+        c.exec(
+            &crate::testkit::user_key(1),
+            Command::CreateDraft { content },
+        )
+        .expect("draft");
+        let mut h = Sha256::new();
+        h.update(STATE_HASH_DOMAIN);
+        h.update(c.state.encode());
+        let expected: [u8; 32] = h.finalize().into();
+        assert!(c.state.encode().len() > HASH_CHUNK_BYTES);
+        assert_eq!(c.state.state_hash(), expected);
     }
 }

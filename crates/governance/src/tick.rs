@@ -13,7 +13,7 @@ use crate::proposal::{RejectReason, Stage};
 use crate::receipt::{Effect, Receipt, Transition};
 use crate::state::{EffectKind, GovernanceState};
 use crate::tally::VoteBox;
-use crate::types::{NepId, Timestamp};
+use crate::types::{AccountId, NepId, Timestamp};
 
 impl GovernanceState {
     pub(crate) fn tick(&mut self, log_index: u64, now_ms: Timestamp) -> Receipt {
@@ -94,8 +94,25 @@ impl GovernanceState {
             .expect("a NEP in VOTING or ratification has a vote");
         let verdict = vote.close(log_index);
         let (snapshot, deadline) = (vote.snapshot_index, vote.deadline_ms);
+        let voters: Vec<AccountId> = vote.ballots.keys().copied().collect();
         self.remove_open_snapshot(snapshot);
+        self.release_vote_locks(nep, &voters);
         (verdict.quorum, verdict.approved, deadline)
+    }
+
+    /// The vote on `nep` closed: its voters' locks end now (and their
+    /// charge is refunded), not at each voter's next command.
+    fn release_vote_locks(&mut self, nep: NepId, voters: &[AccountId]) {
+        let mut released = 0u64;
+        for who in voters {
+            if let Some(account) = self.accounts.get_mut(who) {
+                if let Ok(i) = account.vote_locks.binary_search_by_key(&nep, |l| l.nep) {
+                    account.vote_locks.remove(i);
+                    released += 1;
+                }
+            }
+        }
+        self.recharge(released * crate::budget::LOCK_CHARGE, 0);
     }
 
     fn set_stage(

@@ -42,11 +42,26 @@ pub enum Refusal {
     Apply { log_index: u64 },
 }
 
+/// Whether a refusal with `rule` leaves the command's nonce free.
+fn nonce_free(rule: &str, at_admission: bool) -> bool {
+    rule != "nonce_replay"
+        && (at_admission
+            || neuroshard_governance::error::RULES_LEAVING_THE_NONCE_FREE.contains(&rule))
+}
+
 fn show_status(code: Code, message: &str, detail: Option<&api::ErrorDetail>) -> String {
     match detail {
         Some(d) => match refusal_of(d) {
+            Some(Refusal::Admission) if !nonce_free(&d.rule, true) => format!(
+                "refused before ordering (not in the log; this nonce is already used: read the account before signing again): {} [{}]",
+                d.message, d.rule
+            ),
             Some(Refusal::Admission) => format!(
                 "refused before ordering (not in the log, nonce not consumed; fix and resend): {} [{}]",
+                d.message, d.rule
+            ),
+            Some(Refusal::Apply { log_index }) if nonce_free(&d.rule, false) => format!(
+                "refused at log index {log_index} before its nonce was used (fix and resend with the same nonce): {} [{}]",
                 d.message, d.rule
             ),
             Some(Refusal::Apply { log_index }) => format!(
@@ -129,12 +144,18 @@ impl ApiError {
         }
     }
 
-    /// Whether the command's nonce was consumed: `Some(false)` after an
-    /// admission refusal (sign the fixed command with the same nonce),
-    /// `Some(true)` after an apply refusal, None when unknown (a timeout:
-    /// resend the same bytes to find out).
+    /// Whether the command's nonce is used: `Some(false)` after an
+    /// admission refusal or an apply refusal checked before the nonce (sign
+    /// the fixed command with the same nonce); `Some(true)` after any other
+    /// apply refusal, and after `nonce_replay` (the nonce was used by
+    /// another command, or by this one long ago: read the account first);
+    /// None when unknown (a timeout: resend the same bytes to find out).
     pub fn nonce_consumed(&self) -> Option<bool> {
-        self.refusal().map(|r| matches!(r, Refusal::Apply { .. }))
+        let rule = self.rule().unwrap_or("");
+        self.refusal().map(|r| match r {
+            Refusal::Admission => !nonce_free(rule, true),
+            Refusal::Apply { .. } => !nonce_free(rule, false),
+        })
     }
 
     /// The log index of an apply refusal.

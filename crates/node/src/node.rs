@@ -69,6 +69,10 @@ pub struct NodeCore {
     pub issuance: crate::issuance::IssuanceLog,
     /// Pending commands per author account and per source address.
     pub quotas: Quotas,
+    /// The state hash of the last status answer and the applied index it is
+    /// of: hashing a large state is not repeated for every status call, and
+    /// concurrent calls wait for one computation.
+    pub status_hash: tokio::sync::Mutex<Option<(Option<u64>, String)>>,
 }
 
 impl NodeCore {
@@ -109,17 +113,29 @@ impl NodeCore {
             .await
             .ok()
             .flatten();
-        // Index and hash under one lock: the hash is of the state at that index.
+        // Index and hash under one lock: the hash is of the state at that
+        // index (computed at most once per applied index).
+        let mut cached = self.status_hash.lock().await;
         let (applied_index, state_hash, committed_time_ms, state_bytes, state_budget_bytes) = {
             let m = self.machine.read();
+            let applied = m.last_applied.map(|l| l.index);
+            let hash = match &*cached {
+                Some((index, hash)) if *index == applied => hash.clone(),
+                _ => {
+                    let hash = hex::encode(m.state.state_hash());
+                    *cached = Some((applied, hash.clone()));
+                    hash
+                }
+            };
             (
-                m.last_applied.map(|l| l.index),
-                hex::encode(m.state.state_hash()),
+                applied,
+                hash,
                 m.state.committed_time_ms(),
                 m.state.state_bytes(),
                 m.state.state_budget(),
             )
         };
+        drop(cached);
         let role = match metrics.state {
             openraft::ServerState::Leader => "leader",
             openraft::ServerState::Follower => "follower",
@@ -321,6 +337,7 @@ impl Node {
             peers,
             issuance: Default::default(),
             quotas: Quotas::new(&config.client),
+            status_hash: tokio::sync::Mutex::new(None),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);

@@ -287,6 +287,8 @@ fn the_state_budget_refuses_growth_at_its_limit_and_nothing_else() {
     let budget = 1024 * 1024;
     let mut c = small_budget(budget, 4);
     assert_eq!(c.state.state_budget(), budget as u64);
+    // A vote is open before the attack: voting on it must survive it.
+    let nep = to_voting(&mut c, 0, heads(1, 4));
     let start = c.state.state_bytes();
     let rich = user_key(0);
     let mut created = 0u64;
@@ -306,10 +308,11 @@ fn the_state_budget_refuses_growth_at_its_limit_and_nothing_else() {
     assert_eq!(refusal.rule(), "state_budget_exceeded");
     assert_eq!(
         created,
-        (budget as u64 - start) / ACCOUNT_CHARGE,
-        "accounts until the budget is full"
+        (c.state.growth_limit() - start) / ACCOUNT_CHARGE,
+        "accounts until the growth limit"
     );
-    assert!(c.state.state_bytes() <= budget as u64);
+    assert_eq!(c.state.growth_limit(), budget as u64 - budget as u64 / 16);
+    assert!(c.state.state_bytes() <= c.state.growth_limit());
     assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
     c.state.check_encoding_within_charge().unwrap();
     // Growth of every kind is refused now...
@@ -323,7 +326,7 @@ fn the_state_budget_refuses_growth_at_its_limit_and_nothing_else() {
         .rule(),
         "state_budget_exceeded"
     );
-    // ...but moving NEURO between existing accounts goes on.
+    // ...but moving NEURO between existing accounts goes on,
     ok(c.exec(
         &rich,
         Command::Transfer {
@@ -332,6 +335,44 @@ fn the_state_budget_refuses_growth_at_its_limit_and_nothing_else() {
         },
     ));
     ok(c.exec(&user_key(1), Command::Stake { amount: Amount(5) }));
+    ok(c.exec(&user_key(1), Command::Unstake { amount: Amount(5) }));
+    // the open vote takes ballots in the headroom,
+    ok(vote(&mut c, 1, nep, VoteChoice::Yes));
+    ok(vote(&mut c, 2, nep, VoteChoice::Yes));
+    // and the committee can still submit an emergency (to raise the budget
+    // or the prices): charged, never refused.
+    let raise = nep_content_raising_budget(budget * 2);
+    let r = ok(c.exec(
+        &neuroshard_governance::testkit::validator_key(0),
+        Command::SubmitEmergency { content: raise },
+    ));
+    assert!(matches!(r.effect, Effect::EmergencySubmitted { .. }));
+    assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
+    // When the vote closes, its locks end and their charge comes back.
+    let before_close = c.state.state_bytes();
+    close_voting(&mut c, nep);
+    assert!(c.state.state_bytes() < before_close);
+    for u in [1, 2] {
+        assert!(c
+            .state
+            .account_record(&user(u))
+            .unwrap()
+            .vote_locks
+            .is_empty());
+    }
+}
+
+fn nep_content_raising_budget(bytes: i64) -> NepContent {
+    nep(
+        NepType::Emerg,
+        vec![ParameterChange {
+            key: "gov.state_budget_bytes".to_owned(),
+            expected_old: ParamValue::Integer(bytes / 2),
+            new: ParamValue::Integer(bytes),
+        }],
+        0,
+        true,
+    )
 }
 
 #[test]

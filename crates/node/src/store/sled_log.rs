@@ -30,6 +30,8 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// Most entries one read returns to a replication stream (openraft asks for
 /// more when it needs them).
 pub const MAX_ENTRIES_PER_READ: u64 = 4096;
+/// Log entries removed per sled batch when the log is purged.
+pub const PURGE_BATCH_ENTRIES: usize = 512;
 
 #[derive(Clone)]
 pub struct SledLogStore {
@@ -220,18 +222,25 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // durable before the entries can go.
         self.barrier(ErrorSubject::Logs).await?;
         self.put_meta(KEY_PURGED, &log_id)?;
-        let keys: Vec<_> = self
-            .log
-            .range(..=index_key(log_id.index))
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(write_logs_err)?;
-        let mut batch = sled::Batch::default();
-        for key in &keys {
-            debug_assert!(key_index(key).is_some_and(|i| i <= log_id.index));
-            batch.remove(key);
+        // In bounded batches: one batch of every purged key (thousands of
+        // entries at a snapshot) held a large transient allocation.
+        loop {
+            let keys: Vec<_> = self
+                .log
+                .range(..=index_key(log_id.index))
+                .keys()
+                .take(PURGE_BATCH_ENTRIES)
+                .collect::<Result<_, _>>()
+                .map_err(write_logs_err)?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut batch = sled::Batch::default();
+            for key in &keys {
+                debug_assert!(key_index(key).is_some_and(|i| i <= log_id.index));
+                batch.remove(key);
+            }
+            self.log.apply_batch(batch).map_err(write_logs_err)?;
         }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
-        Ok(())
     }
 }
