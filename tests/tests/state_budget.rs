@@ -94,6 +94,7 @@ async fn a_full_state_snapshots_restarts_and_installs_on_a_wiped_validator() {
                         needed,
                         would_be,
                         budget,
+                        ..
                     }) => return (s, created, would_be - needed, budget),
                     Err(e) => panic!("sender {s} nonce {nonce}: unexpected refusal {e}"),
                 }

@@ -154,13 +154,14 @@ impl GovernanceState {
         self.require_within(extra, self.state_budget())
     }
 
-    fn require_within(&self, extra: u64, budget: u64) -> Result<(), GovError> {
+    fn require_within(&self, extra: u64, limit: u64) -> Result<(), GovError> {
         let would_be = self.state_bytes.saturating_add(extra);
-        if extra > 0 && would_be > budget {
+        if extra > 0 && would_be > limit {
             return Err(GovError::StateBudgetExceeded {
                 needed: extra,
                 would_be,
-                budget,
+                limit,
+                budget: self.state_budget(),
             });
         }
         Ok(())

@@ -70,10 +70,13 @@ pub enum GovError {
         max: usize,
     },
 
-    #[error("this would grow the state by {needed} bytes to {would_be}, above its budget of {budget} bytes (gov.state_budget_bytes)")]
+    #[error("this would grow the state by {needed} bytes to {would_be}, above the limit of {limit} bytes for it (gov.state_budget_bytes = {budget}; new accounts and drafts stop 1/16 below it)")]
     StateBudgetExceeded {
         needed: u64,
         would_be: u64,
+        /// The limit this growth is held to: the growth limit for new
+        /// accounts and drafts, the budget itself for ballots and stake.
+        limit: u64,
         budget: u64,
     },
 
