@@ -42,6 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::real::committee::{self, Timing};
 use crate::real::error::RealError;
 use crate::real::processes::Validators;
+use crate::real::WorkDir;
 
 use client::{Pool, Reply};
 use growth::Loop;
@@ -255,20 +256,6 @@ impl Keys {
 
 fn account_of(key: &SigningKey) -> AccountId {
     AccountId(key.verifying_key().to_bytes())
-}
-
-/// Where the run keeps its files; a temporary one is removed on drop.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 /// `neuroshard-chaos hostile`: exit 0 when every row passed, 1 when any

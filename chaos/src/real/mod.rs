@@ -107,10 +107,11 @@ pub struct RealArgs {
     pub netns_prefix: Option<String>,
 }
 
-/// Where the run keeps its files; a temporary one is removed on drop.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
+/// Where a run keeps its files; a temporary one is removed on drop (also
+/// used by the hostile-client suite).
+pub(crate) struct WorkDir {
+    pub(crate) path: PathBuf,
+    pub(crate) remove: bool,
 }
 
 impl Drop for WorkDir {

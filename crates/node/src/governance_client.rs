@@ -401,6 +401,54 @@ mod tests {
             "{text}"
         );
 
+        // The nonce follows the rule, not only the kind: an admission
+        // nonce_replay means the nonce is used (by another command, or by
+        // this one long ago) — never "re-sign with the same nonce"; an
+        // apply refusal checked before the nonce leaves it free.
+        let replay = ApiError::from(node_status(&NodeError::Admission(GovError::NonceReplay {
+            account: AccountId([9; 32]),
+            nonce: 3,
+            expected: 8,
+        })));
+        assert_eq!(replay.refusal(), Some(Refusal::Admission));
+        assert_eq!(replay.nonce_consumed(), Some(true));
+        assert!(
+            replay.to_string().contains("this nonce is already used"),
+            "{replay}"
+        );
+        let forged = ApiError::from(apply_status(
+            &GovError::BadSignature {
+                author: AccountId([9; 32]),
+            },
+            13,
+        ));
+        assert_eq!(forged.nonce_consumed(), Some(false));
+        assert!(
+            forged.to_string().starts_with(
+                "refused at log index 13 before its nonce was used (fix and resend with the same nonce): "
+            ),
+            "{forged}"
+        );
+        for e in [
+            GovError::UnknownAccount {
+                account: AccountId([9; 32]),
+            },
+            GovError::NonceOutOfOrder {
+                account: AccountId([9; 32]),
+                nonce: 9,
+                expected: 4,
+            },
+            GovError::CommandTooLarge { bytes: 2, max: 1 },
+        ] {
+            assert_eq!(
+                ApiError::from(apply_status(&e, 14)).nonce_consumed(),
+                Some(false),
+                "{e}"
+            );
+            assert!(e.leaves_nonce_free(false) && e.leaves_nonce_free(true));
+        }
+        assert!(!GovError::ZeroAmount.leaves_nonce_free(false));
+
         // A quota refusal: admission, nonce not consumed, worth resending.
         let quota = ApiError::from(node_status(&NodeError::Quota(crate::QuotaRefusal {
             quota: crate::Quota::Account(AccountId([9; 32])),
