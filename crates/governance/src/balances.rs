@@ -128,7 +128,6 @@ impl GovernanceState {
         if amount == Amount::ZERO {
             return Err(GovError::ZeroAmount);
         }
-        self.prune_vote_locks(who);
         let account = &self.accounts[&who];
         if account.staked < amount {
             return Err(GovError::InsufficientStake {
@@ -167,22 +166,6 @@ impl GovernanceState {
             amount,
             staked: remaining,
         })
-    }
-
-    /// Drops locks of votes that have closed.
-    pub(crate) fn prune_vote_locks(&mut self, who: AccountId) {
-        let proposals = &self.proposals;
-        let mut freed = 0;
-        if let Some(account) = self.accounts.get_mut(&who) {
-            let before = account.vote_locks.len();
-            account.vote_locks.retain(|l| {
-                proposals
-                    .get(&l.nep)
-                    .is_some_and(|p| p.open_vote().is_some())
-            });
-            freed = (before - account.vote_locks.len()) as u64;
-        }
-        self.state_bytes -= freed * crate::budget::LOCK_CHARGE;
     }
 
     /// A stake change that would keep one more checkpoint (an open vote

@@ -58,6 +58,23 @@ impl GovernanceState {
                 "account sums (balances {balances}, staked {staked}, deposited {deposited}) differ from the supply record {s:?}"
             ));
         }
+        // Vote locks end when their vote closes (`tick::release_vote_locks`):
+        // every lock names an open vote on which its account has a ballot.
+        for (who, a) in &self.accounts {
+            for l in &a.vote_locks {
+                let counted = self
+                    .proposals
+                    .get(&l.nep)
+                    .and_then(|p| p.open_vote())
+                    .is_some_and(|v| v.ballots.contains_key(who));
+                if !counted {
+                    return Err(format!(
+                        "{who} holds a lock on {} without a ballot in an open vote",
+                        l.nep
+                    ));
+                }
+            }
+        }
         let held: u128 = self
             .proposals
             .values()

@@ -50,7 +50,6 @@ impl GovernanceState {
             return Err(GovError::NoVotingPower { nep, account: who });
         }
         let first_ballot = !vote.ballots.contains_key(&who);
-        self.prune_vote_locks(who);
         if first_ballot {
             // A new ballot and the account's lock on it are growth.
             self.require_budget(BALLOT_CHARGE + LOCK_CHARGE)?;
