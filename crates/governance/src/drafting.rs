@@ -116,6 +116,7 @@ impl GovernanceState {
                 certificates: Vec::new(),
                 deposit,
                 compacted: false,
+                core_digest: Default::default(),
             },
         );
         self.next_nep += 1;

@@ -85,6 +85,7 @@ impl GovernanceState {
                 certificates: Vec::new(),
                 deposit: crate::types::Amount::ZERO,
                 compacted: false,
+                core_digest: Default::default(),
             },
         );
         self.next_nep += 1;

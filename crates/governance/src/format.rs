@@ -25,6 +25,17 @@ pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 /// Snapshot versions this binary reads.
 pub const READABLE_SNAPSHOT_FORMATS: &[u8] = &[2];
 
+/// Version of the definition of the state hash
+/// (`GovernanceState::state_hash`; ARCHITECTURE.md, "The state hash"), also
+/// named by its domain tag `neuroshard/state/v2`. Version 1 was SHA-256 over
+/// the postcard encoding of the whole state; version 2 is a hash of the
+/// header and of one Merkle root per collection, maintained as entries are
+/// applied. Snapshot bytes are the same under both (the caches behind the
+/// hash are not encoded), so `SNAPSHOT_FORMAT_VERSION` did not change; what
+/// changed is the value replicas compare and, later, sign in checkpoint
+/// certificates: a new definition is a new version and a new tag.
+pub const STATE_HASH_VERSION: u8 = 2;
+
 /// Why a versioned payload was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {

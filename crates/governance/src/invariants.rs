@@ -8,11 +8,38 @@
 //! * Tallies: no vote counts more power than its snapshot total.
 //! * Stages only move forward: enforced where they change
 //!   (`Proposal::set_stage`), and bookkeeping counters match the stages.
+//! * The maintained state hash (and every cached digest and ballots root
+//!   under it) equals its recomputation from the whole state: checked after
+//!   every applied batch in debug builds while the state is small enough
+//!   for that to be cheap (`HASH_CHECK_MAX_RECORDS`).
 
 use crate::proposal::Stage;
 use crate::state::GovernanceState;
 
+/// Largest state (accounts, proposals, certificates and ballots) whose
+/// hash debug builds recompute after every applied batch.
+const HASH_CHECK_MAX_RECORDS: usize = 20_000;
+
 impl GovernanceState {
+    /// Debug builds: panics if the maintained state hash differs from its
+    /// recomputation (`recompute_state_hash`), for states small enough.
+    pub(crate) fn assert_hash_caches(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let mut records = self.accounts.len() + self.proposals.len() + self.certificates.len();
+        for p in self.proposals.values() {
+            records += p.vote.as_ref().map_or(0, |v| v.ballots.len());
+        }
+        if records <= HASH_CHECK_MAX_RECORDS {
+            assert_eq!(
+                self.state_hash(),
+                self.recompute_state_hash(),
+                "invariant: the maintained state hash differs from its recomputation"
+            );
+        }
+    }
+
     /// Panics if an invariant is broken. The O(1) conservation check runs
     /// always; the full recount over every account and proposal runs in
     /// debug builds (tests, property tests), where states are small.

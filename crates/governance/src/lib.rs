@@ -9,6 +9,7 @@
 pub mod account;
 pub mod admission;
 mod balances;
+mod ballot_index;
 pub mod budget;
 pub mod certificate;
 pub mod command;
@@ -19,6 +20,7 @@ pub mod emergency;
 pub mod error;
 pub mod format;
 pub mod genesis;
+mod hashing;
 mod invariants;
 mod issuance;
 pub mod limits;

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hashing::{digest_of, Cached, Hash, StateEntry};
 use crate::nep::NepContent;
 use crate::params::ParamValue;
 use crate::tally::VoteBox;
@@ -168,7 +169,14 @@ pub struct Proposal {
     /// times and vote (tally and ballots): the content's texts and parameter
     /// changes are dropped.
     pub compacted: bool,
+    /// Digest of every field but the vote (`StateEntry`), kept so a ballot
+    /// does not re-hash the content; not serialized.
+    #[serde(skip)]
+    pub(crate) core_digest: Cached<Option<Hash>>,
 }
+
+const PROPOSAL_TAG: &[u8] = b"neuroshard/state/v2/proposal";
+const PROPOSAL_CORE_TAG: &[u8] = b"neuroshard/state/v2/proposal-core";
 
 impl Proposal {
     pub fn is_emergency(&self) -> bool {
@@ -188,6 +196,46 @@ impl Proposal {
         self.stage = next;
     }
 
+    /// Digest of every field but the vote.
+    fn core_digest(&self) -> Hash {
+        // Every field: a new one must be added here (the compiler says so).
+        let Proposal {
+            id,
+            author,
+            content,
+            content_hash,
+            stage,
+            created_ms,
+            submitted_ms,
+            review_ends_ms,
+            vote: _,
+            approvals,
+            window_ends_ms,
+            decided_ms,
+            activation_ms,
+            version_after,
+            previous_values,
+            rejection,
+            certificates,
+            deposit,
+            compacted,
+            core_digest: _,
+        } = self;
+        digest_of(
+            PROPOSAL_CORE_TAG,
+            &(
+                (id, author, content, content_hash, stage, created_ms),
+                (submitted_ms, review_ends_ms, approvals, window_ends_ms),
+                (decided_ms, activation_ms, version_after, previous_values),
+                (rejection, certificates, deposit, compacted),
+            ),
+        )
+    }
+
+    fn combine(core: &Hash, vote: Option<Hash>) -> Hash {
+        digest_of(PROPOSAL_TAG, &(core, vote))
+    }
+
     /// The vote that is open now, if any.
     pub fn open_vote(&self) -> Option<&VoteBox> {
         match self.stage {
@@ -195,5 +243,28 @@ impl Proposal {
             Stage::Active if self.is_emergency() => self.vote.as_ref(),
             _ => None,
         }
+    }
+}
+
+/// A proposal's digest is `SHA-256(tag ‖ core ‖ vote)`: a change recorded as
+/// the vote's only (`HashedMap::get_mut_part`) re-hashes the vote's fixed
+/// fields and takes its kept ballots root, never the content.
+impl StateEntry for Proposal {
+    fn digest(&mut self, whole: bool) -> Hash {
+        let core = match self.core_digest.0 {
+            Some(core) if !whole => core,
+            _ => {
+                let core = self.core_digest();
+                self.core_digest.0 = Some(core);
+                core
+            }
+        };
+        let vote = self.vote.as_mut().map(VoteBox::digest);
+        Self::combine(&core, vote)
+    }
+
+    fn digest_from_scratch(&self) -> Hash {
+        let vote = self.vote.as_ref().map(VoteBox::digest_from_scratch);
+        Self::combine(&self.core_digest(), vote)
     }
 }

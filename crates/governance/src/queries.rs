@@ -184,6 +184,7 @@ impl GovernanceState {
                 .unwrap_or_else(|| v.tally.verdict(v.quorum_bps, v.approval_bps)),
             closed: v.closed.is_some(),
             closed_index: v.closed_index,
+            // Kept (final once the vote closed): O(1).
             ballots_root: v.ballots_root(),
         })
     }
@@ -213,20 +214,12 @@ impl GovernanceState {
             .get(&nep)
             .ok_or(QueryError::UnknownNep { nep })?;
         let v = p.vote.as_ref().ok_or(QueryError::NoVote { nep })?;
-        let index = v
-            .ballots
-            .keys()
-            .position(|a| a == account)
-            .ok_or(QueryError::NoBallot {
-                nep,
-                account: *account,
-            })?;
-        let leaves = v.leaves();
-        let tree = v.tree();
-        let proof = tree
-            .proof(index)
-            .expect("index of an existing ballot is inside the tree");
-        let root = tree.root();
+        // From the kept tree: O(log n), nothing rebuilt.
+        let (ballot, proof) = v.receipt(account).ok_or(QueryError::NoBallot {
+            nep,
+            account: *account,
+        })?;
+        let root = v.ballots_root();
         let certificate = p.certificates.iter().copied().find(|seq| {
             self.certificates
                 .get(seq)
@@ -234,7 +227,7 @@ impl GovernanceState {
         });
         Ok(VoteReceipt {
             nep,
-            ballot: leaves[index],
+            ballot,
             proof,
             ballots_root: root,
             closed: v.closed.is_some(),

@@ -12,6 +12,9 @@ use crate::certificate::CertificateRecord;
 use crate::command::{Command, Entry, SignedCommand};
 use crate::error::GovError;
 use crate::genesis::{CommitteeGenesis, Genesis, GenesisError};
+use crate::hashing::{
+    digest_of, plain_state_entry, Cached, Hash, HashedMap, HashedSet, STATE_DOMAIN,
+};
 use crate::params::ParameterSet;
 use crate::proposal::Proposal;
 use crate::receipt::{Effect, Outcome, Receipt};
@@ -63,7 +66,11 @@ pub struct PendingEffect {
     pub version_after: ProtocolVersion,
 }
 
+/// The replicated state. Its encoding (snapshots) is that of its fields in
+/// order, every collection as a plain ordered map or set; the caches of the
+/// state hash (`hashing.rs`) are not part of it and are rebuilt on decoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StateImage")]
 pub struct GovernanceState {
     pub(crate) chain: ChainInfo,
     /// Validator identity key → committee index.
@@ -73,29 +80,103 @@ pub struct GovernanceState {
     pub(crate) committed_ms: Timestamp,
     pub(crate) params: ParameterSet,
     pub(crate) version: ProtocolVersion,
-    pub(crate) accounts: BTreeMap<AccountId, Account>,
+    pub(crate) accounts: HashedMap<AccountId, Account>,
     pub(crate) supply: Supply,
-    pub(crate) proposals: BTreeMap<NepId, Proposal>,
+    pub(crate) proposals: HashedMap<NepId, Proposal>,
     pub(crate) next_nep: u64,
     /// NEPs waiting for a tick-driven transition (REVIEW, VOTING,
     /// AWAITING_APPROVAL, EMERG ratification), visited in id order.
-    pub(crate) timed: BTreeSet<NepId>,
+    pub(crate) timed: HashedSet<NepId>,
     /// Activations and revocations not yet in effect, by certificate sequence.
-    pub(crate) effects: BTreeMap<u64, PendingEffect>,
+    pub(crate) effects: HashedMap<u64, PendingEffect>,
     /// Snapshot index of every open vote → how many votes use it.
-    pub(crate) open_snapshots: BTreeMap<u64, u32>,
+    pub(crate) open_snapshots: HashedMap<u64, u32>,
     /// Drafts plus proposals in REVIEW per author.
-    pub(crate) open_drafts: BTreeMap<AccountId, u32>,
+    pub(crate) open_drafts: HashedMap<AccountId, u32>,
     /// Proposals not in a final stage.
     pub(crate) open_proposals: u32,
     /// EMERG NEPs awaiting approval.
     pub(crate) pending_emergencies: u32,
-    pub(crate) certificates: BTreeMap<u64, CertificateRecord>,
+    pub(crate) certificates: HashedMap<u64, CertificateRecord>,
     /// The version_after of the last certificate (genesis version before any).
     pub(crate) certified_version: ProtocolVersion,
     /// Bytes charged to the state budget (`budget.rs`), kept incrementally.
     pub(crate) state_bytes: u64,
+    /// The state hash as of the last applied entry, and the digest of what
+    /// never changes after genesis (not serialized).
+    #[serde(skip)]
+    pub(crate) digests: Cached<StateDigests>,
 }
+
+/// The decoded form of a [`GovernanceState`]: its fields with plain
+/// collections, turned into the state (caches built) by `From`.
+#[derive(Deserialize)]
+struct StateImage {
+    chain: ChainInfo,
+    validators: BTreeMap<AccountId, u32>,
+    last_index: Option<u64>,
+    committed_ms: Timestamp,
+    params: ParameterSet,
+    version: ProtocolVersion,
+    accounts: BTreeMap<AccountId, Account>,
+    supply: Supply,
+    proposals: BTreeMap<NepId, Proposal>,
+    next_nep: u64,
+    timed: BTreeSet<NepId>,
+    effects: BTreeMap<u64, PendingEffect>,
+    open_snapshots: BTreeMap<u64, u32>,
+    open_drafts: BTreeMap<AccountId, u32>,
+    open_proposals: u32,
+    pending_emergencies: u32,
+    certificates: BTreeMap<u64, CertificateRecord>,
+    certified_version: ProtocolVersion,
+    state_bytes: u64,
+}
+
+impl From<StateImage> for GovernanceState {
+    fn from(i: StateImage) -> Self {
+        let mut state = Self {
+            chain: i.chain,
+            validators: i.validators,
+            last_index: i.last_index,
+            committed_ms: i.committed_ms,
+            params: i.params,
+            version: i.version,
+            accounts: HashedMap::from_map(i.accounts),
+            supply: i.supply,
+            proposals: HashedMap::from_map(i.proposals),
+            next_nep: i.next_nep,
+            timed: HashedSet::from_set(i.timed),
+            effects: HashedMap::from_map(i.effects),
+            open_snapshots: HashedMap::from_map(i.open_snapshots),
+            open_drafts: HashedMap::from_map(i.open_drafts),
+            open_proposals: i.open_proposals,
+            pending_emergencies: i.pending_emergencies,
+            certificates: HashedMap::from_map(i.certificates),
+            certified_version: i.certified_version,
+            state_bytes: i.state_bytes,
+            digests: Cached::default(),
+        };
+        state.finish_hashes();
+        state
+    }
+}
+
+/// The state hash's own caches.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StateDigests {
+    /// Digest of the chain info and the validators (fixed at genesis).
+    chain: Hash,
+    /// The state hash as of the last flush.
+    hash: Hash,
+}
+
+const CHAIN_TAG: &[u8] = b"neuroshard/state/v2/chain";
+const HEADER_TAG: &[u8] = b"neuroshard/state/v2/header";
+
+plain_state_entry!(Account, b"neuroshard/state/v2/account");
+plain_state_entry!(PendingEffect, b"neuroshard/state/v2/effect");
+plain_state_entry!(CertificateRecord, b"neuroshard/state/v2/certificate");
 
 /// Why a snapshot could not be loaded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,46 +196,6 @@ pub enum SnapshotError {
 /// Magic at the start of a snapshot; the format version byte follows it
 /// (`crate::format`).
 const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVsn\0";
-const STATE_HASH_DOMAIN: &[u8] = b"neuroshard/state/v1";
-
-const HASH_CHUNK_BYTES: usize = 64 * 1024;
-
-/// A postcard output that hashes what it is given instead of keeping it.
-struct HashingFlavor {
-    hasher: Sha256,
-    buffer: Vec<u8>,
-}
-
-impl postcard::ser_flavors::Flavor for HashingFlavor {
-    type Output = [u8; 32];
-
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        if self.buffer.len() == HASH_CHUNK_BYTES {
-            self.hasher.update(&self.buffer);
-            self.buffer.clear();
-        }
-        self.buffer.push(b);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, b: &[u8]) -> postcard::Result<()> {
-        if self.buffer.len() + b.len() > HASH_CHUNK_BYTES {
-            self.hasher.update(&self.buffer);
-            self.buffer.clear();
-        }
-        if b.len() >= HASH_CHUNK_BYTES {
-            self.hasher.update(b);
-        } else {
-            self.buffer.extend_from_slice(b);
-        }
-        Ok(())
-    }
-
-    fn finalize(mut self) -> postcard::Result<[u8; 32]> {
-        self.hasher.update(&self.buffer);
-        Ok(self.hasher.finalize().into())
-    }
-}
 
 /// What [`GovernanceState::apply_batch`] already knows about a command's
 /// signature, so a command is verified exactly once.
@@ -199,19 +240,20 @@ impl GovernanceState {
             committed_ms: Timestamp(g.genesis_time_ms),
             params,
             version: g.protocol_version,
-            accounts,
+            accounts: HashedMap::from_map(accounts),
             supply,
-            proposals: BTreeMap::new(),
+            proposals: HashedMap::default(),
             next_nep: 1,
-            timed: BTreeSet::new(),
-            effects: BTreeMap::new(),
-            open_snapshots: BTreeMap::new(),
-            open_drafts: BTreeMap::new(),
+            timed: HashedSet::default(),
+            effects: HashedMap::default(),
+            open_snapshots: HashedMap::default(),
+            open_drafts: HashedMap::default(),
             open_proposals: 0,
             pending_emergencies: 0,
-            certificates: BTreeMap::new(),
+            certificates: HashedMap::default(),
             certified_version: g.protocol_version,
             state_bytes: 0,
+            digests: Cached::default(),
         };
         let mut state = state;
         state.state_bytes = state.recount_state_bytes();
@@ -222,6 +264,7 @@ impl GovernanceState {
                 budget,
             });
         }
+        state.finish_hashes();
         state.assert_invariants();
         Ok(state)
     }
@@ -229,7 +272,9 @@ impl GovernanceState {
     /// Applies one committed entry. Every replica calls this with the same
     /// `(log_index, entry)` sequence and reaches the same state.
     pub fn apply(&mut self, log_index: u64, entry: &Entry) -> Outcome {
-        self.apply_checked(log_index, entry, SignatureCheck::Unchecked)
+        let outcome = self.apply_checked(log_index, entry, SignatureCheck::Unchecked);
+        self.flush_hashes();
+        outcome
     }
 
     /// Applies entries in order, verifying the command signatures in ed25519
@@ -253,7 +298,7 @@ impl GovernanceState {
             })
             .collect();
         let mut verdicts = signature::verify_each(&items).into_iter();
-        entries
+        let outcomes = entries
             .iter()
             .zip(&messages)
             .map(|((index, entry), message)| {
@@ -271,7 +316,9 @@ impl GovernanceState {
                 };
                 self.apply_checked(*index, entry, check)
             })
-            .collect()
+            .collect();
+        self.flush_hashes();
+        outcomes
     }
 
     /// `check`: what `apply_batch` already knows about a command's signature.
@@ -386,20 +433,125 @@ impl GovernanceState {
         }
     }
 
-    /// SHA-256 over the canonical encoding of the whole state: equal on two
-    /// replicas iff their states are byte-identical.
-    ///
-    /// The encoding is streamed into the hash in 64 KiB pieces: no copy of
-    /// the state is allocated (a full state is hundreds of MiB).
+    /// The state hash: equal on two replicas iff their states are equal
+    /// (ARCHITECTURE.md, "The state hash"). Maintained as entries are
+    /// applied, so this is O(1).
     pub fn state_hash(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(STATE_HASH_DOMAIN);
-        let flavor = HashingFlavor {
-            hasher: h,
-            buffer: Vec::with_capacity(HASH_CHUNK_BYTES),
+        debug_assert!(self.hashes_flushed(), "state hash read before a flush");
+        self.digests.0.hash
+    }
+
+    /// The state hash computed from its definition over the whole state,
+    /// reading no cache: O(state). For tests and checks: it must equal
+    /// [`Self::state_hash`].
+    #[doc(hidden)]
+    pub fn recompute_state_hash(&self) -> [u8; 32] {
+        self.compose_hash(true)
+    }
+
+    fn hashes_flushed(&self) -> bool {
+        self.accounts.is_flushed()
+            && self.proposals.is_flushed()
+            && self.timed.is_flushed()
+            && self.effects.is_flushed()
+            && self.open_snapshots.is_flushed()
+            && self.open_drafts.is_flushed()
+            && self.certificates.is_flushed()
+    }
+
+    /// Re-hashes what the entries since the last flush changed: the end of
+    /// every `apply` and `apply_batch`.
+    fn flush_hashes(&mut self) {
+        self.accounts.flush();
+        self.proposals.flush();
+        self.timed.flush();
+        self.effects.flush();
+        self.open_snapshots.flush();
+        self.open_drafts.flush();
+        self.certificates.flush();
+        self.digests.0.hash = self.compose_hash(false);
+        self.assert_hash_caches();
+    }
+
+    /// Computes the fixed digest and the hash of a state whose collections
+    /// were just built (genesis, a decoded snapshot).
+    fn finish_hashes(&mut self) {
+        self.digests.0.chain = self.chain_digest();
+        self.flush_hashes();
+    }
+
+    fn chain_digest(&self) -> Hash {
+        digest_of(CHAIN_TAG, &(&self.chain, &self.validators))
+    }
+
+    /// `SHA-256("neuroshard/state/v2" ‖ chain ‖ header ‖ the root of each
+    /// collection)`; the roots kept (`from_scratch == false`) or recomputed.
+    fn compose_hash(&self, from_scratch: bool) -> Hash {
+        // Every field: a new one must be added here (the compiler says so).
+        let GovernanceState {
+            chain: _,
+            validators: _,
+            last_index,
+            committed_ms,
+            params,
+            version,
+            accounts,
+            supply,
+            proposals,
+            next_nep,
+            timed,
+            effects,
+            open_snapshots,
+            open_drafts,
+            open_proposals,
+            pending_emergencies,
+            certificates,
+            certified_version,
+            state_bytes,
+            digests,
+        } = self;
+        let chain = if from_scratch {
+            self.chain_digest()
+        } else {
+            digests.0.chain
         };
-        // Plain values and ordered collections: serializing cannot fail.
-        postcard::serialize_with_flavor(self, flavor).expect("state encodes")
+        let header = digest_of(
+            HEADER_TAG,
+            &(
+                (last_index, committed_ms, params, version, supply),
+                (next_nep, open_proposals, pending_emergencies),
+                (certified_version, state_bytes),
+            ),
+        );
+        let roots = if from_scratch {
+            [
+                accounts.root_from_scratch(),
+                proposals.root_from_scratch(),
+                timed.root_from_scratch(),
+                effects.root_from_scratch(),
+                open_snapshots.root_from_scratch(),
+                open_drafts.root_from_scratch(),
+                certificates.root_from_scratch(),
+            ]
+        } else {
+            [
+                accounts.root(),
+                proposals.root(),
+                timed.root(),
+                effects.root(),
+                open_snapshots.root(),
+                open_drafts.root(),
+                certificates.root(),
+            ]
+        };
+        let mut h = Sha256::new();
+        h.update(STATE_DOMAIN);
+        h.update(chain);
+        h.update(header);
+        for root in roots {
+            h.update(root);
+        }
+        h.finalize().into()
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -496,63 +648,366 @@ impl GovernanceState {
 #[cfg(test)]
 mod hash_tests {
     use super::*;
+    use crate::command::VoteChoice;
+    use crate::proposal::Stage;
+    use crate::receipt::Effect;
+    use crate::testkit::{account_of, user_key, TestChain, TestConfig};
 
-    /// The streamed hash is SHA-256 of the domain and the whole encoding.
-    #[test]
-    fn the_streamed_hash_equals_the_hash_of_the_encoding() {
-        let mut c = crate::testkit::TestChain::new(&crate::testkit::TestConfig {
-            users: 300,
+    fn heads() -> crate::nep::NepContent {
+        crate::proposal_file::parse(include_str!(
+            "../../../examples/neps/multi-token-prediction.toml"
+        ))
+        .expect("example parses")
+    }
+
+    fn draft(c: &mut TestChain, who: usize) -> NepId {
+        match c.exec(&user_key(who), Command::CreateDraft { content: heads() }) {
+            Ok(r) => match r.effect {
+                Effect::DraftCreated { nep, .. } => nep,
+                other => panic!("{other:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A state with something in every collection: a NEP SCHEDULED with
+    /// an issued certificate and a pending effect, one in VOTING with
+    /// ballots (open snapshot), one in REVIEW (timed, open draft slot).
+    fn populated() -> (TestChain, NepId, NepId) {
+        let mut c = TestChain::new(&TestConfig {
+            users: 6,
             ..Default::default()
         });
-        for i in 0..50 {
-            let key = crate::testkit::user_key(i);
-            let _ = c.exec(
-                &key,
-                Command::Stake {
-                    amount: crate::types::Amount(1),
+        let scheduled = draft(&mut c, 0);
+        c.exec(&user_key(0), Command::Submit { nep: scheduled })
+            .expect("submit");
+        c.advance_days(7).expect("tick");
+        for who in 1..5 {
+            c.exec(
+                &user_key(who),
+                Command::Vote {
+                    nep: scheduled,
+                    choice: VoteChoice::Yes,
                 },
-            );
+            )
+            .expect("vote");
         }
-        // A draft whose specification is one write of a whole chunk.
-        let mut content = crate::nep::NepContent {
-            title: "big".into(),
-            nep_type: crate::nep::NepType::Train,
-            motivation: "m".into(),
-            specification: "s".repeat(crate::limits::MAX_SPEC_BYTES),
-            parameter_changes: vec![crate::nep::ParameterChange {
-                key: "train.prediction_heads".into(),
-                expected_old: crate::params::ParamValue::Integer(1),
-                new: crate::params::ParamValue::Integer(2),
-            }],
-            economic_impact: crate::nep::EconomicImpact {
-                training_efficiency_multiplier: crate::types::Micro::ONE,
-                training_reward_multiplier: crate::types::Micro::ONE,
-                net_earnings_change_percent: crate::types::Micro(0),
-                summary: "none".into(),
-            },
-            upgrade_path: crate::nep::UpgradePath {
-                grace_period_days: 7,
-                backward_compatible: true,
-            },
-        };
-        c.exec(
-            &crate::testkit::user_key(0),
-            Command::CreateDraft {
-                content: content.clone(),
-            },
-        )
-        .expect("draft");
-        content.specification.truncate(1000);
-        c.exec(
-            &crate::testkit::user_key(1),
-            Command::CreateDraft { content },
-        )
-        .expect("draft");
-        let mut h = Sha256::new();
-        h.update(STATE_HASH_DOMAIN);
-        h.update(c.state.encode());
-        let expected: [u8; 32] = h.finalize().into();
-        assert!(c.state.encode().len() > HASH_CHUNK_BYTES);
-        assert_eq!(c.state.state_hash(), expected);
+        c.advance_days(7).expect("tick");
+        assert!(c.issue_pending().iter().all(|o| o.is_ok()));
+        let voting = draft(&mut c, 1);
+        c.exec(&user_key(1), Command::Submit { nep: voting })
+            .expect("submit");
+        c.advance_days(7).expect("tick");
+        for who in [2, 3, 5] {
+            c.exec(
+                &user_key(who),
+                Command::Vote {
+                    nep: voting,
+                    choice: VoteChoice::No,
+                },
+            )
+            .expect("vote");
+        }
+        let review = draft(&mut c, 2);
+        c.exec(&user_key(2), Command::Submit { nep: review })
+            .expect("submit");
+        let s = &c.state;
+        assert_eq!(s.proposals[&scheduled].stage, Stage::Scheduled);
+        assert_eq!(s.proposals[&voting].stage, Stage::Voting);
+        assert!(!s.certificates.is_empty() && !s.effects.is_empty());
+        assert!(!s.timed.is_empty() && !s.open_snapshots.is_empty() && !s.open_drafts.is_empty());
+        (c, scheduled, voting)
+    }
+
+    type Change = (&'static str, Box<dyn Fn(&mut GovernanceState)>);
+
+    /// One field of one record (or of the header) changed.
+    fn changes(scheduled: NepId, voting: NepId) -> Vec<Change> {
+        let a = account_of(&user_key(3));
+        vec![
+            (
+                "account balance",
+                Box::new(move |s| s.accounts.get_mut(&a).unwrap().balance.0 += 1),
+            ),
+            (
+                "account nonce",
+                Box::new(move |s| s.accounts.get_mut(&a).unwrap().nonce += 1),
+            ),
+            (
+                "remembered outcome",
+                Box::new(move |s| s.accounts.get_mut(&a).unwrap().recent[0].digest[5] ^= 1),
+            ),
+            (
+                "vote lock",
+                Box::new(move |s| s.accounts.get_mut(&a).unwrap().vote_locks[0].power.0 -= 1),
+            ),
+            (
+                "new account",
+                Box::new(|s| {
+                    s.accounts.insert(AccountId([0xEE; 32]), Account::default());
+                }),
+            ),
+            (
+                "proposal title",
+                Box::new(move |s| {
+                    s.proposals
+                        .get_mut(&scheduled)
+                        .unwrap()
+                        .content
+                        .title
+                        .push('!')
+                }),
+            ),
+            (
+                "proposal specification",
+                Box::new(move |s| {
+                    s.proposals
+                        .get_mut(&voting)
+                        .unwrap()
+                        .content
+                        .specification
+                        .push('!')
+                }),
+            ),
+            (
+                "proposal deposit",
+                Box::new(move |s| s.proposals.get_mut(&voting).unwrap().deposit.0 += 1),
+            ),
+            (
+                "vote tally",
+                Box::new(move |s| {
+                    s.proposals
+                        .get_mut_part(&voting)
+                        .unwrap()
+                        .vote
+                        .as_mut()
+                        .unwrap()
+                        .tally
+                        .no += 1
+                }),
+            ),
+            (
+                "vote deadline",
+                Box::new(move |s| {
+                    s.proposals
+                        .get_mut_part(&voting)
+                        .unwrap()
+                        .vote
+                        .as_mut()
+                        .unwrap()
+                        .deadline_ms
+                        .0 += 1
+                }),
+            ),
+            (
+                "ballot power",
+                Box::new(move |s| {
+                    let v = s
+                        .proposals
+                        .get_mut_part(&voting)
+                        .unwrap()
+                        .vote
+                        .as_mut()
+                        .unwrap();
+                    v.ballots.get_mut(&a).unwrap().power.0 -= 1;
+                    v.index.0.note_cast(a, false);
+                }),
+            ),
+            (
+                "closed ballot choice",
+                Box::new(move |s| {
+                    let v = s
+                        .proposals
+                        .get_mut(&scheduled)
+                        .unwrap()
+                        .vote
+                        .as_mut()
+                        .unwrap();
+                    v.ballots.get_mut(&a).unwrap().choice = VoteChoice::No;
+                    v.index.0.note_cast(a, false);
+                }),
+            ),
+            (
+                "certificate payload",
+                Box::new(|s| s.certificates.get_mut(&1).unwrap().payload[0] ^= 1),
+            ),
+            (
+                "pending effect",
+                Box::new(|s| s.effects.get_mut(&1).unwrap().effective_ms.0 += 1),
+            ),
+            (
+                "timed set",
+                Box::new(move |s| {
+                    s.timed.insert(scheduled);
+                }),
+            ),
+            (
+                "open snapshot count",
+                Box::new(|s| {
+                    let k = *s.open_snapshots.keys().next().unwrap();
+                    *s.open_snapshots.get_mut(&k).unwrap() += 1;
+                }),
+            ),
+            (
+                "open drafts",
+                Box::new(|s| {
+                    s.open_drafts.insert(AccountId([0xEE; 32]), 1);
+                }),
+            ),
+            ("committed time", Box::new(|s| s.committed_ms.0 += 1)),
+            ("state bytes", Box::new(|s| s.state_bytes += 1)),
+            ("supply", Box::new(|s| s.supply.burned += 1)),
+            ("next nep", Box::new(|s| s.next_nep += 1)),
+            (
+                "parameter",
+                Box::new(|s| {
+                    s.params
+                        .set("train.batch_size", crate::params::ParamValue::Integer(513))
+                        .unwrap();
+                }),
+            ),
+        ]
+    }
+
+    /// Two states that differ in one field of one record hash differently,
+    /// and the maintained hash equals the recomputation for each.
+    #[test]
+    fn one_changed_field_changes_the_hash() {
+        let (c, scheduled, voting) = populated();
+        let base = c.state.state_hash();
+        assert_eq!(base, c.state.recompute_state_hash());
+        let mut seen = BTreeMap::new();
+        seen.insert(base, "unchanged");
+        for (name, change) in changes(scheduled, voting) {
+            let mut s = c.state.clone();
+            change(&mut s);
+            s.flush_hashes();
+            assert_eq!(s.state_hash(), s.recompute_state_hash(), "{name}");
+            if let Some(other) = seen.insert(s.state_hash(), name) {
+                panic!("{name} hashes like {other}");
+            }
+        }
+        // The fixed part (never changed by an entry) is in the hash too.
+        let mut s = c.state.clone();
+        s.chain.chain_id.push('x');
+        assert_ne!(s.recompute_state_hash(), base);
+        s.finish_hashes();
+        assert_ne!(s.state_hash(), base);
+    }
+
+    /// Equal states hash equally however they were reached: a change undone
+    /// in a later batch, and a decoded snapshot.
+    #[test]
+    fn equal_states_hash_equally() {
+        let (c, _, voting) = populated();
+        let base = c.state.state_hash();
+        let mut s = c.state.clone();
+        let a = AccountId([0xEE; 32]);
+        s.accounts.insert(a, Account::default());
+        s.timed.insert(NepId(999));
+        s.proposals
+            .get_mut(&voting)
+            .unwrap()
+            .content
+            .title
+            .push('!');
+        s.flush_hashes();
+        assert_ne!(s.state_hash(), base);
+        s.accounts.remove(&a);
+        s.timed.remove(&NepId(999));
+        s.proposals.get_mut(&voting).unwrap().content.title.pop();
+        s.flush_hashes();
+        assert_eq!(s, c.state);
+        assert_eq!(s.state_hash(), base);
+        let restored =
+            GovernanceState::from_snapshot_bytes(&c.state.to_snapshot_bytes().unwrap()).unwrap();
+        assert_eq!(restored.state_hash(), base);
+    }
+
+    /// A vote of a few blocks of ballots, cast in batches of new ballots
+    /// and re-votes: the kept hash, root and receipts match the full
+    /// recomputation after every batch, and after the vote closes.
+    #[test]
+    fn a_large_vote_applied_in_batches_keeps_its_tree() {
+        const VOTERS: usize = 150;
+        let mut c = TestChain::new(&TestConfig {
+            users: VOTERS + 1,
+            ..Default::default()
+        });
+        let nep = draft(&mut c, VOTERS);
+        c.exec(&user_key(VOTERS), Command::Submit { nep })
+            .expect("submit");
+        c.advance_days(7).expect("tick");
+        let chain_id = c.genesis.chain_id.clone();
+        let mut entries = Vec::new();
+        for (nonce, choice) in [(1, VoteChoice::Yes), (2, VoteChoice::No)] {
+            for i in (0..VOTERS).rev().step_by(nonce as usize) {
+                let cmd = crate::command::SignedCommand::sign(
+                    &chain_id,
+                    &user_key(i),
+                    nonce,
+                    Command::Vote { nep, choice },
+                );
+                entries.push(Entry::Command(cmd));
+            }
+        }
+        for batch in entries.chunks(23) {
+            let indexed: Vec<(u64, Entry)> = batch
+                .iter()
+                .map(|e| {
+                    c.next_index += 1;
+                    (c.next_index - 1, e.clone())
+                })
+                .collect();
+            assert!(c.state.apply_batch(&indexed).iter().all(|o| o.is_ok()));
+            assert_eq!(c.state.state_hash(), c.state.recompute_state_hash());
+            let v = c.state.proposals[&nep].vote.as_ref().unwrap();
+            assert_eq!(v.ballots_root(), v.tree().root());
+            for who in (0..VOTERS).step_by(11) {
+                if let Ok(r) = c.state.vote_receipt(nep, &account_of(&user_key(who))) {
+                    assert!(r.proof.verify(&r.ballot, &v.tree().root()));
+                }
+            }
+        }
+        c.advance_days(7).expect("tick");
+        let v = c.state.proposals[&nep].vote.as_ref().unwrap();
+        assert!(v.closed.is_some());
+        assert_eq!(v.ballots_root(), v.tree().root());
+        let r = c
+            .state
+            .vote_receipt(nep, &account_of(&user_key(77)))
+            .expect("counted");
+        assert!(r.closed && r.proof.verify(&r.ballot, &v.tree().root()));
+    }
+
+    /// The snapshot encoding is unchanged by the caches: the state encodes
+    /// exactly as its plain collections.
+    #[test]
+    fn the_encoding_is_the_plain_collections() {
+        let (c, _, _) = populated();
+        let s = &c.state;
+        let plain = (
+            (&s.chain, &s.validators, &s.last_index, &s.committed_ms),
+            (
+                &s.params,
+                &s.version,
+                &*s.accounts,
+                &s.supply,
+                &*s.proposals,
+            ),
+            (
+                &s.next_nep,
+                &*s.timed,
+                &*s.effects,
+                &*s.open_snapshots,
+                &*s.open_drafts,
+            ),
+            (&s.open_proposals, &s.pending_emergencies, &*s.certificates),
+            (&s.certified_version, &s.state_bytes),
+        );
+        assert_eq!(
+            postcard::to_allocvec(s).unwrap(),
+            postcard::to_allocvec(&plain).unwrap()
+        );
     }
 }

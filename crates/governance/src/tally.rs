@@ -7,8 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use neuroshard_certificate::merkle::{BallotLeaf, BallotTree, Hash};
+use neuroshard_certificate::merkle::{BallotLeaf, BallotTree, Hash, InclusionProof};
 use serde::{Deserialize, Serialize};
+
+use crate::ballot_index::{leaf_of, BallotIndex};
+use crate::hashing::{digest_of, Cached};
 
 use crate::command::VoteChoice;
 use crate::types::{AccountId, Amount, BasisPoints, Timestamp, BPS_ONE};
@@ -92,7 +95,13 @@ pub struct VoteBox {
     /// Log index of the tick that closed the vote: a vote counts iff its
     /// entry comes before this index.
     pub closed_index: Option<u64>,
+    /// The ballots Merkle tree, kept up to date as ballots are cast
+    /// (`ballot_index.rs`); not serialized, rebuilt when a snapshot loads.
+    #[serde(skip)]
+    pub(crate) index: Cached<BallotIndex>,
 }
+
+const VOTE_TAG: &[u8] = b"neuroshard/state/v2/vote";
 
 impl VoteBox {
     pub fn new(
@@ -116,6 +125,7 @@ impl VoteBox {
             ballots: BTreeMap::new(),
             closed: None,
             closed_index: None,
+            index: Cached::default(),
         }
     }
 
@@ -123,6 +133,7 @@ impl VoteBox {
     /// replaced choice.
     pub(crate) fn cast(&mut self, account: AccountId, ballot: Ballot) -> Option<VoteChoice> {
         let replaced = self.ballots.insert(account, ballot);
+        self.index.0.note_cast(account, replaced.is_none());
         if let Some(old) = &replaced {
             self.tally.remove(old);
         }
@@ -136,34 +147,102 @@ impl VoteBox {
         replaced.map(|b| b.choice)
     }
 
-    /// Closes the vote with the verdict of its own thresholds.
+    /// Closes the vote with the verdict of its own thresholds. The ballots
+    /// root is final from here on: it is computed now and kept.
     pub(crate) fn close(&mut self, log_index: u64) -> Verdict {
         let verdict = self.tally.verdict(self.quorum_bps, self.approval_bps);
         self.closed = Some(verdict);
         self.closed_index = Some(log_index);
+        self.refresh();
         verdict
     }
 
-    /// The counted ballots as Merkle leaves, in account order.
-    pub fn leaves(&self) -> Vec<BallotLeaf> {
-        self.ballots
-            .iter()
-            .map(|(account, b)| BallotLeaf {
-                account: account.0,
-                choice: b.choice,
-                power: b.power.0,
-            })
-            .collect()
+    /// Brings the ballots tree up to date with the ballots cast since the
+    /// last refresh (the state does it once per applied batch).
+    pub(crate) fn refresh(&mut self) {
+        self.index.0.refresh(&self.ballots, self.closed.is_some());
     }
 
-    /// The ballots Merkle tree.
+    /// The counted ballots as Merkle leaves, in account order. O(n).
+    pub fn leaves(&self) -> Vec<BallotLeaf> {
+        self.ballots.iter().map(|(a, b)| leaf_of(a, b)).collect()
+    }
+
+    /// The ballots Merkle tree, built from every ballot. O(n): reads use
+    /// [`Self::ballots_root`] and [`Self::receipt`].
     pub fn tree(&self) -> BallotTree {
         // Leaves come from a BTreeMap keyed by account: strictly sorted.
         BallotTree::new(&self.leaves()).expect("ballots map is sorted and unique by account")
     }
 
+    /// The ballots Merkle root: kept, O(1) (a vote that was not built
+    /// by a state, e.g. decoded on its own, is hashed in full).
     pub fn ballots_root(&self) -> Hash {
-        self.tree().root()
+        if self.index.0.is_current(&self.ballots) {
+            self.index.0.root()
+        } else {
+            debug_assert!(
+                !self.index.0.is_built(),
+                "a vote's ballots root read before the batch that changed it was flushed"
+            );
+            self.tree().root()
+        }
+    }
+
+    /// `account`'s counted ballot and its inclusion proof under
+    /// [`Self::ballots_root`]: O(log n) from the kept tree.
+    pub fn receipt(&self, account: &AccountId) -> Option<(BallotLeaf, InclusionProof)> {
+        if self.index.0.is_current(&self.ballots) {
+            return self.index.0.proof(&self.ballots, account);
+        }
+        let index = self.ballots.keys().position(|a| a == account)?;
+        let tree = self.tree();
+        let proof = tree
+            .proof(index)
+            .expect("index of an existing ballot is inside the tree");
+        Some((leaf_of(account, &self.ballots[account]), proof))
+    }
+
+    /// The vote's digest in the state hash: its fixed fields and its
+    /// ballots root (refreshed first).
+    pub(crate) fn digest(&mut self) -> Hash {
+        self.refresh();
+        self.digest_with_root(self.index.0.root())
+    }
+
+    /// The same digest with the ballots root computed from every ballot.
+    pub(crate) fn digest_from_scratch(&self) -> Hash {
+        self.digest_with_root(self.tree().root())
+    }
+
+    fn digest_with_root(&self, ballots_root: Hash) -> Hash {
+        // Every field: a new one must be added here (the compiler says so).
+        let VoteBox {
+            snapshot_index,
+            opened_ms,
+            deadline_ms,
+            quorum_bps,
+            approval_bps,
+            tally,
+            ballots: _,
+            closed,
+            closed_index,
+            index: _,
+        } = self;
+        digest_of(
+            VOTE_TAG,
+            &(
+                snapshot_index,
+                opened_ms,
+                deadline_ms,
+                quorum_bps,
+                approval_bps,
+                tally,
+                closed,
+                closed_index,
+                ballots_root,
+            ),
+        )
     }
 
     /// How many ballots were counted.

@@ -54,9 +54,10 @@ impl GovernanceState {
             // A new ballot and the account's lock on it are growth.
             self.require_budget(BALLOT_CHARGE + LOCK_CHARGE)?;
         }
+        // Only the vote changed: the proposal's other fields are not re-hashed.
         let replaced = self
             .proposals
-            .get_mut(&nep)
+            .get_mut_part(&nep)
             .and_then(|p| p.vote.as_mut())
             .expect("open vote exists: checked above")
             .cast(who, Ballot { choice, power });

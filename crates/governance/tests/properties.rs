@@ -1,7 +1,8 @@
 //! Property tests: random command sequences keep every invariant and never
 //! panic; the same log applied to fresh instances (one entry at a time, or in
 //! batches of any size, or resumed from a snapshot) gives the same outcomes
-//! and the same state hash.
+//! and the same state hash; the incrementally maintained state hash always
+//! equals its recomputation from the whole state.
 
 use neuroshard_governance::testkit::{user_key, validator_key, TestChain, TestConfig};
 use neuroshard_governance::{
@@ -389,6 +390,8 @@ fn run(ops: &[Op]) -> (TestChain, Vec<(u64, Entry)>, Vec<Outcome>) {
             let s = c.state.supply();
             assert_eq!(s.balances + s.staked + s.deposits + s.burned, s.genesis);
             assert_eq!(c.state.state_bytes(), c.state.recount_state_bytes());
+            // The maintained state hash is the hash of the whole state.
+            assert_eq!(c.state.state_hash(), c.state.recompute_state_hash());
         }
     }
     c.state
@@ -441,6 +444,9 @@ proptest! {
     ) {
         let (c, log, outcomes) = run(&ops);
         let hash = c.state.state_hash();
+        prop_assert_eq!(c.state.recompute_state_hash(), hash);
+        let restored = GovernanceState::from_snapshot_bytes(&c.state.to_snapshot_bytes().expect("snapshot encodes")).unwrap();
+        prop_assert_eq!(restored.state_hash(), hash);
 
         // A fresh instance, one entry at a time.
         let mut again = chain().state;
@@ -456,6 +462,7 @@ proptest! {
         }
         prop_assert_eq!(&batched_outcomes, &outcomes);
         prop_assert_eq!(batched.state_hash(), hash);
+        prop_assert_eq!(batched.recompute_state_hash(), hash);
 
         // Snapshot part-way, restore, and finish the log.
         let k = cut.index(log.len() + 1);
@@ -464,6 +471,7 @@ proptest! {
             let _ = first.apply(*i, e);
         }
         let mut resumed = GovernanceState::from_snapshot_bytes(&first.to_snapshot_bytes().expect("snapshot encodes")).unwrap();
+        prop_assert_eq!(resumed.state_hash(), first.state_hash());
         for (i, e) in &log[k..] {
             let _ = resumed.apply(*i, e);
         }
