@@ -42,7 +42,13 @@ pub struct CommitteeGenesis {
     /// The public key set (hex of `PublicKeySet::to_bytes`): when present,
     /// every signature share attached to a `CertificateIssued` entry is
     /// verified against its validator's public key share.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hex")]
+    ///
+    /// Never `skip_serializing_if`: this struct is part of the state's
+    /// postcard encoding (snapshots, `state_hash`), where a skipped field
+    /// makes the decoder read the next field as this one (found by
+    /// fuzzing: a state without the key set could not restore its own
+    /// snapshot). TOML leaves a `None` field out anyway.
+    #[serde(default, with = "opt_hex")]
     pub public_key_set: Option<Vec<u8>>,
 }
 
