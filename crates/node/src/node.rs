@@ -69,10 +69,6 @@ pub struct NodeCore {
     pub issuance: crate::issuance::IssuanceLog,
     /// Pending commands per author account and per source address.
     pub quotas: Quotas,
-    /// The state hash of the last status answer and the applied index it is
-    /// of: hashing a large state is not repeated for every status call, and
-    /// concurrent calls wait for one computation.
-    pub status_hash: tokio::sync::Mutex<Option<(Option<u64>, String)>>,
 }
 
 impl NodeCore {
@@ -113,29 +109,19 @@ impl NodeCore {
             .await
             .ok()
             .flatten();
-        // Index and hash under one lock: the hash is of the state at that
-        // index (computed at most once per applied index).
-        let mut cached = self.status_hash.lock().await;
+        // Index and hash under one read lock: the hash is of the state at
+        // that index. Apply maintains it, so reading it is O(1).
         let (applied_index, state_hash, committed_time_ms, state_bytes, state_budget_bytes) = {
             let m = self.machine.read();
-            let applied = m.last_applied.map(|l| l.index);
-            let hash = match &*cached {
-                Some((index, hash)) if *index == applied => hash.clone(),
-                _ => {
-                    let hash = hex::encode(m.state.state_hash());
-                    *cached = Some((applied, hash.clone()));
-                    hash
-                }
-            };
             (
-                applied,
-                hash,
+                m.last_applied.map(|l| l.index),
+                m.state.state_hash(),
                 m.state.committed_time_ms(),
                 m.state.state_bytes(),
                 m.state.state_budget(),
             )
         };
-        drop(cached);
+        let state_hash = hex::encode(state_hash);
         let role = match metrics.state {
             openraft::ServerState::Leader => "leader",
             openraft::ServerState::Follower => "follower",
@@ -337,7 +323,6 @@ impl Node {
             peers,
             issuance: Default::default(),
             quotas: Quotas::new(&config.client),
-            status_hash: tokio::sync::Mutex::new(None),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
