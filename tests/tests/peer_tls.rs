@@ -99,11 +99,22 @@ fn refused_by_transport(err: &tonic::Status) {
     );
 }
 
-fn refused_handshakes(c: &Ceremony) -> usize {
-    std::fs::read_to_string(c.node_configs[0].with_file_name("node.log"))
-        .expect("node log")
-        .matches("TLS handshake refused")
-        .count()
+/// Handshakes validator 0's peer listener refused, from its status.
+async fn refused_handshakes(c: &Ceremony) -> u64 {
+    let mut client = neuroshard_node::GovernanceClient::connect(
+        &c.api_endpoints[0],
+        &c.dir.join("ca.pem"),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connect to the API");
+    let status = client.status().await.expect("status");
+    let peer = status
+        .listeners
+        .iter()
+        .find(|l| l.name == "peer")
+        .expect("the peer listener's counters");
+    peer.refused.get("handshake_failed").copied().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +158,7 @@ async fn peer_listener_requires_a_committee_certificate() {
     .with_no_client_auth();
     anonymous.alpn_protocols = vec![b"h2".to_vec()];
     let anonymous = Arc::new(anonymous);
-    let before = refused_handshakes(&ours);
+    let before = refused_handshakes(&ours).await;
     let err = refusal(&peer_addr, anonymous.clone()).await;
     assert!(
         err.contains("CertificateRequired"),
@@ -174,12 +185,12 @@ async fn peer_listener_requires_a_committee_certificate() {
     let err = vote(&peer_addr, foreign, 1).await.expect_err("foreign CA");
     refused_by_transport(&err);
 
-    // The listener logged each refused handshake (two bare ones, two from
-    // the gRPC attempts, which may retry); it logs after sending the alert,
-    // so the last line may trail the client's error a little.
+    // The listener counted each refused handshake (two bare ones, two from
+    // the gRPC attempts, which may retry); it counts after sending the
+    // alert, so the last one may trail the client's error a little.
     let mut refused = 0;
     for _ in 0..40 {
-        refused = refused_handshakes(&ours) - before;
+        refused = refused_handshakes(&ours).await - before;
         if refused >= 4 {
             break;
         }

@@ -209,6 +209,13 @@ impl Network for SimNetwork {
             Ok(Box::new(SimStream::new(stream, control)?) as BoxStream)
         })
     }
+
+    /// No strangers in the simulation: the peer listener's reserve is not
+    /// exercised here, and a host lookup outside turmoil would break
+    /// determinism.
+    fn resolve(&self, _addr: String) -> BoxFuture<'static, io::Result<Vec<std::net::IpAddr>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// A simulated TCP stream that a loss fault can reset and a crash closes

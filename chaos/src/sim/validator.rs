@@ -143,6 +143,9 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
             submit_timeout_ms: 3_000,
             ..ClientSettings::default()
         },
+        api_listener: neuroshard_node::config::ListenerSettings::api_default(),
+        peer_listener: neuroshard_node::config::ListenerSettings::peer_default(),
+        streams: Default::default(),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct KeygenOptions {
     pub raft: RaftSettings,
     pub ticks: TickSettings,
     pub client: ClientSettings,
+    /// Connection limits written into every node.toml.
+    pub api_listener: neuroshard_node::config::ListenerSettings,
+    pub peer_listener: neuroshard_node::config::ListenerSettings,
+    pub streams: neuroshard_node::config::StreamSettings,
 }
 
 impl KeygenOptions {
@@ -68,6 +72,9 @@ impl KeygenOptions {
             raft: RaftSettings::default(),
             ticks: TickSettings::default(),
             client: ClientSettings::default(),
+            api_listener: neuroshard_node::config::ListenerSettings::api_default(),
+            peer_listener: neuroshard_node::config::ListenerSettings::peer_default(),
+            streams: Default::default(),
         }
     }
 }
@@ -365,6 +372,9 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             raft: opts.raft.clone(),
             ticks: opts.ticks.clone(),
             client: opts.client.clone(),
+            api_listener: opts.api_listener.clone(),
+            peer_listener: opts.peer_listener.clone(),
+            streams: opts.streams.clone(),
         };
         config
             .validate()

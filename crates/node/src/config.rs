@@ -26,6 +26,9 @@
 //! [raft]    # all optional; defaults shown in `RaftSettings::default`
 //! [ticks]
 //! [client]
+//! [api_listener]    # connection limits, `ListenerSettings::api_default`
+//! [peer_listener]   # connection limits, `ListenerSettings::peer_default`
+//! [streams]         # StreamCertificates limits, `StreamSettings::default`
 //! ```
 
 use std::net::SocketAddr;
@@ -60,6 +63,15 @@ pub struct NodeConfig {
     pub ticks: TickSettings,
     #[serde(default)]
     pub client: ClientSettings,
+    /// Connection limits of the API listener (`[api_listener]`).
+    #[serde(default = "ListenerSettings::api_default")]
+    pub api_listener: ListenerSettings,
+    /// Connection limits of the peer listener (`[peer_listener]`).
+    #[serde(default = "ListenerSettings::peer_default")]
+    pub peer_listener: ListenerSettings,
+    /// Limits of `StreamCertificates` (`[streams]`).
+    #[serde(default)]
+    pub streams: StreamSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -181,6 +193,190 @@ impl Default for ClientSettings {
     }
 }
 
+/// Connection limits of one listener. Every count covers connections still
+/// in their TLS handshake as well as established ones; a connection over a
+/// limit is accepted and closed at once (the accept loop never waits).
+/// Durations of 0 turn that timer off where the key says so.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    /// Connections open at once (handshaking or established).
+    pub max_connections: usize,
+    /// Connections open at once from one source IP address.
+    pub max_connections_per_source: usize,
+    /// TLS handshakes in progress at once.
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source IP address.
+    pub max_handshakes_per_source: usize,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout_ms: u64,
+    /// Peer listener only (0 on the API listener): connections (and as many
+    /// handshakes) kept for the committee's own validators, recognised by
+    /// the source addresses their `[[peers]]` entries resolve to, usable
+    /// only when the general pool is full.
+    pub reserved_for_committee: usize,
+    /// Concurrent HTTP/2 streams (calls) per connection.
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 keepalive: the server pings a connection this often …
+    pub keepalive_interval_ms: u64,
+    /// … and closes it when a ping is not answered within this.
+    pub keepalive_timeout_ms: u64,
+    /// A connection with no call in progress for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// A connection older than this is asked to close (HTTP/2 GOAWAY; calls
+    /// in flight get `max_connection_age_grace_ms` to finish). 0: never.
+    pub max_connection_age_ms: u64,
+    pub max_connection_age_grace_ms: u64,
+}
+
+impl ListenerSettings {
+    /// Clients and light nodes.
+    pub fn api_default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_source: 128,
+            max_handshakes: 256,
+            max_handshakes_per_source: 16,
+            handshake_timeout_ms: 5_000,
+            reserved_for_committee: 0,
+            max_streams_per_connection: 128,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            max_connection_age_ms: 3_600_000,
+            max_connection_age_grace_ms: 30_000,
+        }
+    }
+
+    /// The committee's validators (and, unless firewalled, anyone).
+    pub fn peer_default() -> Self {
+        Self {
+            max_connections: 256,
+            max_connections_per_source: 32,
+            max_handshakes: 64,
+            max_handshakes_per_source: 8,
+            handshake_timeout_ms: 5_000,
+            reserved_for_committee: 64,
+            max_streams_per_connection: 256,
+            keepalive_interval_ms: 10_000,
+            keepalive_timeout_ms: 5_000,
+            idle_timeout_ms: 300_000,
+            max_connection_age_ms: 0,
+            max_connection_age_grace_ms: 30_000,
+        }
+    }
+
+    fn validate(&self, section: &'static str, peer: bool) -> Result<(), ConfigError> {
+        // Keys are named in full in every refusal.
+        let key = |k: &str| format!("{section}.{k}");
+        check_range(
+            key("max_connections"),
+            self.max_connections as u64,
+            1,
+            65_536,
+        )?;
+        check_range(
+            key("max_connections_per_source"),
+            self.max_connections_per_source as u64,
+            1,
+            self.max_connections as u64,
+        )?;
+        check_range(
+            key("max_handshakes"),
+            self.max_handshakes as u64,
+            1,
+            self.max_connections as u64,
+        )?;
+        check_range(
+            key("max_handshakes_per_source"),
+            self.max_handshakes_per_source as u64,
+            1,
+            self.max_handshakes as u64,
+        )?;
+        check_range(
+            key("handshake_timeout_ms"),
+            self.handshake_timeout_ms,
+            100,
+            60_000,
+        )?;
+        if peer {
+            check_range(
+                key("reserved_for_committee"),
+                self.reserved_for_committee as u64,
+                0,
+                4_096,
+            )?;
+        } else if self.reserved_for_committee != 0 {
+            return Err(invalid(
+                key("reserved_for_committee"),
+                self.reserved_for_committee,
+                "must be 0: only the peer listener keeps connections for the committee",
+            ));
+        }
+        check_range(
+            key("max_streams_per_connection"),
+            u64::from(self.max_streams_per_connection),
+            1,
+            10_000,
+        )?;
+        check_range(
+            key("keepalive_interval_ms"),
+            self.keepalive_interval_ms,
+            1_000,
+            3_600_000,
+        )?;
+        check_range(
+            key("keepalive_timeout_ms"),
+            self.keepalive_timeout_ms,
+            100,
+            self.keepalive_interval_ms,
+        )?;
+        check_range(
+            key("idle_timeout_ms"),
+            self.idle_timeout_ms,
+            1_000,
+            86_400_000,
+        )?;
+        if self.max_connection_age_ms != 0 {
+            check_range(
+                key("max_connection_age_ms"),
+                self.max_connection_age_ms,
+                10_000,
+                30 * 86_400_000,
+            )?;
+        }
+        check_range(
+            key("max_connection_age_grace_ms"),
+            self.max_connection_age_grace_ms,
+            0,
+            3_600_000,
+        )?;
+        Ok(())
+    }
+}
+
+/// Limits of `StreamCertificates`, the light nodes' follow stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSettings {
+    /// Certificate streams open at once on this validator.
+    pub max_certificate_streams: usize,
+    /// Certificate streams open at once from one source IP address.
+    pub max_certificate_streams_per_source: usize,
+    /// A stream whose reader leaves a full buffer unread this long is ended.
+    pub slow_reader_timeout_ms: u64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            max_certificate_streams: 256,
+            max_certificate_streams_per_source: 8,
+            slow_reader_timeout_ms: 30_000,
+        }
+    }
+}
+
 /// What an AppendEntries request adds around one log entry (vote, previous
 /// log id, commit id, the entry's log id and protobuf framing), rounded up.
 pub const APPEND_ENTRIES_OVERHEAD_BYTES: u64 = 4 * 1024;
@@ -206,25 +402,30 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("config key `{key}` = {value}: {rule}")]
     Invalid {
-        key: &'static str,
+        key: std::borrow::Cow<'static, str>,
         value: String,
         rule: String,
     },
 }
 
 fn invalid(
-    key: &'static str,
+    key: impl Into<std::borrow::Cow<'static, str>>,
     value: impl std::fmt::Display,
     rule: impl Into<String>,
 ) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         value: value.to_string(),
         rule: rule.into(),
     }
 }
 
-fn check_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+fn check_range(
+    key: impl Into<std::borrow::Cow<'static, str>>,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(invalid(key, value, format!("must be within {min}..={max}")));
     }
@@ -462,6 +663,27 @@ impl NodeConfig {
             c.submit_timeout_ms,
             100,
             600_000,
+        )?;
+        self.api_listener.validate("api_listener", false)?;
+        self.peer_listener.validate("peer_listener", true)?;
+        let st = &self.streams;
+        check_range(
+            "streams.max_certificate_streams",
+            st.max_certificate_streams as u64,
+            1,
+            65_536,
+        )?;
+        check_range(
+            "streams.max_certificate_streams_per_source",
+            st.max_certificate_streams_per_source as u64,
+            1,
+            st.max_certificate_streams as u64,
+        )?;
+        check_range(
+            "streams.slow_reader_timeout_ms",
+            st.slow_reader_timeout_ms,
+            100,
+            3_600_000,
         )?;
         Ok(())
     }

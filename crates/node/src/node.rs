@@ -16,6 +16,7 @@ use neuroshard_governance::{Genesis, GovernanceState, SignedCommand};
 
 use crate::admission::{self, Quotas, Verdict};
 use crate::clock::{Clock, SystemClock};
+use crate::config::ListenerSettings;
 use crate::config::{ConfigError, NodeConfig};
 use crate::error::NodeError;
 use crate::keys::{load_validator_keys, ValidatorKeys};
@@ -26,6 +27,9 @@ use crate::store::{open_sled, DurableDb, SharedMachine};
 use crate::submit::{Submitted, Submitter};
 use crate::ticker::run_ticker;
 use crate::transport::api_service::AdminService;
+use crate::transport::conn::{
+    ActivityLayer, CommitteeAddrs, ConnectionLimiter, ListenerStats, SourceCounter,
+};
 use crate::transport::governance_service::PublicApi;
 use crate::transport::net::{tls_incoming, Network, TcpNetwork};
 use crate::transport::peer_client::{PeerClientSettings, PeerClients};
@@ -69,6 +73,14 @@ pub struct NodeCore {
     pub issuance: crate::issuance::IssuanceLog,
     /// Pending commands per author account and per source address.
     pub quotas: Quotas,
+    /// Connection counters of the API and peer listeners and of the
+    /// certificate streams, for the status.
+    pub connections: Vec<Arc<ListenerStats>>,
+    /// `StreamCertificates`: open streams in total and per source.
+    pub certificate_streams: Arc<SourceCounter>,
+    /// A certificate stream whose reader leaves a full buffer unread this
+    /// long is ended (`streams.slow_reader_timeout_ms`).
+    pub slow_reader_timeout: Duration,
 }
 
 impl NodeCore {
@@ -264,7 +276,7 @@ impl Node {
             .collect();
         if members != expected {
             return Err(ConfigError::Invalid {
-                key: "peers",
+                key: "peers".into(),
                 value: format!("{members:?} (with node_id)"),
                 rule: format!("must name exactly the genesis validators {expected:?}"),
             }
@@ -313,6 +325,9 @@ impl Node {
             config.client.clone(),
             election_timeout,
         );
+        let api_stats = ListenerStats::new("api");
+        let peer_stats = ListenerStats::new("peer");
+        let stream_stats = ListenerStats::new("certificate_streams");
         let core = Arc::new(NodeCore {
             id: config.node_id,
             chain_id: genesis.chain_id.clone(),
@@ -323,6 +338,13 @@ impl Node {
             peers,
             issuance: Default::default(),
             quotas: Quotas::new(&config.client),
+            connections: vec![api_stats.clone(), peer_stats.clone(), stream_stats.clone()],
+            certificate_streams: SourceCounter::new(
+                config.streams.max_certificate_streams,
+                config.streams.max_certificate_streams_per_source,
+                stream_stats,
+            ),
+            slow_reader_timeout: Duration::from_millis(config.streams.slow_reader_timeout_ms),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -365,15 +387,23 @@ impl Node {
         ))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+        // The committee's own addresses keep the peer listener's reserve.
+        let committee = CommitteeAddrs::resolve_in_background(
+            env.network.clone(),
+            config.peers.iter().map(|p| p.addr.clone()).collect(),
+            shutdown_rx.clone(),
+        );
         let incoming = tls_incoming(
             peer_listener,
             TlsAcceptor::from(tls.peer_server_config()?),
             true,
+            ConnectionLimiter::new(config.peer_listener.clone(), Some(committee), peer_stats),
         );
         let mut stop = shutdown_rx.clone();
+        let peer_server = grpc_server(&config.peer_listener, server_timeout);
         tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .timeout(server_timeout)
+            let mut peer_server = peer_server;
+            let result = peer_server
                 .add_service(peer_service)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stop.changed().await;
@@ -387,15 +417,13 @@ impl Node {
             .max_decoding_message_size(crate::transport::api_service::MAX_API_REQUEST_BYTES)
             .max_encoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES);
         let public = PublicApi::new(core.clone(), genesis, shutdown_rx.clone()).await?;
-        let api_router = public.add_to(
-            tonic::transport::Server::builder()
-                .timeout(server_timeout)
-                .add_service(admin),
-        )?;
+        let api_router =
+            public.add_to(grpc_server(&config.api_listener, server_timeout).add_service(admin))?;
         let incoming = tls_incoming(
             api_listener,
             TlsAcceptor::from(tls.api_server_config()?),
             false,
+            ConnectionLimiter::new(config.api_listener.clone(), None, api_stats),
         );
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -528,4 +556,25 @@ impl Node {
         let applied = self.core.machine.read().last_applied.map(|l| l.index);
         tracing::info!(node = self.core.id, ?applied, ?syncs, "validator stopped");
     }
+}
+
+/// A gRPC server with one listener's per-connection limits: concurrent
+/// streams, HTTP/2 keepalive, maximum connection age, and call activity
+/// for the idle timeout.
+fn grpc_server(
+    s: &ListenerSettings,
+    timeout: Duration,
+) -> tonic::transport::Server<tower::layer::util::Stack<ActivityLayer, tower::layer::util::Identity>>
+{
+    let mut server = tonic::transport::Server::builder()
+        .timeout(timeout)
+        .max_concurrent_streams(s.max_streams_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_millis(s.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(s.keepalive_timeout_ms)));
+    if s.max_connection_age_ms > 0 {
+        server = server
+            .max_connection_age(Duration::from_millis(s.max_connection_age_ms))
+            .max_connection_age_grace(Duration::from_millis(s.max_connection_age_grace_ms));
+    }
+    server.layer(ActivityLayer)
 }

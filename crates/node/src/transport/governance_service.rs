@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use prost::Message;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
@@ -25,6 +25,8 @@ use crate::reads::read_barrier;
 use crate::transport::api_convert as convert;
 use crate::transport::api_errors::{self as errors, invalid_argument};
 use crate::transport::api_service::{self, MAX_API_MESSAGE_BYTES, MAX_API_REQUEST_BYTES};
+use crate::transport::conn::Refusal;
+use crate::transport::net::PeerIdentity;
 
 /// Bytes of proposals (certificates) one `ListProposals`
 /// (`ListCertificates`) answer carries at most: half the message bound,
@@ -32,8 +34,6 @@ use crate::transport::api_service::{self, MAX_API_MESSAGE_BYTES, MAX_API_REQUEST
 pub const MAX_LIST_RESPONSE_BYTES: usize = MAX_API_MESSAGE_BYTES / 2;
 /// Longest a read waits to become linearizable.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Certificate streams open at once on one validator.
-pub const MAX_CERTIFICATE_STREAMS: usize = 256;
 /// Certificates buffered per stream before the sender waits for the client.
 pub const STREAM_BUFFER: usize = 16;
 
@@ -49,7 +49,6 @@ struct GenesisView {
 pub struct GovernanceService {
     core: Arc<NodeCore>,
     genesis: Arc<GenesisView>,
-    streams: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -83,7 +82,6 @@ impl PublicApi {
         let service = GovernanceService {
             core,
             genesis: Arc::new(view),
-            streams: Arc::new(Semaphore::new(MAX_CERTIFICATE_STREAMS)),
             shutdown,
         };
         let reporter = tonic_health::server::HealthReporter::new();
@@ -469,24 +467,45 @@ impl Governance for GovernanceService {
         &self,
         req: Request<api::StreamCertificatesRequest>,
     ) -> Result<Response<Self::StreamCertificatesStream>, Status> {
-        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+        let streams = &self.core.certificate_streams;
+        let source = api_service::source_ip(&req);
+        let permit = streams.acquire(source).map_err(|why| {
+            let message = match why {
+                Refusal::TooManyStreamsFromSource => format!(
+                    "{} certificate streams are open from {} (streams.max_certificate_streams_per_source); close one or retry later",
+                    streams.per_source(),
+                    source.map_or("this source".to_owned(), |ip| ip.to_string()),
+                ),
+                _ => format!(
+                    "{} certificate streams are open on this validator (streams.max_certificate_streams); use another validator or retry later",
+                    streams.total()
+                ),
+            };
             errors::with_detail(
                 tonic::Code::ResourceExhausted,
                 api::ErrorDetail {
-                    rule: "too_many_streams".into(),
-                    message: format!(
-                        "{MAX_CERTIFICATE_STREAMS} certificate streams are open on this validator (MAX_CERTIFICATE_STREAMS); use another validator or retry later"
-                    ),
+                    rule: why.as_str().into(),
+                    message,
                     ..Default::default()
                 },
             )
         })?;
+        // The stream keeps its connection out of the idle timeout while it
+        // runs (and lets it go once a slow reader is cut off).
+        let call = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.activity.as_ref())
+            .map(|a| a.begin());
+        let slow_reader_timeout = self.core.slow_reader_timeout;
+        let stats = streams.stats.clone();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let core = self.core.clone();
         let mut shutdown = self.shutdown.clone();
         let mut next = req.into_inner().from_sequence.max(1);
         tokio::spawn(async move {
             let _permit = permit;
+            let _call = call;
             let mut applied = core.raft.metrics();
             loop {
                 // Issued certificates from `next` on, stopping at the first
@@ -510,10 +529,20 @@ impl Governance for GovernanceService {
                 };
                 let full = batch.len() == STREAM_BUFFER;
                 for c in batch {
-                    if tx.send(Ok(c)).await.is_err() {
-                        return;
+                    match tx.send_timeout(Ok(c), slow_reader_timeout).await {
+                        Ok(()) => next += 1,
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                            // The reader left a full buffer unread: end the
+                            // stream and give its place to someone else.
+                            stats.refuse(
+                                Refusal::SlowReader,
+                                source.map_or("in-process".to_owned(), |ip| ip.to_string()),
+                                false,
+                            );
+                            return;
+                        }
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
                     }
-                    next += 1;
                 }
                 if full {
                     continue;
@@ -578,6 +607,22 @@ impl Governance for GovernanceService {
             pending_certificates: pending,
             state_bytes,
             state_budget_bytes,
+            listeners: self
+                .core
+                .connections
+                .iter()
+                .map(|l| {
+                    let l = l.status();
+                    api::ListenerStatus {
+                        name: l.name,
+                        open: l.open,
+                        handshaking: l.handshaking,
+                        accepted: l.accepted,
+                        committee_refused: l.committee_refused,
+                        refused: l.refused.into_iter().collect(),
+                    }
+                })
+                .collect(),
         }))
     }
 }

@@ -4,6 +4,7 @@
 pub mod api_convert;
 pub mod api_errors;
 pub mod api_service;
+pub mod conn;
 pub mod convert;
 pub mod governance_service;
 pub mod net;

@@ -12,10 +12,13 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::transport::server::Connected;
 
+use crate::transport::conn::{
+    ConnActivity, ConnectionLimiter, IdleTimer, ListenerStats, RateLimitedLog, Refusal, Slot,
+};
 use crate::transport::tls::validator_id_of;
 use crate::types::NodeId;
 
@@ -36,6 +39,17 @@ pub trait Listener: Send + 'static {
 pub trait Network: Send + Sync + 'static {
     fn bind(&self, addr: String) -> BoxFuture<'static, io::Result<Box<dyn Listener>>>;
     fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<BoxStream>>;
+
+    /// The IP addresses `addr` (`host:port`) resolves to: the peer
+    /// listener keeps its reserve for these (`transport/conn.rs`).
+    fn resolve(&self, addr: String) -> BoxFuture<'static, io::Result<Vec<std::net::IpAddr>>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host(addr)
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    }
 }
 
 /// Real TCP.
@@ -75,32 +89,38 @@ impl Network for TcpNetwork {
     }
 }
 
-/// Longest a TLS handshake may take before the connection is dropped.
+/// Longest a TLS handshake the node starts (as a client) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Handshakes in progress at once per listener; more connections wait.
-pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
-/// Accepted connections waiting for the gRPC server to pick them up.
-const MAX_ACCEPTED_BACKLOG: usize = 64;
+/// Established connections waiting for the gRPC server to pick them up;
+/// one that finds the queue full is closed.
+const MAX_ACCEPTED_BACKLOG: usize = 256;
 
 /// Who is on the other end of an accepted connection: the validator its
-/// client certificate names (peer listener), or nobody in particular (API).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// client certificate names (peer listener), or nobody in particular (API);
+/// and the connection's call activity, for its idle timeout.
+#[derive(Clone, Debug)]
 pub struct PeerIdentity {
     pub validator: Option<NodeId>,
     pub remote: SocketAddr,
+    pub activity: Option<Arc<ConnActivity>>,
 }
 
-/// A TLS connection accepted by a listener, with its identity.
+/// A TLS connection accepted by a listener, with its identity, its place
+/// in the listener's limits and its idle timer.
 pub struct Accepted {
     stream: tokio_rustls::server::TlsStream<BoxStream>,
     identity: PeerIdentity,
+    idle: IdleTimer,
+    _slot: Slot,
+    stats: Arc<ListenerStats>,
+    idle_closed: bool,
 }
 
 impl Connected for Accepted {
     type ConnectInfo = PeerIdentity;
 
     fn connect_info(&self) -> PeerIdentity {
-        self.identity
+        self.identity.clone()
     }
 }
 
@@ -110,7 +130,23 @@ impl AsyncRead for Accepted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.idle_closed {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Pending => {}
+            ready => return ready,
+        }
+        // Nothing to read: an idle connection ends here (end of stream,
+        // which the HTTP/2 server takes as the client leaving).
+        if this.idle.poll_expired(cx).is_ready() {
+            this.idle_closed = true;
+            this.stats
+                .refuse(Refusal::Idle, this.identity.remote, false);
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
     }
 }
 
@@ -132,26 +168,34 @@ impl AsyncWrite for Accepted {
     }
 }
 
-/// Accepts connections on `listener`, runs the TLS handshake (each bounded
-/// by [`HANDSHAKE_TIMEOUT`]) and yields the established ones. With
-/// `require_validator`, a connection whose certificate names no validator is
-/// dropped (the CA check itself happens inside the handshake).
+/// Accepts connections on `listener` and yields the established TLS ones.
+///
+/// The accept loop never waits: each connection first gets a place from
+/// `limiter` (total, per source, handshakes, the committee's reserve) or is
+/// closed at once; its handshake then runs in a task of its own, bounded
+/// by `handshake_timeout_ms`. With `require_validator`, a connection whose
+/// certificate names no validator is dropped (the CA check itself happens
+/// inside the handshake). Every refusal is counted and logged at most once
+/// a second.
 pub fn tls_incoming(
     mut listener: Box<dyn Listener>,
     acceptor: TlsAcceptor,
     require_validator: bool,
+    limiter: Arc<ConnectionLimiter>,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<Accepted>> {
     let (tx, rx) = mpsc::channel(MAX_ACCEPTED_BACKLOG);
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    let accept_errors = Arc::new(RateLimitedLog::new(Duration::from_secs(1)));
     tokio::spawn(async move {
+        let handshake_timeout = Duration::from_millis(limiter.settings().handshake_timeout_ms);
+        let idle_timeout = Duration::from_millis(limiter.settings().idle_timeout_ms);
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
             let (stream, remote) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and the like: back off briefly.
+                    if let Some(suppressed) = accept_errors.admit() {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -159,20 +203,28 @@ pub fn tls_incoming(
             if tx.is_closed() {
                 return;
             }
+            let mut slot = match limiter.admit(remote.ip()) {
+                Ok(slot) => slot,
+                Err((why, committee)) => {
+                    limiter.stats.refuse(why, remote, committee);
+                    drop(stream);
+                    continue;
+                }
+            };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let stats = limiter.stats.clone();
             tokio::spawn(async move {
-                let _permit = permit;
                 let handshake =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
                 let stream = match handshake {
                     Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::info!(%remote, error = %e, "TLS handshake refused");
+                    Ok(Err(_)) => {
+                        stats.refuse(Refusal::HandshakeFailed, remote, slot.committee);
                         return;
                     }
                     Err(_) => {
-                        tracing::info!(%remote, "TLS handshake timed out");
+                        stats.refuse(Refusal::HandshakeTimeout, remote, slot.committee);
                         return;
                     }
                 };
@@ -183,15 +235,26 @@ pub fn tls_incoming(
                     .and_then(|chain| chain.first())
                     .and_then(validator_id_of);
                 if require_validator && validator.is_none() {
-                    tracing::warn!(%remote, "peer certificate names no validator; connection dropped");
+                    stats.refuse(Refusal::NotAValidator, remote, slot.committee);
                     return;
                 }
-                let _closed = tx
-                    .send(Ok(Accepted {
-                        stream,
-                        identity: PeerIdentity { validator, remote },
-                    }))
-                    .await;
+                slot.established();
+                let activity = Arc::new(ConnActivity::default());
+                let accepted = Accepted {
+                    stream,
+                    identity: PeerIdentity {
+                        validator,
+                        remote,
+                        activity: Some(activity.clone()),
+                    },
+                    idle: IdleTimer::new(activity, idle_timeout),
+                    _slot: slot,
+                    stats,
+                    idle_closed: false,
+                };
+                // A full queue means the server is not taking connections:
+                // close this one rather than wait.
+                let _full = tx.try_send(Ok(accepted));
             });
         }
     });

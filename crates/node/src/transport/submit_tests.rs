@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tonic::{Code, Request};
 
 use neuroshard_governance::limits::MAX_COMMAND_BYTES;
@@ -77,6 +77,9 @@ fn config(client: ClientSettings) -> NodeConfig {
             clock_offset_ms: 0,
         },
         client,
+        api_listener: crate::config::ListenerSettings::api_default(),
+        peer_listener: crate::config::ListenerSettings::peer_default(),
+        streams: Default::default(),
     }
 }
 
@@ -139,7 +142,6 @@ async fn start(client: ClientSettings) -> OneValidator {
             version: Default::default(),
             block_interval_ms: genesis.block_interval_ms,
         }),
-        streams: Arc::new(Semaphore::new(1)),
         shutdown: rx,
     };
     OneValidator {
@@ -377,6 +379,7 @@ async fn a_refused_forwarded_command_does_not_fail_its_batch() {
     req.extensions_mut().insert(PeerIdentity {
         validator: Some(0),
         remote: "127.0.0.1:1".parse().expect("addr"),
+        activity: None,
     });
     let results: Vec<_> = peer
         .forward_commands(req)
