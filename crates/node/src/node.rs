@@ -81,6 +81,10 @@ pub struct NodeCore {
     /// A certificate stream whose reader leaves a full buffer unread this
     /// long is ended (`streams.slow_reader_timeout_ms`).
     pub slow_reader_timeout: Duration,
+    /// Read-index rounds as the leader (own reads and followers'
+    /// `ReadIndex` calls) and as a follower (`reads.rs`).
+    pub leader_reads: Arc<crate::reads::ReadIndexBatcher>,
+    pub follower_reads: Arc<crate::reads::ReadIndexBatcher>,
 }
 
 impl NodeCore {
@@ -345,6 +349,8 @@ impl Node {
                 stream_stats,
             ),
             slow_reader_timeout: Duration::from_millis(config.streams.slow_reader_timeout_ms),
+            leader_reads: crate::reads::ReadIndexBatcher::new(),
+            follower_reads: crate::reads::ReadIndexBatcher::new(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -378,13 +384,16 @@ impl Node {
                 + 1_000,
         );
         let mut tasks = Vec::new();
-        let peer_service = RaftPeerServer::new(PeerService::new(
-            raft.clone(),
-            submitter,
-            core.machine.clone(),
-            members,
-            share_tx,
-        ))
+        let peer_service = RaftPeerServer::new(
+            PeerService::new(
+                raft.clone(),
+                submitter,
+                core.machine.clone(),
+                members,
+                share_tx,
+            )
+            .with_read_batcher(core.leader_reads.clone()),
+        )
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
         // The committee's own addresses keep the peer listener's reserve.

@@ -16,6 +16,76 @@ use crate::node::NodeCore;
 use crate::proto;
 use crate::types::{NodeId, Raft};
 
+/// Coalesces read-index rounds: at most one round is in flight, and every
+/// read that arrives while it runs joins the next one. A round serves
+/// exactly the reads that began before it started, so each still gets an
+/// index taken after it began (linearizable), while a flood of reads costs
+/// one heartbeat round (leader) or one `ReadIndex` call (follower) per
+/// round trip instead of one per read.
+#[derive(Debug, Default)]
+pub struct ReadIndexBatcher {
+    state: std::sync::Mutex<Batch>,
+}
+
+type ReadIndexResult = Result<Option<u64>, String>;
+
+#[derive(Debug, Default)]
+struct Batch {
+    running: bool,
+    waiting: Vec<tokio::sync::oneshot::Sender<ReadIndexResult>>,
+    rounds: u64,
+}
+
+impl ReadIndexBatcher {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
+    }
+
+    /// Rounds run so far (for tests and the status).
+    pub fn rounds(&self) -> u64 {
+        self.state.lock().expect("read batch").rounds
+    }
+
+    /// The read index of a round that starts after this call; `round` is
+    /// what one round does (every caller of one batcher passes the same).
+    pub async fn read_index<F, Fut>(self: &std::sync::Arc<Self>, round: F) -> ReadIndexResult
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ReadIndexResult> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut s = self.state.lock().expect("read batch");
+            s.waiting.push(tx);
+            !std::mem::replace(&mut s.running, true)
+        };
+        if start {
+            let me = self.clone();
+            // A task of its own: a caller that gives up must not strand the
+            // others waiting on its round.
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut s = me.state.lock().expect("read batch");
+                        if s.waiting.is_empty() {
+                            s.running = false;
+                            return;
+                        }
+                        s.rounds += 1;
+                        std::mem::take(&mut s.waiting)
+                    };
+                    let result = round().await;
+                    for w in batch {
+                        let _gone = w.send(result.clone());
+                    }
+                }
+            });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the read-index round was dropped".to_owned()))
+    }
+}
+
 /// Times a read re-asks (a new leader) before giving up.
 pub const MAX_READ_INDEX_ATTEMPTS: usize = 4;
 
@@ -47,13 +117,14 @@ pub async fn leader_read_index(raft: &Raft) -> Result<Option<u64>, Status> {
 }
 
 async fn ask_leader(
-    core: &NodeCore,
+    peers: &crate::transport::peer_client::PeerClients,
+    from: NodeId,
     leader: NodeId,
     timeout: Duration,
 ) -> Result<Option<u64>, ReadError> {
     let err = |message: String| ReadError::ReadIndex { leader, message };
-    let mut client = core.peers.client(leader).map_err(|e| err(e.to_string()))?;
-    let mut req = tonic::Request::new(proto::ReadIndexRequest { from: core.id });
+    let mut client = peers.client(leader).map_err(|e| err(e.to_string()))?;
+    let mut req = tonic::Request::new(proto::ReadIndexRequest { from });
     req.set_timeout(timeout);
     let resp = client
         .read_index(req)
@@ -116,21 +187,37 @@ pub async fn read_barrier(
             continue;
         };
         let index = if leader == core.id {
-            match leader_read_index(&core.raft).await {
+            let raft = core.raft.clone();
+            let round = move || {
+                let raft = raft.clone();
+                async move {
+                    leader_read_index(&raft)
+                        .await
+                        .map_err(|s| s.message().to_owned())
+                }
+            };
+            match core.leader_reads.read_index(round).await {
                 Ok(i) => i,
-                Err(s) => {
-                    last = ReadError::ReadIndex {
-                        leader,
-                        message: s.message().to_owned(),
-                    };
+                Err(message) => {
+                    last = ReadError::ReadIndex { leader, message };
                     continue;
                 }
             }
         } else {
-            match ask_leader(core, leader, timeout).await {
+            let peers = core.peers.clone();
+            let id = core.id;
+            let round = move || {
+                let peers = peers.clone();
+                async move {
+                    ask_leader(&peers, id, leader, timeout)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            match core.follower_reads.read_index(round).await {
                 Ok(i) => i,
-                Err(e) => {
-                    last = e;
+                Err(message) => {
+                    last = ReadError::ReadIndex { leader, message };
                     continue;
                 }
             }
@@ -139,4 +226,52 @@ pub async fn read_barrier(
         return Ok(true);
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_reads_costs_one_round_per_round_trip() {
+        let batcher = ReadIndexBatcher::new();
+        let counter = Arc::new(AtomicU64::new(0));
+        let round = {
+            let counter = counter.clone();
+            move || {
+                let counter = counter.clone();
+                async move {
+                    // Each round reads the "commit index" when it starts.
+                    let i = counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok(Some(i))
+                }
+            }
+        };
+        let mut reads = Vec::new();
+        for _ in 0..500 {
+            let b = batcher.clone();
+            let r = round.clone();
+            let before = counter.load(Ordering::SeqCst);
+            reads.push(tokio::spawn(async move {
+                let got = b.read_index(r).await.expect("index").expect("some");
+                // Linearizable: the round that served this read started
+                // after the read began.
+                assert!(
+                    got >= before,
+                    "read began at round {before}, served by {got}"
+                );
+            }));
+            if reads.len() % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        for r in reads {
+            r.await.expect("read");
+        }
+        let rounds = batcher.rounds();
+        assert!((1..=50).contains(&rounds), "{rounds} rounds for 500 reads");
+    }
 }

@@ -45,6 +45,8 @@ pub struct PeerService {
     machine: SharedMachine,
     members: BTreeSet<NodeId>,
     shares: mpsc::Sender<ReceivedShare>,
+    /// Coalesces followers' `ReadIndex` calls into heartbeat rounds.
+    reads: std::sync::Arc<crate::reads::ReadIndexBatcher>,
 }
 
 impl PeerService {
@@ -61,7 +63,18 @@ impl PeerService {
             machine,
             members,
             shares,
+            reads: crate::reads::ReadIndexBatcher::new(),
         }
+    }
+
+    /// Shares `reads` with the node's own linearizable reads, so one
+    /// heartbeat round serves both.
+    pub fn with_read_batcher(
+        mut self,
+        reads: std::sync::Arc<crate::reads::ReadIndexBatcher>,
+    ) -> Self {
+        self.reads = reads;
+        self
     }
 
     fn authenticate<T>(&self, req: &Request<T>, claimed: NodeId) -> Result<(), Status> {
@@ -242,7 +255,20 @@ impl RaftPeer for PeerService {
         req: Request<proto::ReadIndexRequest>,
     ) -> Result<Response<proto::ReadIndexResponse>, Status> {
         self.authenticate(&req, req.get_ref().from)?;
-        let index = crate::reads::leader_read_index(&self.raft).await?;
+        let raft = self.raft.clone();
+        let round = move || {
+            let raft = raft.clone();
+            async move {
+                crate::reads::leader_read_index(&raft)
+                    .await
+                    .map_err(|s| s.message().to_owned())
+            }
+        };
+        let index = self
+            .reads
+            .read_index(round)
+            .await
+            .map_err(Status::unavailable)?;
         Ok(Response::new(proto::ReadIndexResponse { index }))
     }
 
