@@ -7,22 +7,25 @@
 //! unchanged by this cache. What is kept (not serialized; rebuilt when a
 //! snapshot is loaded):
 //!
-//! * `anchors`: the first account of every block of [`BLOCK`] leaves, so a
-//!   ballot's leaf index is found in O(log n + BLOCK);
+//! * `anchors`: the account of every [`ANCHOR`]-th leaf, so a ballot's leaf
+//!   index is found in O(log n + ANCHOR);
 //! * `leaves`: every leaf hash, while the vote is open;
-//! * `levels`: the root of every full, aligned range of `BLOCK · 2^j` leaves;
+//! * `levels`: the root of every full, aligned range of `2^(base + j)`
+//!   leaves (`base` is 3 while the vote is open, 5 once it closed);
 //! * `spine`: the roots of the right edge of the tree (`[s, n)` for each
 //!   start `s` of the binary decomposition of `n`), and the root.
 //!
-//! Costs, per applied batch that changed the vote (never per read):
-//! re-votes replace leaves in place and re-hash their paths, O(log n) each;
-//! a new ballot shifts every leaf after it by one, and in the RFC 6962
-//! shape every inner node to its right then covers different leaves, so the
-//! batch re-hashes the inner nodes from the first new ballot's block to the
-//! end from the cached leaf hashes (O(n) in the worst case, never a leaf
-//! re-encoded). When the vote closes the root is final: the leaf hashes are
-//! dropped and the rest (about 3 bytes per ballot) kept for receipts, whose
-//! proofs then re-hash one block of leaves.
+//! Costs, per applied batch that changed the vote (never per read): a
+//! re-vote replaces its leaf in place and re-hashes its path (an 8-leaf
+//! block and the levels above: O(log n)); a new ballot shifts every leaf
+//! after it by one, and in the RFC 6962 shape every inner node to its right
+//! then covers different leaves, so the batch re-hashes the inner nodes
+//! from the first new ballot's position to the end from the cached leaf
+//! hashes (O(n) in the worst case, once per batch however many ballots it
+//! adds; no leaf is re-encoded). When the vote closes its root is final:
+//! the leaf hashes and the two lowest levels are dropped, the rest (about
+//! 3 bytes per ballot) is kept for receipts, whose proofs then re-hash the
+//! 32 leaves of one block. Reads: the root O(1), a receipt O(log n + 32).
 
 use std::collections::BTreeMap;
 
@@ -33,10 +36,14 @@ use neuroshard_certificate::merkle::{
 use crate::tally::Ballot;
 use crate::types::AccountId;
 
-/// log2 of the leaves per block.
-const BLOCK_BITS: u32 = 5;
-/// Leaves per block: the lowest level of inner nodes kept.
-pub(crate) const BLOCK: usize = 1 << BLOCK_BITS;
+/// Leaves between two anchors (a power of two).
+pub(crate) const ANCHOR: usize = 32;
+/// log2 of the smallest kept range while the vote is open.
+const OPEN_BASE: u32 = 3;
+/// log2 of the smallest kept range once it closed (= log2 `ANCHOR`, so a
+/// receipt's block starts at an anchor).
+const FROZEN_BASE: u32 = 5;
+const _: () = assert!(1 << FROZEN_BASE == ANCHOR && OPEN_BASE <= FROZEN_BASE);
 
 pub(crate) fn leaf_of(account: &AccountId, b: &Ballot) -> BallotLeaf {
     BallotLeaf {
@@ -59,6 +66,8 @@ pub(crate) struct BallotIndex {
     built: bool,
     /// Closed: the leaf hashes are dropped and nothing changes any more.
     frozen: bool,
+    /// log2 of the ranges `levels[0]` holds.
+    base: u32,
     n: usize,
     anchors: Vec<AccountId>,
     leaves: Vec<Hash>,
@@ -95,7 +104,7 @@ impl BallotIndex {
         } else if !self.dirty.is_empty() {
             let dirty = std::mem::take(&mut self.dirty);
             if dirty.values().any(|&new| new) {
-                self.insert_from(ballots, &dirty);
+                self.insert(ballots, &dirty);
             } else {
                 self.replace(ballots, &dirty);
             }
@@ -104,10 +113,13 @@ impl BallotIndex {
         debug_assert_eq!(self.n, ballots.len());
         if closed && !self.frozen {
             self.leaves = Vec::new();
-            self.anchors.shrink_to_fit();
+            let dropped = ((FROZEN_BASE - self.base) as usize).min(self.levels.len());
+            self.levels.drain(..dropped);
             for l in &mut self.levels {
                 l.shrink_to_fit();
             }
+            self.anchors.shrink_to_fit();
+            self.base = FROZEN_BASE;
             self.frozen = true;
         }
     }
@@ -116,54 +128,58 @@ impl BallotIndex {
     fn build(&mut self, ballots: &BTreeMap<AccountId, Ballot>) {
         self.dirty.clear();
         self.frozen = false;
+        self.base = OPEN_BASE;
         self.n = ballots.len();
         self.leaves = ballots.iter().map(|(a, b)| leaf_of(a, b).hash()).collect();
-        self.anchors = ballots.keys().step_by(BLOCK).copied().collect();
+        self.anchors = ballots.keys().step_by(ANCHOR).copied().collect();
         self.levels.clear();
         self.rebuild_levels_from(0);
         self.update_spine();
         self.built = true;
     }
 
-    /// Some ballots are new: the leaves from the first changed block on move.
-    fn insert_from(
-        &mut self,
-        ballots: &BTreeMap<AccountId, Ballot>,
-        dirty: &BTreeMap<AccountId, bool>,
-    ) {
+    /// Some ballots are new: from the anchor before the first changed
+    /// ballot on, the leaves move up (in place, from the end) and every
+    /// kept node over them is re-hashed.
+    fn insert(&mut self, ballots: &BTreeMap<AccountId, Ballot>, dirty: &BTreeMap<AccountId, bool>) {
         let first = *dirty.keys().next().expect("called with changes");
-        // The block holding the first changed ballot's (old) position.
-        let block = self
+        let anchor = self
             .anchors
             .partition_point(|a| *a <= first)
             .saturating_sub(1);
-        let start = block * BLOCK;
-        let from = match self.anchors.get(block) {
-            Some(anchor) => (*anchor).min(first),
+        let start = anchor * ANCHOR;
+        // The account at `start` in the new order.
+        let from = match self.anchors.get(anchor) {
+            Some(a) => (*a).min(first),
             None => first,
         };
-        let mut old = start;
-        let mut tail = Vec::with_capacity(ballots.len() - start);
-        for (account, b) in ballots.range(from..) {
-            match dirty.get(account) {
-                Some(true) => tail.push(leaf_of(account, b).hash()),
-                Some(false) => {
-                    tail.push(leaf_of(account, b).hash());
-                    old += 1;
+        let old_n = self.n;
+        let new_n = ballots.len();
+        self.leaves.resize(new_n, [0; 32]);
+        self.anchors.resize(new_n.div_ceil(ANCHOR), from);
+        let mut old = old_n;
+        let mut changed = dirty.iter().rev().peekable();
+        for (w, (account, b)) in (start..new_n).rev().zip(ballots.range(from..).rev()) {
+            let change = changed.next_if(|(d, _)| *d == account).map(|(_, new)| *new);
+            self.leaves[w] = match change {
+                Some(new) => {
+                    if !new {
+                        old -= 1;
+                    }
+                    leaf_of(account, b).hash()
                 }
                 None => {
-                    tail.push(self.leaves[old]);
-                    old += 1;
+                    old -= 1;
+                    self.leaves[old]
                 }
+            };
+            if w % ANCHOR == 0 {
+                self.anchors[w / ANCHOR] = *account;
             }
         }
-        debug_assert_eq!(old, self.n, "every old leaf after the change is kept");
-        self.leaves.truncate(start);
-        self.leaves.extend(tail);
-        self.n = ballots.len();
-        self.anchors.truncate(block);
-        self.anchors
-            .extend(ballots.range(from..).step_by(BLOCK).map(|(a, _)| *a));
+        debug_assert_eq!(old, start, "every old leaf after the change moved");
+        debug_assert!(changed.next().is_none());
+        self.n = new_n;
         self.rebuild_levels_from(start);
     }
 
@@ -173,15 +189,17 @@ impl BallotIndex {
         ballots: &BTreeMap<AccountId, Ballot>,
         dirty: &BTreeMap<AccountId, bool>,
     ) {
-        let full_blocks = self.n / BLOCK;
+        let base = self.base;
+        let full_blocks = self.n >> base;
         let mut touched: Vec<usize> = Vec::new();
         for account in dirty.keys() {
             let i = self
                 .position(ballots, account)
                 .expect("a re-voted ballot is in the tree");
             self.leaves[i] = leaf_of(account, &ballots[account]).hash();
-            if i / BLOCK < full_blocks && touched.last() != Some(&(i / BLOCK)) {
-                touched.push(i / BLOCK);
+            let block = i >> base;
+            if block < full_blocks && touched.last() != Some(&block) {
+                touched.push(block);
             }
         }
         // Dirty accounts ascend, so the touched blocks do too.
@@ -194,7 +212,7 @@ impl BallotIndex {
             }
             for &k in &touched {
                 let h = if j == 0 {
-                    root_from_leaf_hashes(&self.leaves[k * BLOCK..(k + 1) * BLOCK])
+                    root_from_leaf_hashes(&self.leaves[k << base..(k + 1) << base])
                 } else {
                     let below = &self.levels[j - 1];
                     if 2 * k + 1 >= below.len() {
@@ -207,10 +225,11 @@ impl BallotIndex {
         }
     }
 
-    /// Recomputes every kept inner node covering a leaf at or after `start`.
+    /// Recomputes every kept node covering a leaf at or after `start`.
     fn rebuild_levels_from(&mut self, start: usize) {
-        let first_block = start / BLOCK;
-        let full_blocks = self.n / BLOCK;
+        let base = self.base;
+        let first_block = start >> base;
+        let full_blocks = self.n >> base;
         if self.levels.is_empty() {
             self.levels.push(Vec::new());
         }
@@ -218,7 +237,7 @@ impl BallotIndex {
         blocks.truncate(first_block);
         blocks.extend(
             (blocks.len()..full_blocks)
-                .map(|k| root_from_leaf_hashes(&self.leaves[k * BLOCK..(k + 1) * BLOCK])),
+                .map(|k| root_from_leaf_hashes(&self.leaves[k << base..(k + 1) << base])),
         );
         let mut j = 1;
         loop {
@@ -240,10 +259,9 @@ impl BallotIndex {
         }
     }
 
-    /// Root of the full aligned range of `2^t` leaves at `lo`, for `t` at
-    /// least `BLOCK_BITS`.
+    /// Root of the full aligned range of `2^t` leaves at `lo` (`t >= base`).
     fn level_node(&self, lo: usize, t: u32) -> Hash {
-        self.levels[(t - BLOCK_BITS) as usize][lo >> t]
+        self.levels[(t - self.base) as usize][lo >> t]
     }
 
     /// The right edge and the root, from the levels and the last leaves.
@@ -269,7 +287,7 @@ impl BallotIndex {
         let mut acc: Option<Hash> = None;
         for &(s, size) in pieces.iter().rev() {
             let t = size.trailing_zeros();
-            let piece = if t >= BLOCK_BITS {
+            let piece = if t >= self.base {
                 self.level_node(s, t)
             } else {
                 root_from_leaf_hashes(&self.leaves[s..s + size])
@@ -285,7 +303,7 @@ impl BallotIndex {
         self.root = acc.expect("n > 0");
     }
 
-    /// The leaf index of `account`'s ballot: O(log n + BLOCK).
+    /// The leaf index of `account`'s ballot: O(log n + ANCHOR).
     pub(crate) fn position(
         &self,
         ballots: &BTreeMap<AccountId, Ballot>,
@@ -294,23 +312,24 @@ impl BallotIndex {
         if !ballots.contains_key(account) {
             return None;
         }
-        let block = self
+        let anchor = self
             .anchors
             .partition_point(|a| a <= account)
             .checked_sub(1)?;
-        let offset = ballots.range(self.anchors[block]..*account).count();
-        Some(block * BLOCK + offset)
+        let offset = ballots.range(self.anchors[anchor]..*account).count();
+        Some(anchor * ANCHOR + offset)
     }
 
-    /// The leaf hashes of the block holding leaf `i` (from the cache while
-    /// open, re-hashed from the ballots once frozen) and its first index.
+    /// The leaf hashes of the aligned `2^base` block holding leaf `i` (from
+    /// the cache while open, re-hashed from the ballots once frozen) and
+    /// its first index.
     fn block_leaves(&self, ballots: &BTreeMap<AccountId, Ballot>, i: usize) -> (usize, Vec<Hash>) {
-        let block = i / BLOCK;
-        let lo = block * BLOCK;
-        let hi = (lo + BLOCK).min(self.n);
+        let lo = i >> self.base << self.base;
+        let hi = (lo + (1 << self.base)).min(self.n);
         if self.frozen {
+            // base == log2 ANCHOR: the block starts at an anchor.
             let hashes = ballots
-                .range(self.anchors[block]..)
+                .range(self.anchors[lo / ANCHOR]..)
                 .take(hi - lo)
                 .map(|(a, b)| leaf_of(a, b).hash())
                 .collect();
@@ -332,7 +351,7 @@ impl BallotIndex {
         let size = hi - lo;
         debug_assert!(size.is_power_of_two() && lo.is_multiple_of(size));
         let t = size.trailing_zeros();
-        if t >= BLOCK_BITS {
+        if t >= self.base {
             self.level_node(lo, t)
         } else {
             root_from_leaf_hashes(&block.1[lo - block.0..hi - block.0])
@@ -360,7 +379,7 @@ impl BallotIndex {
         }
     }
 
-    /// The inclusion proof of `account`'s ballot: O(log n + BLOCK).
+    /// The inclusion proof of `account`'s ballot: O(log n + ANCHOR).
     pub(crate) fn proof(
         &self,
         ballots: &BTreeMap<AccountId, Ballot>,
