@@ -85,6 +85,19 @@ impl Pool {
         source: IpAddr,
         connections: usize,
     ) -> Result<Self, RealError> {
+        Self::with_window(api_addrs, ca, source, connections, None)
+    }
+
+    /// As [`Pool::new`], with the HTTP/2 flow-control window this client
+    /// grants each stream (`Some(0)`: a client that never takes what a
+    /// server stream sends; default: hyper's 2 MiB).
+    pub fn with_window(
+        api_addrs: &[String],
+        ca: &Path,
+        source: IpAddr,
+        connections: usize,
+        stream_window: Option<u32>,
+    ) -> Result<Self, RealError> {
         let config = api_client_config(ca).map_err(|e| RealError::invalid("committee CA", e))?;
         let network: Arc<dyn Network> = Arc::new(BoundNetwork { local: source });
         let mut channels = Vec::new();
@@ -100,6 +113,7 @@ impl Pool {
                         .map_err(|e| RealError::invalid(addr.clone(), e))?
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true)
+                        .initial_stream_window_size(stream_window)
                         .connect_with_connector_lazy(connector),
                 );
             }
@@ -312,4 +326,25 @@ pub async fn status(pool: &Pool, i: usize, timeout: Duration) -> Option<api::Clu
         Ok(Ok(s)) => Some(s.into_inner()),
         _ => None,
     }
+}
+
+/// The counters of listener `name` ("api", "peer", "certificate_streams")
+/// in a status (`ClusterStatus.listeners`).
+pub fn listener<'a>(status: &'a api::ClusterStatus, name: &str) -> Option<&'a api::ListenerStatus> {
+    status.listeners.iter().find(|l| l.name == name)
+}
+
+/// Refusals by rule counted between two readings of one listener.
+pub fn refused_delta(
+    before: &api::ListenerStatus,
+    after: &api::ListenerStatus,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .refused
+        .iter()
+        .filter_map(|(rule, n)| {
+            let d = n.saturating_sub(before.refused.get(rule).copied().unwrap_or(0));
+            (d > 0).then(|| (rule.clone(), d))
+        })
+        .collect()
 }

@@ -79,6 +79,11 @@ pub struct Op {
     pub command: Command,
     pub bytes: Vec<u8>,
     pub latency: Duration,
+    /// Sends until the outcome was known (1: answered at once).
+    pub sends: u32,
+    /// Whether its latency counts in its phase's percentiles (not while a
+    /// row prepares, e.g. fills the state before its attack).
+    pub measured: bool,
     pub outcome: Outcome,
 }
 
@@ -87,6 +92,7 @@ pub struct Honest {
     pub clients: Vec<HonestClient>,
     ops: Mutex<Vec<Op>>,
     phase: AtomicUsize,
+    unmeasured: AtomicBool,
     stop: AtomicBool,
     /// Recently acknowledged commands (bytes, log index, receipt JSON), for
     /// the replay attack to send again.
@@ -102,6 +108,7 @@ impl Honest {
             clients,
             ops: Mutex::new(Vec::new()),
             phase: AtomicUsize::new(0),
+            unmeasured: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             recent: Mutex::new(VecDeque::new()),
         })
@@ -109,6 +116,14 @@ impl Honest {
 
     pub fn set_phase(&self, phase: usize) {
         self.phase.store(phase, Ordering::Relaxed);
+        self.unmeasured.store(false, Ordering::Relaxed);
+    }
+
+    /// Commands first sent from now until the next [`Honest::set_phase`]
+    /// or `set_measured(true)` are checked but their latency is not
+    /// measured (a row preparing its attack).
+    pub fn set_measured(&self, measured: bool) {
+        self.unmeasured.store(!measured, Ordering::Relaxed);
     }
 
     pub fn stop(&self) {
@@ -173,6 +188,7 @@ pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, p
             return;
         };
         let phase = honest.phase.load(Ordering::Relaxed);
+        let measured = !honest.unmeasured.load(Ordering::Relaxed);
         let started = Instant::now();
         let mut sends = 0u32;
         let outcome = loop {
@@ -231,6 +247,8 @@ pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, p
             command,
             bytes,
             latency,
+            sends,
+            measured,
             outcome,
         });
         tokio::time::sleep(pace).await;
@@ -250,6 +268,11 @@ pub struct PhaseStats {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// Commands that needed more than one send, and the most sends.
+    pub retried: usize,
+    pub max_sends: u32,
+    /// Commands whose latency is not measured (sent while the row prepared).
+    pub unmeasured: usize,
 }
 
 /// The `q`-quantile (nearest rank) of sorted values.
@@ -269,13 +292,21 @@ pub fn phase_stats(ops: &[Op], applied: &[bool], phases: usize) -> Vec<PhaseStat
         let Some(s) = stats.get_mut(op.phase) else {
             continue;
         };
+        if op.sends > 1 {
+            s.retried += 1;
+        }
+        s.max_sends = s.max_sends.max(op.sends);
         match &op.outcome {
             Outcome::Acked { .. } => {
                 s.acked += 1;
                 if *ok {
                     s.applied += 1;
                 }
-                latencies[op.phase].push(op.latency.as_secs_f64() * 1e3);
+                if op.measured {
+                    latencies[op.phase].push(op.latency.as_secs_f64() * 1e3);
+                } else {
+                    s.unmeasured += 1;
+                }
             }
             Outcome::Refused { rule, .. } => *s.refused.entry(rule.clone()).or_default() += 1,
             Outcome::Unresolved { last } => {

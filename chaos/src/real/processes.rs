@@ -23,6 +23,9 @@ pub struct Validators {
     launch: Vec<Vec<String>>,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// Soft `RLIMIT_NOFILE` the validators start with (default: this
+    /// process's own).
+    open_files: Option<u64>,
 }
 
 fn signal(pid: u32, sig: libc::c_int) -> Result<(), RealError> {
@@ -49,7 +52,15 @@ impl Validators {
             launch,
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
+            open_files: None,
         }
+    }
+
+    /// Validators started from now on get this soft `RLIMIT_NOFILE` (the
+    /// hostile suite raises its own limit for its attackers, and starts the
+    /// validators with the limit the environment gave it).
+    pub fn set_open_files(&mut self, soft: u64) {
+        self.open_files = Some(soft);
     }
 
     pub fn len(&self) -> usize {
@@ -58,6 +69,8 @@ impl Validators {
 
     /// Starts validator `i`; its output is appended to `node.log` beside
     /// its config.
+    // rlim_t is u64 here but not on every target.
+    #[allow(clippy::unnecessary_cast)]
     pub fn spawn(&mut self, i: usize) -> Result<(), RealError> {
         let config = &self.configs[i];
         let log_path = config.with_file_name("node.log");
@@ -71,7 +84,27 @@ impl Validators {
         let config_arg = config.display().to_string();
         let mut argv: Vec<String> = self.launch[i].clone();
         argv.extend([binary, "node".into(), "--config".into(), config_arg]);
-        let child = Command::new(&argv[0])
+        let mut command = Command::new(&argv[0]);
+        if let Some(soft) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the closure only calls
+            // getrlimit/setrlimit, which are async-signal-safe, on the
+            // child's own limits.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut lim = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                        lim.rlim_cur = (soft as libc::rlim_t).min(lim.rlim_max);
+                        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .args(&argv[1..])
             .env(
                 "RUST_LOG",
