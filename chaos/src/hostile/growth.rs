@@ -375,3 +375,84 @@ fn merge(into: &mut AttackReport, from: AttackReport) {
         into.budget_refusal = from.budget_refusal;
     }
 }
+
+/// Fills the state to at least `target` charged bytes with transfers to
+/// fresh accounts from `keys` (in parallel), checking the state's charge
+/// (`GetStatus` of `admin`'s validators) every `CHECK_EVERY` transfers.
+/// Returns the charge reached and the transfers sent; stops at `max`.
+pub async fn fill_to(
+    ctx: &Ctx,
+    pool: &Pool,
+    admin: &Pool,
+    keys: &[SigningKey],
+    target: u64,
+    max: Duration,
+) -> (u64, u64) {
+    const CHECK_EVERY: u64 = 64;
+    let state = || async {
+        let mut best = 0;
+        for i in 0..admin.len() {
+            if let Some(s) = client::status(admin, i, Duration::from_secs(2)).await {
+                best = best.max(s.state_bytes);
+            }
+        }
+        best
+    };
+    let deadline = Instant::now() + max;
+    let mut reached = state().await;
+    let mut sent = 0u64;
+    let mut attackers = Vec::new();
+    for key in keys {
+        if let Some(a) = Attacker::new(pool, &ctx.chain_id, key.clone()).await {
+            attackers.push(a);
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xF111);
+    while reached < target && Instant::now() < deadline && !attackers.is_empty() {
+        for _ in 0..CHECK_EVERY.div_ceil(attackers.len() as u64) {
+            let sends = attackers.iter_mut().map(|a| {
+                let to = account_of(&fresh(&mut rng));
+                a.send(Command::Transfer {
+                    to,
+                    amount: Amount(1),
+                })
+            });
+            let replies = futures_join_all(sends).await;
+            sent += replies.len() as u64;
+            if replies
+                .iter()
+                .any(|r| matches!(r, Reply::Refused(r) if STOP_RULES.contains(&r.rule.as_str())))
+            {
+                return (state().await, sent);
+            }
+        }
+        reached = state().await;
+    }
+    (reached, sent)
+}
+
+/// Runs the futures concurrently (in one task) and collects their outputs.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

@@ -4,8 +4,10 @@
 //! transfers running throughout, and, one after the other after a
 //! no-attack baseline, attacks by clients that do not play by the rules:
 //! oversized commands, a flood of garbage and forged signatures,
-//! replayed nonces and identical retries, and growth loops driven until
-//! their price or the state budget stops them. One table row per phase;
+//! replayed nonces and identical retries, growth loops driven until
+//! their price or the state budget stops them, and (issue 10) floods of
+//! idle connections and half-open TLS handshakes, of never-read
+//! certificate streams and of reads. One table row per phase;
 //! exit 1 when any pass criterion fails (docs/chaos.md, "Hostile
 //! clients").
 //!
@@ -13,15 +15,19 @@
 //! (`real::committee::prepare`, `real::processes::Validators`); the
 //! genesis is then given the suite's accounts and its small state budget.
 
+pub mod certs;
 pub mod client;
+pub mod connflood;
 pub mod content;
 pub mod flood;
 pub mod growth;
 pub mod honest;
 pub mod oversized;
+pub mod reads;
 pub mod replay;
 pub mod report;
 pub mod rss;
+pub mod streams;
 pub mod table;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,7 +69,7 @@ pub const TIMING: Timing = Timing {
 /// Longest the committee may take to elect its first leader.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the whole suite may run, from keygen to verdict.
-pub const MAX_SUITE: Duration = Duration::from_secs(230);
+pub const MAX_SUITE: Duration = Duration::from_secs(290);
 /// Longest a setup command is retried.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Honest traffic before the baseline, not measured (connections, the
@@ -94,24 +100,34 @@ pub enum Attack {
     Flood,
     /// (c) replayed nonces and identical retries.
     Replay,
+    /// Idle TCP connections and half-open TLS handshakes against one
+    /// validator's API and peer ports while another validator restarts.
+    ConnFlood,
+    /// StreamCertificates calls that never read, while a light node follows.
+    StreamFlood,
     /// (d) CreateDraft/Withdraw loop.
     DraftsWithdraw,
     /// (d) fresh accounts funded to vote.
     FreshVoters,
     /// (d) largest drafts up to the per-author limit.
     MaxDrafts,
+    /// ≥ 5 000 GetStatus/GetTally per second against a half-full state.
+    ReadFlood,
     /// (d) transfers to fresh accounts until the state budget refuses.
     FreshAccounts,
 }
 
 impl Attack {
-    pub const ALL: [Attack; 7] = [
+    pub const ALL: [Attack; 10] = [
         Attack::Oversized,
         Attack::Flood,
         Attack::Replay,
+        Attack::ConnFlood,
+        Attack::StreamFlood,
         Attack::DraftsWithdraw,
         Attack::FreshVoters,
         Attack::MaxDrafts,
+        Attack::ReadFlood,
         Attack::FreshAccounts,
     ];
 
@@ -120,6 +136,9 @@ impl Attack {
             Attack::Oversized => "(a) oversized",
             Attack::Flood => "(b) garbage+bad sigs",
             Attack::Replay => "(c) replay/retries",
+            Attack::ConnFlood => "conn flood+restart",
+            Attack::StreamFlood => "stream flood",
+            Attack::ReadFlood => "read flood",
             Attack::DraftsWithdraw => Loop::DraftsWithdraw.name(),
             Attack::FreshVoters => Loop::FreshVoters.name(),
             Attack::MaxDrafts => Loop::MaxDrafts.name(),
@@ -174,13 +193,44 @@ pub struct HostileArgs {
     /// 0 leaves the genesis default (for a validator binary without it).
     #[arg(long, default_value_t = 3 * 1024 * 1024)]
     pub state_budget_bytes: u64,
+    /// Connection flood: idle TCP connections kept open per attacked port.
+    #[arg(long, default_value_t = 2_000)]
+    pub conn_idle: usize,
+    /// Connection flood: half-open TLS handshakes kept open per attacked port.
+    #[arg(long, default_value_t = 500)]
+    pub conn_half_open: usize,
+    /// Connection flood: pause before a closed connection is opened again.
+    #[arg(long, default_value_t = 1_000)]
+    pub conn_reconnect_ms: u64,
+    /// Stream flood: never-reading StreamCertificates calls.
+    #[arg(long, default_value_t = streams::DEFAULT_STREAMS)]
+    pub streams: usize,
+    /// `streams.slow_reader_timeout_ms` of the suite's validators (the
+    /// default, 30 s, is longer than a row).
+    #[arg(long, default_value_t = 2_000)]
+    pub slow_reader_ms: u64,
+    /// Read flood: GetStatus/GetTally calls per second.
+    #[arg(long, default_value_t = 6_000.0)]
+    pub read_rate: f64,
+    /// Read flood: fill the state to this share of its budget first (0:
+    /// read against whatever the state holds, the control experiment).
+    #[arg(long, default_value_t = 50)]
+    pub read_fill_percent: u64,
+    /// Read flood: GetTally with `stale = true` (no read index) instead
+    /// of the default linearizable read.
+    #[arg(long)]
+    pub read_tally_stale: bool,
 }
 
 /// Everything an attack needs to know.
 pub struct Ctx {
     pub chain_id: String,
     pub api_addrs: Vec<String>,
+    pub peer_addrs: Vec<String>,
     pub ca: PathBuf,
+    /// The keygen output (identity keys, genesis, committee info).
+    pub committee_dir: PathBuf,
+    pub committee_info: neuroshard_certificate::CommitteeInfo,
     pub honest: Arc<Honest>,
     pub honest_nep: NepId,
     pub seed: u64,
@@ -232,7 +282,9 @@ impl Keys {
 
     /// Genesis allocations in NEURO: (key, balance, staked).
     fn allocations(&self) -> Vec<(&SigningKey, u64, u64)> {
-        let mut out = vec![(&self.author, 200, 200)];
+        // The author also ratifies the emergency that shortens
+        // ratification votes (certs.rs): most of the stake.
+        let mut out = vec![(&self.author, 200, 2_000)];
         out.extend(self.voters.iter().map(|k| (k, 10, 1_000)));
         out.extend(self.transfer.iter().map(|k| (k, 10_000, 0)));
         out.extend([
@@ -342,11 +394,24 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         ),
     }
 
+    for path in &committee.configs {
+        set_node_config(path, args.slow_reader_ms)?;
+    }
+    // The attackers hold thousands of sockets: this process gets its hard
+    // limit of open files; the validators keep the one it was given.
+    let (soft_before, soft_now) = raise_open_files();
+    println!(
+        "hostile: open files (RLIMIT_NOFILE soft): {soft_before} for the validators, {soft_now} for the attackers"
+    );
+
     let mut validators = Validators::new(
         &binary,
         committee.configs.clone(),
         vec![Vec::new(); VALIDATORS],
     );
+    if soft_before > 0 {
+        validators.set_open_files(soft_before);
+    }
     for i in 0..VALIDATORS {
         validators.spawn(i)?;
     }
@@ -391,11 +456,15 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     let ctx = Ctx {
         chain_id: chain_id.clone(),
         api_addrs,
+        peer_addrs: addrs.iter().map(|a| a.peer.clone()).collect(),
         ca: committee.ca.clone(),
+        committee_dir: dir.clone(),
+        committee_info: committee.info.clone(),
         honest: honest.clone(),
         honest_nep,
         seed: args.seed,
     };
+    let mut issuer: Option<certs::Issuer> = None;
     let honest_pool = ctx.pool(10, 1)?;
     let mut honest_tasks = tokio::task::JoinSet::new();
     for id in 0..honest.clients.len() {
@@ -423,6 +492,11 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         honest.set_phase(p);
         let pids: Vec<Option<u32>> = (0..VALIDATORS).map(|i| validators.pid(i)).collect();
         let reset = pids.iter().flatten().all(|&pid| rss::reset_peak(pid));
+        let mut phase = Phase {
+            validators: &mut validators,
+            admin: &admin,
+            issuer: &mut issuer,
+        };
         println!(
             "hostile: {name}: running (from {} ms since the epoch)",
             crate::real::journal::now_ms()
@@ -437,7 +511,18 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
                 tokio::time::sleep(Duration::from_secs(args.baseline_secs)).await;
                 AttackReport::default()
             }
-            _ => run_attack(&ctx, &keys, attacks[p - 2], args, min, growth_max).await?,
+            _ => {
+                run_attack(
+                    &ctx,
+                    &keys,
+                    attacks[p - 2],
+                    args,
+                    min,
+                    growth_max,
+                    &mut phase,
+                )
+                .await?
+            }
         };
         if !reset {
             report
@@ -448,9 +533,9 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             println!("hostile: validator {i} exited by itself ({status}); see its node.log");
             exited.push(i);
         }
-        let peaks = pids
-            .iter()
-            .map(|p| p.and_then(rss::peak_kib))
+        // A validator restarted during the phase: its new process's peak.
+        let peaks = (0..VALIDATORS)
+            .map(|i| validators.pid(i).and_then(rss::peak_kib))
             .collect::<Vec<_>>();
         let running = VALIDATORS - exited.len();
         // The state's charge at the end of the phase, as the validators
@@ -510,6 +595,20 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
                 ));
             }
         }
+        if s.retried > 0 {
+            report.notes.push(format!(
+                "honest: {} of {} commands needed more than one send (at most {})",
+                s.retried,
+                s.acked + s.unresolved + s.refused.values().sum::<usize>(),
+                s.max_sends
+            ));
+        }
+        if s.unmeasured > 0 {
+            report.notes.push(format!(
+                "honest: {} commands sent while the row prepared are checked, not in its p99",
+                s.unmeasured
+            ));
+        }
         let state = report.state_bytes.or(report.budget_refusal);
         let mut row = Row {
             name,
@@ -556,6 +655,15 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     Ok(rows)
 }
 
+/// What some attacks need beyond the context: the validators (to restart
+/// one), the admin client, the certificate issuer (made by the first
+/// attack that needs it).
+struct Phase<'a> {
+    validators: &'a mut Validators,
+    admin: &'a Pool,
+    issuer: &'a mut Option<certs::Issuer>,
+}
+
 async fn run_attack(
     ctx: &Ctx,
     keys: &Keys,
@@ -563,9 +671,110 @@ async fn run_attack(
     args: &HostileArgs,
     min: Duration,
     growth_max: Duration,
+    phase: &mut Phase<'_>,
 ) -> Result<AttackReport, RealError> {
     // Each attacker connects from its own loopback address.
     Ok(match attack {
+        Attack::ConnFlood => {
+            // Every attacker socket at once on both ports, and some room.
+            let needed = 2 * (args.conn_idle + args.conn_half_open) as u64 + 512;
+            let (_, soft) = raise_open_files();
+            if soft < needed {
+                let mut r = AttackReport::default();
+                r.finding(format!(
+                    "this process may open {soft} files (RLIMIT_NOFILE hard limit), the flood needs {needed}: raise the hard limit (ulimit -Hn) or lower --conn-idle/--conn-half-open"
+                ));
+                return Ok(r);
+            }
+            let size = connflood::FloodSize {
+                idle: args.conn_idle,
+                half_open: args.conn_half_open,
+                reconnect: Duration::from_millis(args.conn_reconnect_ms),
+            };
+            connflood::run(
+                ctx,
+                phase.admin,
+                phase.validators,
+                &ctx.peer_addrs,
+                size,
+                min,
+            )
+            .await
+        }
+        Attack::StreamFlood => {
+            let mut setup = Vec::new();
+            if phase.issuer.is_none() {
+                match start_issuer(ctx, &keys.author).await {
+                    Ok((i, notes)) => {
+                        *phase.issuer = Some(i);
+                        setup = notes;
+                    }
+                    Err(e) => {
+                        let mut r = AttackReport::default();
+                        r.finding(format!("certificates could not be issued: {e}"));
+                        return Ok(r);
+                    }
+                }
+            }
+            let follower = light_follower(ctx)?;
+            let issuer = phase.issuer.as_mut().expect("made above");
+            let mut r = streams::run(ctx, phase.admin, issuer, follower, args.streams, min).await;
+            r.notes.splice(0..0, setup);
+            r
+        }
+        Attack::ReadFlood => {
+            // At least half the budget charged first (the growth rows
+            // before it usually did that already).
+            let mut fill_note = None;
+            let now = state_of(phase.admin).await;
+            let fill = |budget: u64| budget / 100 * args.read_fill_percent.min(100);
+            if let Some((bytes, budget)) = now {
+                if bytes < fill(budget) {
+                    // Honest commands meanwhile are checked, not measured.
+                    ctx.honest.set_measured(false);
+                    let pool = ctx.pool(9, 1)?;
+                    let (reached, sent) = growth::fill_to(
+                        ctx,
+                        &pool,
+                        phase.admin,
+                        &keys.fresh_accounts,
+                        fill(budget),
+                        growth_max,
+                    )
+                    .await;
+                    ctx.honest.set_measured(true);
+                    fill_note = Some(format!(
+                        "state filled from {} to {} KiB of {} KiB with {sent} transfers to fresh accounts before the reads",
+                        bytes / 1024,
+                        reached / 1024,
+                        budget / 1024
+                    ));
+                }
+            }
+            let now = state_of(phase.admin).await;
+            let mut r = reads::run(ctx, args.read_rate, args.read_tally_stale, min).await;
+            if let Some((bytes, budget)) = now {
+                r.notes.insert(
+                    0,
+                    format!(
+                        "reads against a state charged {} KiB of its {} KiB budget ({:.0} %)",
+                        bytes / 1024,
+                        budget / 1024,
+                        bytes as f64 * 100.0 / budget.max(1) as f64
+                    ),
+                );
+                if bytes < fill(budget) {
+                    r.finding(format!(
+                        "the state was charged only {bytes} of {budget} bytes, less than {} %",
+                        args.read_fill_percent
+                    ));
+                }
+            }
+            if let Some(n) = fill_note {
+                r.notes.insert(0, n);
+            }
+            r
+        }
         Attack::Oversized => {
             let pool = ctx.pool(2, 1)?;
             oversized::run(ctx, &pool, &keys.oversize, min).await
@@ -606,6 +815,127 @@ async fn run_attack(
             .await
         }
     })
+}
+
+/// The highest (state bytes, budget) any validator reports.
+async fn state_of(admin: &Pool) -> Option<(u64, u64)> {
+    let mut best: Option<(u64, u64)> = None;
+    for i in 0..admin.len() {
+        if let Some(s) = client::status(admin, i, Duration::from_secs(2)).await {
+            if s.state_budget_bytes > 0 {
+                let seen = (s.state_bytes, s.state_budget_bytes);
+                best = Some(best.map_or(seen, |b| b.max(seen)));
+            }
+        }
+    }
+    best
+}
+
+/// The genesis of the suite's committee.
+fn genesis_of(ctx: &Ctx) -> Result<Genesis, RealError> {
+    let path = ctx.committee_dir.join("genesis.toml");
+    let text = std::fs::read_to_string(&path).map_err(RealError::io(&path))?;
+    Genesis::from_toml(&text).map_err(|e| RealError::invalid(path.display().to_string(), e))
+}
+
+/// A light node's follower at genesis, pinned to the committee info.
+fn light_follower(ctx: &Ctx) -> Result<neuroshard_certificate::follower::Follower, RealError> {
+    use neuroshard_node::transport::api_convert::{value_to_proto, version_to_proto};
+    let genesis = genesis_of(ctx)?;
+    let set = genesis
+        .parameter_set()
+        .map_err(|e| RealError::invalid("genesis parameters", e))?;
+    let verifier = neuroshard_certificate::verifier::Verifier::new(ctx.committee_info.clone())
+        .map_err(|e| RealError::invalid("committee info", e))?;
+    Ok(neuroshard_certificate::follower::Follower::new(
+        verifier,
+        set.iter()
+            .map(|(k, v)| (k.to_owned(), value_to_proto(v)))
+            .collect(),
+        version_to_proto(genesis.protocol_version),
+    ))
+}
+
+/// The certificate issuer (certs.rs): the validators' identity keys, and
+/// the emergency that makes ratification votes short, ratified by
+/// `ratifier`. Returns it with notes for the row.
+async fn start_issuer(
+    ctx: &Ctx,
+    ratifier: &SigningKey,
+) -> Result<(certs::Issuer, Vec<String>), String> {
+    let started = Instant::now();
+    let mut identities = Vec::new();
+    for i in 0..VALIDATORS {
+        let path = ctx
+            .committee_dir
+            .join(format!("validator-{i}"))
+            .join("identity.key");
+        let secret = neuroshard_node::keys::read_hex_secret(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let secret: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: not a 32-byte key", path.display()))?;
+        identities.push(SigningKey::from_bytes(&secret));
+    }
+    let genesis = genesis_of(ctx).map_err(|e| e.to_string())?;
+    let set = genesis.parameter_set().map_err(|e| e.to_string())?;
+    let voting_days = match set.get("gov.voting_days") {
+        Some(neuroshard_governance::ParamValue::Integer(d)) => *d,
+        other => return Err(format!("gov.voting_days is {other:?}")),
+    };
+    let pool = ctx.pool(13, 1).map_err(|e| e.to_string())?;
+    let lookup = |k: &str| set.get(k).cloned();
+    let mut issuer = certs::Issuer::new(pool, &ctx.chain_id, identities, &lookup).await?;
+    let nep = certs::shorten_ratification(&mut issuer, ratifier, voting_days).await?;
+    Ok((
+        issuer,
+        vec![format!(
+            "setup: NEP-{} (emergency) set gov.voting_days {voting_days} -> {} and was voted to ratify, in {:.1} s: every later emergency gives an ACTIVATION and, 2 s on, a REVOCATION certificate",
+            nep.0,
+            certs::RATIFICATION_DAYS,
+            started.elapsed().as_secs_f64()
+        )],
+    ))
+}
+
+/// Sets the suite's node.toml keys: `streams.slow_reader_timeout_ms`.
+fn set_node_config(path: &Path, slow_reader_ms: u64) -> Result<(), RealError> {
+    let text = std::fs::read_to_string(path).map_err(RealError::io(path))?;
+    let mut config = neuroshard_node::NodeConfig::parse(&text)
+        .map_err(|e| RealError::invalid(path.display().to_string(), e))?;
+    config.streams.slow_reader_timeout_ms = slow_reader_ms;
+    config
+        .validate()
+        .map_err(|e| RealError::invalid(path.display().to_string(), e))?;
+    let body = config
+        .to_toml()
+        .map_err(|e| RealError::invalid(path.display().to_string(), e))?;
+    std::fs::write(path, body).map_err(RealError::io(path))
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (CI
+/// machines may start with a soft limit of 1 024); returns the soft limit
+/// before and after.
+// rlim_t is u64 here but not on every target.
+#[allow(clippy::unnecessary_cast)]
+pub fn raise_open_files() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        let before = lim.rlim_cur as u64;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return (before, before);
+        }
+        (before, lim.rlim_cur as u64)
+    }
 }
 
 /// Adds the suite's accounts to the genesis and sets its state budget
