@@ -330,14 +330,17 @@ impl MerkleTrie {
             return;
         };
         // The leaf the key's bits lead to shares the longest prefix with it.
+        // Its path is marked stale on the way: the whole path if the key is
+        // there (the common case: one descent), else at least every
+        // ancestor of the new leaf (a few below it are re-hashed needlessly).
         let mut node = root;
         while !node.is_leaf() {
-            let b = &self.branches[node.index()];
+            let b = &mut self.branches[node.index()];
+            b.dirty = true;
             node = b.child[bit_of(&key, b.bit)];
         }
         let Some(bit) = crit_bit(&self.leaves[node.index()].key, &key) else {
             self.leaves[node.index()].hash = hash;
-            self.mark_path(&key);
             return;
         };
         // The new branch goes above the first node that splits below `bit`.
@@ -347,7 +350,6 @@ impl MerkleTrie {
             if b.bit > bit {
                 break;
             }
-            b.dirty = true;
             slot = Slot::Child(n.index(), bit_of(&key, b.bit));
         }
         let existing = self.at(slot).expect("a slot below the root holds a node");
@@ -448,8 +450,9 @@ pub(crate) fn root_from_scratch(entries: &[([u8; 32], Hash)]) -> Hash {
 pub(crate) struct HashedMap<K, V> {
     map: BTreeMap<K, V>,
     trie: MerkleTrie,
-    /// Keys changed since the last flush; `true` if the whole value changed.
-    dirty: BTreeMap<K, bool>,
+    /// Keys changed since the last flush (repeats allowed, sorted and merged
+    /// at the flush); `true` if the whole value changed.
+    dirty: Vec<(K, bool)>,
     root: Hash,
 }
 
@@ -458,7 +461,7 @@ impl<K, V> Default for HashedMap<K, V> {
         Self {
             map: BTreeMap::new(),
             trie: MerkleTrie::default(),
-            dirty: BTreeMap::new(),
+            dirty: Vec::new(),
             root: empty_root(),
         }
     }
@@ -511,46 +514,35 @@ impl<K: TrieKey, V: StateEntry> HashedMap<K, V> {
         m
     }
 
-    fn touch(&mut self, key: &K, whole: bool) {
-        match self.dirty.get_mut(key) {
-            Some(w) => *w |= whole,
-            None => {
-                self.dirty.insert(key.clone(), whole);
-            }
-        }
-    }
-
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        if self.map.contains_key(key) {
-            self.touch(key, true);
-        }
-        self.map.get_mut(key)
+        let v = self.map.get_mut(key)?;
+        self.dirty.push((key.clone(), true));
+        Some(v)
     }
 
     /// Like `get_mut`, for a change to the value's separately hashed part
     /// only (`StateEntry::digest` with `whole == false`).
     pub(crate) fn get_mut_part(&mut self, key: &K) -> Option<&mut V> {
-        if self.map.contains_key(key) {
-            self.touch(key, false);
-        }
-        self.map.get_mut(key)
+        let v = self.map.get_mut(key)?;
+        self.dirty.push((key.clone(), false));
+        Some(v)
     }
 
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.touch(&key, true);
+        self.dirty.push((key.clone(), true));
         self.map.insert(key, value)
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let removed = self.map.remove(key);
         if removed.is_some() {
-            self.touch(key, true);
+            self.dirty.push((key.clone(), true));
         }
         removed
     }
 
     pub(crate) fn entry(&mut self, key: K) -> btree_map::Entry<'_, K, V> {
-        self.touch(&key, true);
+        self.dirty.push((key.clone(), true));
         self.map.entry(key)
     }
 
@@ -560,7 +552,14 @@ impl<K: TrieKey, V: StateEntry> HashedMap<K, V> {
         if self.dirty.is_empty() {
             return;
         }
-        for (key, whole) in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        dirty.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            kept.1 |= same && later.1;
+            same
+        });
+        for (key, whole) in dirty {
             let k = key.trie_key();
             match self.map.get_mut(&key) {
                 Some(v) => {
@@ -613,7 +612,8 @@ impl<K: TrieKey, V: StateEntry> HashedMap<K, V> {
 pub(crate) struct HashedSet<K> {
     set: BTreeSet<K>,
     trie: MerkleTrie,
-    dirty: BTreeSet<K>,
+    /// Keys changed since the last flush (repeats allowed).
+    dirty: Vec<K>,
     root: Hash,
 }
 
@@ -622,7 +622,7 @@ impl<K> Default for HashedSet<K> {
         Self {
             set: BTreeSet::new(),
             trie: MerkleTrie::default(),
-            dirty: BTreeSet::new(),
+            dirty: Vec::new(),
             root: empty_root(),
         }
     }
@@ -675,14 +675,14 @@ impl<K: TrieKey> HashedSet<K> {
     }
 
     pub(crate) fn insert(&mut self, key: K) -> bool {
-        self.dirty.insert(key.clone());
+        self.dirty.push(key.clone());
         self.set.insert(key)
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> bool {
         let removed = self.set.remove(key);
         if removed {
-            self.dirty.insert(key.clone());
+            self.dirty.push(key.clone());
         }
         removed
     }
@@ -692,7 +692,10 @@ impl<K: TrieKey> HashedSet<K> {
             return;
         }
         let member = member_digest();
-        for key in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty {
             let k = key.trie_key();
             if self.set.contains(&key) {
                 self.trie.upsert(k, leaf_hash(&k, &member));
