@@ -11,9 +11,8 @@ use neuroshard_certificate::merkle::{BallotLeaf, BallotTree, Hash, InclusionProo
 use serde::{Deserialize, Serialize};
 
 use crate::ballot_index::{leaf_of, BallotIndex};
-use crate::hashing::{digest_of, Cached};
-
 use crate::command::VoteChoice;
+use crate::hashing::{digest_of, Cached};
 use crate::types::{AccountId, Amount, BasisPoints, Timestamp, BPS_ONE};
 
 /// One account's counted ballot.
