@@ -45,7 +45,7 @@ pub const KEYS: &[&str] = &[
 pub const RATIFICATION_DAYS: i64 = 2;
 /// A key is used again only this long after its last emergency (its
 /// ratification vote, the revocation, and a margin).
-pub const KEY_REST: Duration = Duration::from_millis(5_000);
+pub const KEY_REST: Duration = Duration::from_millis(3_500);
 /// Longest one issuer command is retried.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 const ATTEMPT: Duration = Duration::from_secs(5);

@@ -27,6 +27,7 @@ pub mod reads;
 pub mod replay;
 pub mod report;
 pub mod rss;
+pub mod snapshots;
 pub mod streams;
 pub mod table;
 
@@ -111,10 +112,11 @@ pub enum Attack {
     FreshVoters,
     /// (d) largest drafts up to the per-author limit.
     MaxDrafts,
-    /// ≥ 5 000 GetStatus/GetTally per second against a half-full state.
-    ReadFlood,
     /// (d) transfers to fresh accounts until the state budget refuses.
     FreshAccounts,
+    /// ≥ 5 000 GetStatus/GetTally per second against a state at least
+    /// half full.
+    ReadFlood,
 }
 
 impl Attack {
@@ -127,8 +129,8 @@ impl Attack {
         Attack::DraftsWithdraw,
         Attack::FreshVoters,
         Attack::MaxDrafts,
-        Attack::ReadFlood,
         Attack::FreshAccounts,
+        Attack::ReadFlood,
     ];
 
     pub fn name(self) -> &'static str {
@@ -502,6 +504,7 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             crate::real::journal::now_ms()
         );
         let started = Instant::now();
+        let started_ms = crate::real::journal::now_ms();
         let mut report = match p {
             0 => {
                 tokio::time::sleep(WARM_UP).await;
@@ -558,6 +561,19 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             report.sent,
             report.findings.len()
         );
+        // The snapshots the validators built during the phase.
+        for (i, config) in committee.configs.iter().enumerate() {
+            let log = config.with_file_name("node.log");
+            let now_ms = crate::real::journal::now_ms();
+            for t in snapshots::built(&log) {
+                if t >= started_ms && t < now_ms {
+                    report.notes.push(format!(
+                        "validator {i} built a snapshot (and purged its log) {:.1} s into the row",
+                        (t - started_ms) as f64 / 1e3
+                    ));
+                }
+            }
+        }
         phases.push((name.clone(), report, running, peaks));
     }
 

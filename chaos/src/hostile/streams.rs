@@ -54,7 +54,14 @@ pub const RETRY: Duration = Duration::from_millis(1_000);
 /// Time over which the attacker opens its first calls.
 pub const RAMP: Duration = Duration::from_millis(1_000);
 /// An emergency this often while the row runs.
-pub const ISSUE_EVERY: Duration = Duration::from_millis(700);
+pub const ISSUE_EVERY: Duration = Duration::from_millis(500);
+/// Certificates the chain holds before the attacker opens its streams:
+/// more than a stream's buffer (`STREAM_BUFFER` = 16 on the validators),
+/// so a stream from the first certificate fills at once and the slow-reader
+/// timeout can end it.
+pub const CHAIN_BEFORE_ATTACK: u64 = 24;
+/// Longest the row may take to get there.
+pub const PREPARE_MAX: Duration = Duration::from_secs(25);
 /// After the row: longest wait for the decided certificates to be issued
 /// and for the light node to receive them.
 pub const SETTLE: Duration = Duration::from_secs(15);
@@ -253,7 +260,6 @@ pub async fn run(
         vec!["streams.too_many_streams_from_source"],
         vec!["streams.slow_reader"],
     ]);
-    let started = Instant::now();
     let n = ctx.api_addrs.len();
     let before: Vec<Option<api::ListenerStatus>> = {
         let mut v = Vec::new();
@@ -266,7 +272,6 @@ pub async fn run(
         }
         v
     };
-    let issued_before = issued(ctx, admin).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (light_stop_tx, light_stop_rx) = watch::channel(false);
 
@@ -288,6 +293,35 @@ pub async fn run(
         light.clone(),
         light_stop_rx,
     ));
+
+    // Certificates first, while the light node follows: honest commands
+    // meanwhile are checked, not measured.
+    let emergencies_before = issuer.issued;
+    let mut issue_errors = Vec::new();
+    let prepared = Instant::now();
+    ctx.honest.set_measured(false);
+    let mut chain = issued(ctx, admin).await;
+    while chain < CHAIN_BEFORE_ATTACK && prepared.elapsed() < PREPARE_MAX {
+        let tick = Instant::now();
+        if let Err(e) = issuer.next().await {
+            issue_errors.push(e);
+        }
+        tokio::time::sleep(ISSUE_EVERY.saturating_sub(tick.elapsed())).await;
+        chain = issued(ctx, admin).await;
+    }
+    ctx.honest.set_measured(true);
+    report.notes.push(format!(
+        "prepared: {chain} certificates issued in {:.1} s before the attack (light node following, honest commands not measured)",
+        prepared.elapsed().as_secs_f64()
+    ));
+    if chain < CHAIN_BEFORE_ATTACK {
+        report.finding(format!(
+            "only {chain} certificates issued within {} s (wanted {CHAIN_BEFORE_ATTACK} before the attack)",
+            PREPARE_MAX.as_secs()
+        ));
+    }
+    let attack_started = Instant::now();
+    let issued_before = chain;
 
     // The attacker.
     let flood = Arc::new(Flood::default());
@@ -323,10 +357,8 @@ pub async fn run(
         ISSUE_EVERY.as_millis()
     );
 
-    // Certificates while the row runs.
-    let mut issue_errors = Vec::new();
-    let emergencies_before = issuer.issued;
-    let floor = started + min;
+    // Certificates while the attack runs.
+    let floor = attack_started + min;
     while Instant::now() < floor {
         let tick = Instant::now();
         if let Err(e) = issuer.next().await {
@@ -345,7 +377,7 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
-    report.elapsed = started.elapsed();
+    report.elapsed = attack_started.elapsed();
 
     // Every certificate decided during the row issued, then the light node
     // holding all of them (it keeps following meanwhile).
@@ -418,14 +450,14 @@ pub async fn run(
     let have = light.next_sequence.saturating_sub(1);
     let during = target.saturating_sub(issued_before);
     report.notes.push(format!(
-        "{} emergencies, {during} certificates issued during the row (sequences {}..={target}); the light node verified {} and holds 1..={have} ({} reconnects)",
+        "{} emergencies in the row, {during} certificates issued during the attack (sequences {}..={target}); the light node verified {} and holds 1..={have} ({} reconnects)",
         issuer.issued - emergencies_before,
         issued_before + 1,
         light.received,
         light.reconnects
     ));
     if during == 0 {
-        report.finding("no certificate was issued during the row".to_owned());
+        report.finding("no certificate was issued during the attack".to_owned());
     }
     if have < target {
         report.finding(format!(
