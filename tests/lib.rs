@@ -50,19 +50,22 @@ pub fn neuroshard_binary() -> PathBuf {
 }
 
 /// A base port such that `count` consecutive ports are free right now.
+/// Candidates lie in 20000..32000, below Linux's ephemeral range
+/// (32768..=60999), so an outgoing connection of another test cannot take
+/// a chosen port between this check and the validator's bind.
 pub fn free_base_port(count: u16) -> u16 {
     let seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(7);
-    let mut candidate = 20_000 + (seed.wrapping_mul(2_654_435_761) % 30_000) as u16;
+    let mut candidate = 20_000 + (seed.wrapping_mul(2_654_435_761) % 12_000) as u16;
     for _ in 0..200 {
         let all_free = (0..count).all(|i| TcpListener::bind(("127.0.0.1", candidate + i)).is_ok());
         if all_free {
             return candidate;
         }
-        candidate = 20_000 + (candidate - 20_000 + 97 * count) % 30_000;
+        candidate = 20_000 + (candidate - 20_000 + 97 * count) % 12_000;
     }
     panic!("no {count} consecutive free ports found");
 }
