@@ -207,6 +207,10 @@ pub struct HostileArgs {
     /// Stream flood: never-reading StreamCertificates calls.
     #[arg(long, default_value_t = streams::DEFAULT_STREAMS)]
     pub streams: usize,
+    /// Stream flood: an emergency (two certificates) this often while the
+    /// attack runs.
+    #[arg(long, default_value_t = streams::DEFAULT_ISSUE_EVERY_MS)]
+    pub cert_every_ms: u64,
     /// `streams.slow_reader_timeout_ms` of the suite's validators (the
     /// default, 30 s, is longer than a row).
     #[arg(long, default_value_t = 2_000)]
@@ -734,7 +738,16 @@ async fn run_attack(
             }
             let follower = light_follower(ctx)?;
             let issuer = phase.issuer.as_mut().expect("made above");
-            let mut r = streams::run(ctx, phase.admin, issuer, follower, args.streams, min).await;
+            let mut r = streams::run(
+                ctx,
+                phase.admin,
+                issuer,
+                follower,
+                args.streams,
+                Duration::from_millis(args.cert_every_ms),
+                min,
+            )
+            .await;
             r.notes.splice(0..0, setup);
             r
         }

@@ -53,8 +53,13 @@ pub const LIGHT_SOURCE: u8 = 11;
 pub const RETRY: Duration = Duration::from_millis(1_000);
 /// Time over which the attacker opens its first calls.
 pub const RAMP: Duration = Duration::from_millis(1_000);
-/// An emergency this often while the row runs.
-pub const ISSUE_EVERY: Duration = Duration::from_millis(500);
+/// An emergency this often while the row prepares its chain.
+pub const PREPARE_EVERY: Duration = Duration::from_millis(500);
+/// An emergency this often while the attack runs (two certificates each):
+/// certificates keep coming, and no faster than a committee makes them
+/// (each `CertificateIssued` entry costs every replica BLS verifications
+/// when it is applied).
+pub const DEFAULT_ISSUE_EVERY_MS: u64 = 2_000;
 /// Certificates the chain holds before the attacker opens its streams:
 /// more than a stream's buffer (`STREAM_BUFFER` = 16 on the validators),
 /// so a stream from the first certificate fills at once and the slow-reader
@@ -254,6 +259,7 @@ pub async fn run(
     issuer: &mut Issuer,
     follower: Follower,
     streams: usize,
+    issue_every: Duration,
     min: Duration,
 ) -> AttackReport {
     let mut report = AttackReport::new(vec![
@@ -306,7 +312,7 @@ pub async fn run(
         if let Err(e) = issuer.next().await {
             issue_errors.push(e);
         }
-        tokio::time::sleep(ISSUE_EVERY.saturating_sub(tick.elapsed())).await;
+        tokio::time::sleep(PREPARE_EVERY.saturating_sub(tick.elapsed())).await;
         chain = issued(ctx, admin).await;
     }
     ctx.honest.set_measured(true);
@@ -354,7 +360,7 @@ pub async fn run(
     println!(
         "hostile: stream-flood: {streams} never-reading StreamCertificates from 127.0.0.{FIRST_SOURCE}..{} over every validator; a light node follows from 127.0.0.{LIGHT_SOURCE}; an emergency every {} ms",
         FIRST_SOURCE + SOURCES - 1,
-        ISSUE_EVERY.as_millis()
+        issue_every.as_millis()
     );
 
     // Certificates while the attack runs.
@@ -364,7 +370,7 @@ pub async fn run(
         if let Err(e) = issuer.next().await {
             issue_errors.push(e);
         }
-        let rest = ISSUE_EVERY.saturating_sub(tick.elapsed());
+        let rest = issue_every.saturating_sub(tick.elapsed());
         tokio::time::sleep(rest).await;
     }
     let mut open_at_end = Vec::new();
