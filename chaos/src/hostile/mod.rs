@@ -743,8 +743,13 @@ async fn run_attack(
                 phase.admin,
                 issuer,
                 follower,
-                args.streams,
-                Duration::from_millis(args.cert_every_ms),
+                streams::FloodSize {
+                    streams: args.streams,
+                    issue_every: Duration::from_millis(args.cert_every_ms),
+                    // Longer than the slow-reader timeout: the validator
+                    // ends the stream first, if it ends it.
+                    hold: Duration::from_millis(2 * args.slow_reader_ms),
+                },
                 min,
             )
             .await;

@@ -73,6 +73,17 @@ pub const SETTLE: Duration = Duration::from_secs(15);
 /// Longest the response headers of a stream call may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The attack's size and pace.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodSize {
+    /// Never-reading calls kept open.
+    pub streams: usize,
+    /// An emergency this often while the attack runs.
+    pub issue_every: Duration,
+    /// How long an accepted call is held before it is opened again.
+    pub hold: Duration,
+}
+
 /// What the light node saw.
 #[derive(Default)]
 pub struct LightState {
@@ -177,11 +188,14 @@ struct Flood {
     refused: Mutex<BTreeMap<String, u64>>,
 }
 
-/// One never-reading call, tried again while refused, held until `stop`.
+/// One never-reading call, tried again while refused; once accepted, held
+/// unread for `hold`, then dropped and opened again (the attacker cannot
+/// see the validator end it without reading), until `stop`.
 async fn never_read(
     pool: Pool,
     validator: usize,
     start_after: Duration,
+    hold: Duration,
     flood: Arc<Flood>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -202,11 +216,17 @@ async fn never_read(
                 flood.opened.fetch_add(1, Ordering::Relaxed);
                 let now = flood.held.fetch_add(1, Ordering::Relaxed) + 1;
                 flood.peak_held.fetch_max(now, Ordering::Relaxed);
-                // Held, never polled, until the row ends.
-                let _ = stop.changed().await;
+                // Held, never polled.
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(hold) => false,
+                    _ = stop.changed() => true,
+                };
                 drop(stream);
                 flood.held.fetch_sub(1, Ordering::Relaxed);
-                return;
+                if stopped {
+                    return;
+                }
+                continue;
             }
             Ok(Err(status)) => {
                 let rule = detail_of(&status)
@@ -258,10 +278,14 @@ pub async fn run(
     admin: &Pool,
     issuer: &mut Issuer,
     follower: Follower,
-    streams: usize,
-    issue_every: Duration,
+    size: FloodSize,
     min: Duration,
 ) -> AttackReport {
+    let FloodSize {
+        streams,
+        issue_every,
+        hold,
+    } = size;
     let mut report = AttackReport::new(vec![
         vec!["streams.too_many_streams_from_source"],
         vec!["streams.slow_reader"],
@@ -352,6 +376,7 @@ pub async fn run(
                 pool,
                 k % n,
                 RAMP.mul_f64(k as f64 / streams as f64),
+                hold,
                 flood.clone(),
                 stop_rx.clone(),
             ));
@@ -439,9 +464,10 @@ pub async fn run(
         .clone();
     report.sent = flood.calls.load(Ordering::Relaxed);
     report.notes.push(format!(
-        "attacker: {} calls, {} streams opened and held unread (at most {} at once; open on the validators at the end of the row: {}), refused as the attacker saw it: {:?}",
+        "attacker: {} calls, {} streams opened and held unread for {:.0} s each (at most {} at once; open on the validators at the end of the row: {}), refused as the attacker saw it: {:?}",
         report.sent,
         flood.opened.load(Ordering::Relaxed),
+        hold.as_secs_f64(),
         flood.peak_held.load(Ordering::Relaxed),
         open_at_end
             .iter()
