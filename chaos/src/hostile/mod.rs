@@ -471,16 +471,36 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         seed: args.seed,
     };
     let mut issuer: Option<certs::Issuer> = None;
-    let honest_pool = ctx.pool(10, 1)?;
+    // The honest clients run on a runtime (a thread) of their own, as the
+    // separate programs they stand for: their latency must not include
+    // waiting behind thousands of attacker tasks in this process's
+    // scheduler (the CPU itself is still shared, as on one machine).
+    let honest_rt = OwnRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("honest")
+            .enable_all()
+            .build()
+            .map_err(RealError::io(Path::new("honest clients' runtime")))?,
+    ));
+    let honest_handle = honest_rt.handle();
+    let honest_pool = {
+        // The channels' background tasks go to the honest runtime too.
+        let _enter = honest_handle.enter();
+        ctx.pool(10, 1)?
+    };
     let mut honest_tasks = tokio::task::JoinSet::new();
     for id in 0..honest.clients.len() {
-        honest_tasks.spawn(honest::run(
-            honest.clone(),
-            honest_pool.clone(),
-            chain_id.clone(),
-            id,
-            Duration::from_millis(args.honest_pace_ms),
-        ));
+        honest_tasks.spawn_on(
+            honest::run(
+                honest.clone(),
+                honest_pool.clone(),
+                chain_id.clone(),
+                id,
+                Duration::from_millis(args.honest_pace_ms),
+            ),
+            &honest_handle,
+        );
     }
 
     // The phases.
@@ -673,6 +693,24 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         println!("committee, data and node logs: {}", dir.display());
     }
     Ok(rows)
+}
+
+/// A runtime owned inside another one: shut down without blocking when
+/// dropped (dropping a runtime in async code panics).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("until dropped").handle().clone()
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// What some attacks need beyond the context: the validators (to restart
