@@ -184,6 +184,45 @@ impl GovernanceState {
                 ));
             }
         }
+        // The pending effects apply, in certificate order, as `tick` will
+        // apply them: every compare-and-set holds and every value fits its
+        // schema (`tick::activate` and `revert` assert both). Found by
+        // fuzzing: a snapshot whose scheduled NEP expected another value
+        // passed every check above, then stopped the replica at activation.
+        let mut params = self.params.clone();
+        for (seq, e) in &self.effects {
+            let Some(p) = self.proposals.get(&e.nep) else {
+                continue; // refused above
+            };
+            let changes = &p.content.parameter_changes;
+            let expected = |c: &crate::nep::ParameterChange| match e.kind {
+                crate::state::EffectKind::Activate => c.expected_old.clone(),
+                crate::state::EffectKind::Revoke => c.new.clone(),
+            };
+            for c in changes {
+                if params.get(&c.key) != Some(&expected(c)) {
+                    return Err(format!(
+                        "pending effect {seq} of {} expects {} = {:?} but the registry will hold {:?}",
+                        e.nep,
+                        c.key,
+                        expected(c),
+                        params.get(&c.key)
+                    ));
+                }
+            }
+            let after: Vec<(String, crate::params::ParamValue)> = match e.kind {
+                crate::state::EffectKind::Activate => changes
+                    .iter()
+                    .map(|c| (c.key.clone(), c.new.clone()))
+                    .collect(),
+                crate::state::EffectKind::Revoke => p.previous_values.clone(),
+            };
+            for (key, value) in after {
+                params
+                    .set(&key, value)
+                    .map_err(|err| format!("pending effect {seq} of {}: {err}", e.nep))?;
+            }
+        }
         for nep in &self.timed {
             let fits = self.proposals.get(nep).is_some_and(|p| {
                 matches!(

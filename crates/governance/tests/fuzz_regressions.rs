@@ -2,7 +2,7 @@
 //! fed to the code that failed on it, so `cargo test --workspace` guards
 //! the fix. The inputs are kept as found, under `tests/fuzz/`.
 
-use neuroshard_governance::{Entry, Genesis, GovernanceState};
+use neuroshard_governance::{Entry, Genesis, GovernanceState, SnapshotError};
 
 /// `genesis_toml`: a genesis without `committee.public_key_set` (optional:
 /// shares are then not checked one by one) gave a state whose snapshot
@@ -33,4 +33,27 @@ fn a_genesis_without_the_key_set_restores_its_snapshots() {
     let written = genesis.to_toml().expect("writes");
     assert!(!written.contains("public_key_set"), "{written}");
     assert_eq!(Genesis::from_toml(&written).expect("reads back"), genesis);
+}
+
+/// `snapshot`: a snapshot whose SCHEDULED NEP expected `FixedPoint(1)` where
+/// the registry holds `Integer(1)` (one variant tag changed) passed every
+/// check of `from_snapshot_bytes`, then the tick that activated the NEP
+/// failed the compare-and-set assertion and stopped the replica. Pending
+/// effects are now replayed on a copy of the registry by the invariants.
+#[test]
+fn a_snapshot_whose_pending_effects_cannot_apply_is_refused() {
+    let bytes = include_bytes!("fuzz/snapshot-scheduled-nep-expects-another-type.bin");
+    match GovernanceState::from_snapshot_bytes(bytes) {
+        Err(SnapshotError::Invariant(why)) => {
+            assert!(why.contains("pending effect"), "{why}")
+        }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(mut state) => {
+            // Were it accepted, time passing must not stop the replica.
+            let index = state.last_applied_index().map_or(1, |i| i + 1);
+            let now = state.committed_time_ms() + 365 * 86_400_000;
+            let _ = state.apply(index, &Entry::Tick { now_ms: now });
+            panic!("a snapshot with an impossible activation was accepted");
+        }
+    }
 }
