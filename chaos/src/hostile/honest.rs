@@ -212,11 +212,23 @@ pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, p
                             kind: r.kind,
                         }
                     }
-                    Reply::Refused(r) => format!("{}: {}", r.rule, r.message),
-                    Reply::Unknown { rule, message } => format!("{rule}: {message}"),
+                    Reply::Refused(r) => (format!("{}: {}", r.rule, r.message), false),
+                    Reply::Unknown { rule, message } => {
+                        // No answer and no status from a validator: the
+                        // connection itself failed (a validator down or
+                        // restarting).
+                        let unreachable = rule == "status_unavailable";
+                        (format!("{rule}: {message}"), unreachable)
+                    }
                 };
+            let (last, unreachable) = last;
             if started.elapsed() > MAX_WAIT {
                 break Outcome::Unresolved { last };
+            }
+            // As a client with a list of validators does: one it cannot
+            // reach is skipped at once, the back-off comes after a round.
+            if unreachable && !(sends as usize).is_multiple_of(n) {
+                continue;
             }
             tokio::time::sleep(backoff(sends)).await;
         };

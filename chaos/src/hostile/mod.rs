@@ -19,6 +19,7 @@ pub mod certs;
 pub mod client;
 pub mod connflood;
 pub mod content;
+pub mod cpu;
 pub mod flood;
 pub mod growth;
 pub mod honest;
@@ -529,6 +530,10 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
         );
         let started = Instant::now();
         let started_ms = crate::real::journal::now_ms();
+        let cpu_before: (u64, Vec<Option<u64>>) = (
+            cpu::self_ms(),
+            pids.iter().map(|p| p.and_then(cpu::process_ms)).collect(),
+        );
         let mut report = match p {
             0 => {
                 tokio::time::sleep(WARM_UP).await;
@@ -585,6 +590,33 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
             report.sent,
             report.findings.len()
         );
+        // CPU used during the phase (a restarted validator: since its start).
+        {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            let driver = cpu::self_ms().saturating_sub(cpu_before.0);
+            let per: Vec<String> = (0..VALIDATORS)
+                .map(|i| {
+                    let now = validators.pid(i).and_then(cpu::process_ms);
+                    let was = if validators.pid(i) == pids[i] {
+                        cpu_before.1[i]
+                    } else {
+                        Some(0)
+                    };
+                    match (now, was) {
+                        (Some(n), Some(w)) => {
+                            format!("{:.2}", n.saturating_sub(w) as f64 / 1e3 / secs)
+                        }
+                        _ => "-".to_owned(),
+                    }
+                })
+                .collect();
+            report.notes.push(format!(
+                "CPU (cores, of the machine's {}): driver (attackers and honest clients) {:.2}, validators {}",
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                driver as f64 / 1e3 / secs,
+                per.join("/")
+            ));
+        }
         // The snapshots the validators built during the phase.
         for (i, config) in committee.configs.iter().enumerate() {
             let log = config.with_file_name("node.log");
