@@ -74,7 +74,12 @@ impl ReadIndexBatcher {
                         s.rounds += 1;
                         std::mem::take(&mut s.waiting)
                     };
-                    let result = round().await;
+                    // A panicking round must not strand its batch or every
+                    // later read: it answers its batch with an error.
+                    let result =
+                        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(round()))
+                            .await
+                            .unwrap_or_else(|_| Err("the read-index round failed".to_owned()));
                     for w in batch {
                         let _gone = w.send(result.clone());
                     }
@@ -205,13 +210,24 @@ pub async fn read_barrier(
             }
         } else {
             let peers = core.peers.clone();
+            let raft = core.raft.clone();
             let id = core.id;
+            // The round asks whoever leads when it starts (a batch may
+            // outlive the leader its first reader saw).
             let round = move || {
                 let peers = peers.clone();
+                let raft = raft.clone();
                 async move {
-                    ask_leader(&peers, id, leader, timeout)
-                        .await
-                        .map_err(|e| e.to_string())
+                    let leader = raft.metrics().borrow().current_leader;
+                    match leader {
+                        Some(l) if l != id => ask_leader(&peers, id, l, timeout)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Some(_) => leader_read_index(&raft)
+                            .await
+                            .map_err(|s| s.message().to_owned()),
+                        None => Err(ReadError::NoLeader.to_string()),
+                    }
                 }
             };
             match core.follower_reads.read_index(round).await {
