@@ -233,7 +233,7 @@ impl CommitteeAddrs {
                         tokio::time::timeout(Duration::from_secs(5), network.resolve(a.clone()))
                             .await
                     {
-                        found.extend(ips);
+                        found.extend(ips.into_iter().map(|ip| ip.to_canonical()));
                     }
                 }
                 {

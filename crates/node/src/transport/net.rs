@@ -62,7 +62,9 @@ impl Listener for TcpListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, addr) = self.0.accept().await?;
-            stream.set_nodelay(true)?;
+            // A connection reset right after accept may refuse this; that is
+            // the connection's problem, not the listener's.
+            let _ = stream.set_nodelay(true);
             Ok((Box::new(stream) as BoxStream, addr))
         })
     }
@@ -192,18 +194,23 @@ pub fn tls_incoming(
             let (stream, remote) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
                     if let Some(suppressed) = accept_errors.admit() {
                         tracing::warn!(error = %e, suppressed, "accept failed");
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors (EMFILE, ENFILE): back off
+                    // briefly. An error of one connection (reset, aborted)
+                    // must not slow the listener for everyone.
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     continue;
                 }
             };
             if tx.is_closed() {
                 return;
             }
-            let mut slot = match limiter.admit(remote.ip()) {
+            // IPv4 peers on a dual-stack listener arrive as ::ffff:a.b.c.d.
+            let mut slot = match limiter.admit(remote.ip().to_canonical()) {
                 Ok(slot) => slot,
                 Err((why, committee)) => {
                     limiter.stats.refuse(why, remote, committee);
