@@ -32,7 +32,7 @@ net_earnings_change_percent = 0.0
 summary = "No change to training or rewards."
 
 [upgrade_path]
-# The longest grace (15 s at 500 ms a day): the emergency must be approved
+# The longest grace (30 s at 1 000 ms a day): the emergency must be approved
 # while this NEP is still SCHEDULED, however slow the CLI calls are.
 grace_period_days = 30
 backward_compatible = true
@@ -57,7 +57,7 @@ async fn an_emergency_cancels_a_scheduled_nep_and_a_failed_ratification_revokes_
         parameters: vec![
             ("gov.review_days", 1),
             ("gov.voting_days", 4),
-            // Room for the CLI calls between approvals (a day is 500 ms).
+            // Room for the CLI calls between approvals (a day is 1 000 ms).
             ("gov.emergency_window_days", 20),
         ],
         ..Setup::default()

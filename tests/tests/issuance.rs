@@ -63,9 +63,14 @@ async fn wait_for_stage(s: &mut Session, id: NepId, stage: Stage, timeout: Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_dies_while_collecting_shares_and_the_certificate_is_issued_once() {
     let mut c = cli_support::start(Setup {
-        day_ms: 300,
+        // The floor of gov.day_ms, with 2-day REVIEW and VOTING.
+        day_ms: 1_000,
         tick_ms: 50,
-        parameters: vec![("gov.max_clock_skew_ms", MAX_SKEW_MS)],
+        parameters: vec![
+            ("gov.max_clock_skew_ms", MAX_SKEW_MS),
+            ("gov.review_days", 2),
+            ("gov.voting_days", 2),
+        ],
         clock_offsets: Vec::new(),
     })
     .await;

@@ -50,8 +50,9 @@ pub struct DemoArgs {
     /// fresh temporary directory, printed).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Length of one governance day in ms (the NEP's 7 + 7 + 14 days).
-    #[arg(long, default_value_t = 800)]
+    /// Length of one governance day in ms (the NEP's 7 + 7 + 14 days); at
+    /// least `gov.day_ms`'s floor of 1 000.
+    #[arg(long, default_value_t = 1_000)]
     pub day_ms: u64,
     /// First of the 8 loopback ports (default: a free range is searched).
     #[arg(long)]
@@ -97,9 +98,10 @@ fn prepare_out(out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    if args.day_ms < 200 {
+    let min_day_ms = neuroshard_governance::params::MIN_DAY_MS as u64;
+    if args.day_ms < min_day_ms {
         anyhow::bail!(
-            "--day-ms {}: at least 200 ms, so votes fit in a voting period",
+            "--day-ms {}: at least {min_day_ms} ms (the floor of gov.day_ms), so votes fit in a voting period",
             args.day_ms
         );
     }
@@ -116,6 +118,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     opts.day_ms = Some(args.day_ms);
     opts.base_port = base_port;
     // Ticks well below a governance day, so deadlines are met closely.
+    // (At most 500 ms, the bound node.toml accepts.)
     opts.ticks.tick_interval_ms = (args.day_ms / 10).clamp(20, 500);
     let ceremony = keygen::run(&opts)?;
     let binary = std::env::current_exe()?;

@@ -268,6 +268,37 @@ const fn reward(spec: ParamSpec) -> ParamSpec {
 
 const DAY_MS: i64 = 86_400_000;
 const MAX_DAYS: i64 = 365;
+
+/// The floor of `gov.day_ms`. A governance day spans at least two ticks
+/// (`ticks.tick_interval_ms` ≤ 500 ms in `node.toml`), so a vote of one
+/// day can neither open and close within one tick nor end before a voter
+/// whose command waits one tick can be counted; the chaos suites and the
+/// demo run on 1 000 ms days.
+pub const MIN_DAY_MS: i64 = 1_000;
+
+/// The floor of `gov.max_clock_skew_ms`. Validators refuse to sign (and to
+/// accept ticks) more than this ahead of their own clocks: 0 would turn
+/// every clock difference and every tick's delay into a refusal, so no
+/// certificate would ever be signed. 1 000 ms is twice the longest tick
+/// interval a `node.toml` accepts; the simulation runs on 2 000 ms, real
+/// committees on the 30 000 ms default.
+pub const MIN_MAX_CLOCK_SKEW_MS: i64 = 1_000;
+
+// Every time parameter's floor, and why (a NEP or genesis below one is
+// refused with `ParamError::OutOfRange`):
+// * `gov.day_ms` ≥ MIN_DAY_MS, `gov.max_clock_skew_ms` ≥
+//   MIN_MAX_CLOCK_SKEW_MS (above).
+// * `gov.voting_days` ≥ 1: 0 would close a vote at the tick that opens it,
+//   before any ballot (the same for an emergency's ratification vote).
+// * `gov.emergency_window_days` ≥ 1: 0 would expire an emergency NEP at
+//   the first tick after its submission, before any approval is ordered.
+// * `gov.review_days` ≥ 0: a REVIEW of 0 ends at the next tick and the vote
+//   (at least one day) still gives every holder time to read and vote.
+// * `gov.grace_min_days`, `gov.grace_max_days`,
+//   `gov.emergency_grace_max_days` ≥ 0: a grace of 0 activates at the vote's
+//   deadline (an emergency at once, its purpose); nothing waits on it.
+// * `econ.unbonding_days` ≥ 0: read by the shard network, not by these
+//   rules (voting power is the stake snapshot taken when a vote opens).
 const NEURO_I: i64 = NEURO as i64;
 const BPS: i64 = crate::types::BPS_ONE as i64;
 
@@ -343,7 +374,7 @@ pub const SCHEMA: &[ParamSpec] = &[
         14,
         0,
         MAX_DAYS,
-        "governance days before unstaked NEURO is spendable by the network",
+        "governance days before unstaked NEURO is spendable by the network (0 allowed: governance votes on snapshot stake)",
     ),
     int(
         "econ.validator_commission_bps",
@@ -362,44 +393,44 @@ pub const SCHEMA: &[ParamSpec] = &[
     int(
         "gov.day_ms",
         DAY_MS,
-        1,
+        MIN_DAY_MS,
         366 * DAY_MS,
-        "length of one governance day in milliseconds",
+        "length of one governance day in milliseconds (at least 1 000: a day spans two ticks or more)",
     ),
     int(
         "gov.emergency_grace_max_days",
         1,
         0,
         MAX_DAYS,
-        "longest grace of an EMERG NEP",
+        "longest grace of an EMERG NEP (0 allowed: an emergency may activate at once)",
     ),
     int(
         "gov.emergency_window_days",
         1,
         1,
         MAX_DAYS,
-        "time for the committee to approve an EMERG NEP",
+        "time for the committee to approve an EMERG NEP (at least 1: 0 would expire it before any approval)",
     ),
     int(
         "gov.grace_max_days",
         30,
         0,
         MAX_DAYS,
-        "longest grace_period_days of a normal NEP",
+        "longest grace_period_days of a normal NEP (0 allowed: activation at the vote's deadline)",
     ),
     int(
         "gov.grace_min_days",
         7,
         0,
         MAX_DAYS,
-        "shortest grace_period_days of a normal NEP",
+        "shortest grace_period_days of a normal NEP (0 allowed: activation at the vote's deadline)",
     ),
     int(
         "gov.max_clock_skew_ms",
         30_000,
-        0,
+        MIN_MAX_CLOCK_SKEW_MS,
         DAY_MS,
-        "how far a committed tick may run ahead of a validator's clock before it refuses to sign",
+        "how far a committed tick may run ahead of a validator's clock before it refuses to sign (at least 1 000: 0 would refuse every tick)",
     ),
     int(
         "gov.quorum_bps",
@@ -408,7 +439,13 @@ pub const SCHEMA: &[ParamSpec] = &[
         BPS,
         "participating power / snapshot total power needed",
     ),
-    int("gov.review_days", 7, 0, MAX_DAYS, "length of REVIEW"),
+    int(
+        "gov.review_days",
+        7,
+        0,
+        MAX_DAYS,
+        "length of REVIEW (0 allowed: the vote, at least a day, follows at the next tick)",
+    ),
     int(
         "gov.state_budget_bytes",
         crate::limits::MAX_STATE_BYTES as i64 / 2,
@@ -421,7 +458,7 @@ pub const SCHEMA: &[ParamSpec] = &[
         7,
         1,
         MAX_DAYS,
-        "length of VOTING and of an emergency ratification vote",
+        "length of VOTING and of an emergency ratification vote (at least 1: 0 would close a vote at the tick that opens it)",
     ),
     int(
         "net.gossip_fanout",
@@ -685,6 +722,52 @@ mod tests {
         );
         assert_eq!(g.max_clock_skew_ms, 30_000);
         assert!(spec("train.reward_per_batch").unwrap().reward);
+    }
+
+    #[test]
+    fn time_parameters_keep_their_floors_at_under_and_over() {
+        // (key, floor): the value below is refused by name, the floor and
+        // above accepted.
+        let floors = [
+            ("gov.day_ms", MIN_DAY_MS),
+            ("gov.max_clock_skew_ms", MIN_MAX_CLOCK_SKEW_MS),
+            ("gov.voting_days", 1),
+            ("gov.emergency_window_days", 1),
+        ];
+        for (key, floor) in floors {
+            assert_eq!(spec(key).unwrap().min, floor, "{key}");
+            let mut p = ParameterSet::genesis_defaults();
+            p.set(key, ParamValue::Integer(floor))
+                .expect("at the floor");
+            p.set(key, ParamValue::Integer(floor + 1))
+                .expect("over the floor");
+            match p.set(key, ParamValue::Integer(floor - 1)) {
+                Err(ParamError::OutOfRange {
+                    key: k, value, min, ..
+                }) => {
+                    assert_eq!((k.as_str(), min), (key, floor));
+                    assert_eq!(value, (floor - 1).to_string());
+                }
+                other => panic!("{key} = {}: {other:?}", floor - 1),
+            }
+            assert!(matches!(
+                p.set(key, ParamValue::Integer(0)),
+                Err(ParamError::OutOfRange { .. })
+            ));
+        }
+        assert_eq!(MIN_DAY_MS, 1_000);
+        assert_eq!(MIN_MAX_CLOCK_SKEW_MS, 1_000);
+        // The time parameters whose 0 is allowed (the comment above SCHEMA
+        // says why).
+        for key in [
+            "gov.review_days",
+            "gov.grace_min_days",
+            "gov.grace_max_days",
+            "gov.emergency_grace_max_days",
+            "econ.unbonding_days",
+        ] {
+            assert_eq!(spec(key).unwrap().min, 0, "{key}");
+        }
     }
 
     #[test]

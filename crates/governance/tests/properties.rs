@@ -13,6 +13,8 @@ use proptest::prelude::*;
 
 const USERS: usize = 4;
 const VALIDATORS: u32 = 4;
+/// `gov.day_ms` of the chain: its floor, the shortest day genesis accepts.
+const DAY_MS: u64 = 1_000;
 
 fn change(key: &str, old: i64, new: i64) -> ParameterChange {
     ParameterChange {
@@ -178,7 +180,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (who, nep.clone(), 0u8..4).prop_map(|(who, nep, choice)| Op::Vote { who, nep, choice }),
         1 => (0..VALIDATORS, 6u8..8).prop_map(|(validator, variant)| Op::Emergency { validator, variant }),
         2 => (0..VALIDATORS, nep).prop_map(|(validator, nep)| Op::Approve { validator, nep }),
-        4 => (0u64..1_200).prop_map(|advance_ms| Op::Tick { advance_ms }),
+        // 0 to 4 governance days (DAY_MS) per tick.
+        4 => (0u64..4 * DAY_MS).prop_map(|advance_ms| Op::Tick { advance_ms }),
         1 => Just(Op::RetryLast),
         1 => Just(Op::IssueCertificates),
         1 => (0..USERS, 1u64..600 * NEURO, 0u16..512).prop_map(|(who, amount, bit)| Op::Forge { who, amount, bit }),
@@ -189,8 +192,9 @@ fn chain() -> TestChain {
     TestChain::new(&TestConfig {
         users: USERS,
         validators: VALIDATORS,
-        // Short days so random ticks cross review, voting and grace.
-        day_ms: 300,
+        // Short days (the floor of gov.day_ms) so random ticks cross review,
+        // voting and grace.
+        day_ms: DAY_MS as i64,
         extra_parameters: vec![(
             "gov.emergency_window_days".to_owned(),
             neuroshard_governance::genesis::ParamInput::Integer(4),

@@ -38,7 +38,8 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Self {
-            day_ms: 500,
+            // The floor of gov.day_ms.
+            day_ms: 1_000,
             tick_ms: 50,
             parameters: Vec::new(),
             clock_offsets: Vec::new(),

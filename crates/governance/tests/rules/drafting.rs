@@ -493,3 +493,55 @@ fn withdrawing_a_draft_burns_its_deposit_and_frees_its_slot() {
         }
     ));
 }
+
+#[test]
+fn a_nep_setting_a_time_parameter_below_its_floor_is_refused() {
+    // (key, floor, the chain's current value): under refused with the
+    // registry's typed error, at and over the floor accepted; an emergency
+    // NEP (any namespace) is checked the same way.
+    let floors = [
+        ("gov.day_ms", 1_000i64, 2_000i64),
+        ("gov.max_clock_skew_ms", 1_000, 30_000),
+        ("gov.voting_days", 1, 7),
+        ("gov.emergency_window_days", 1, 1),
+    ];
+    for (key, floor, current) in floors {
+        let mut c = TestChain::new(&TestConfig {
+            day_ms: 2_000,
+            ..TestConfig::default()
+        });
+        assert_eq!(
+            c.state.params().get(key),
+            Some(&ParamValue::Integer(current))
+        );
+        let change = |new: i64| nep(NepType::Gov, vec![int_change(key, current, new)], 7, true);
+        match draft(&mut c, 0, change(floor - 1)) {
+            Err(GovError::InvalidContent(ContentError::Parameter {
+                key: k,
+                source: ParamError::OutOfRange { min, .. },
+            })) => assert_eq!((k.as_str(), min), (key, floor)),
+            other => panic!("{key} = {}: {other:?}", floor - 1),
+        }
+        let emergency = nep(
+            NepType::Emerg,
+            vec![int_change(key, current, floor - 1)],
+            0,
+            true,
+        );
+        assert!(matches!(
+            c.exec(
+                &neuroshard_governance::testkit::validator_key(0),
+                Command::SubmitEmergency { content: emergency }
+            ),
+            Err(GovError::InvalidContent(ContentError::Parameter {
+                source: ParamError::OutOfRange { .. },
+                ..
+            }))
+        ));
+        for new in [floor, floor + 1] {
+            if new != current {
+                draft(&mut c, 0, change(new)).unwrap_or_else(|e| panic!("{key} = {new}: {e:?}"));
+            }
+        }
+    }
+}
