@@ -1,8 +1,8 @@
 //! Certificates on demand, for the rows that need some issued while they
 //! run: the committee's cheapest path to a certificate is an emergency NEP
-//! (EMERG: submitted with a validator's identity key, approved by 2f+1 = 3
-//! validators, scheduled at the next tick with no vote and no grace, so
-//! its ACTIVATION certificate is decided at once).
+//! (EMERG: submitted with a validator's identity key, approved by a
+//! Byzantine quorum, 3 of the 4 validators, scheduled at the next tick with
+//! no vote and no grace, so its ACTIVATION certificate is decided at once).
 //!
 //! An activated emergency opens a ratification vote of `gov.voting_days`
 //! and keeps its keys reserved until that vote ends. With the suite's
@@ -206,8 +206,8 @@ impl Issuer {
             Effect::EmergencySubmitted { nep, .. } => nep,
             other => return Err(format!("submit-emergency answered {other:?}")),
         };
-        // 2f+1 approvals, the submitter's first.
-        let threshold = 3.min(n);
+        // A Byzantine quorum of approvals (3 of 4), the submitter's first.
+        let threshold = neuroshard_governance::byzantine_quorum(n as u32) as usize;
         for j in 0..threshold {
             self.send((v + j) % n, Command::EmergencyApprove { nep })
                 .await?;

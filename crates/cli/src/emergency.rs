@@ -16,7 +16,8 @@ use crate::views::SubmitOut;
 #[derive(Clone, Debug, Subcommand)]
 pub enum EmergencyCmd {
     /// Submits an EMERG NEP (nep_type = "EMERG"); it skips REVIEW and needs
-    /// 2f+1 validator approvals within gov.emergency_window_days.
+    /// approvals from a Byzantine quorum of validators (t + 1: 3 of 4) within
+    /// gov.emergency_window_days.
     Propose { file: PathBuf },
     /// Approves an emergency NEP awaiting approval.
     Approve { nep: NepId },

@@ -185,9 +185,10 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
     }
     let mut rng = rand::rngs::OsRng;
 
-    // BLS: t + 1 = 2f + 1 of n = 3f + 1 (f = (n - 1) / 3).
-    let f = (n - 1) / 3;
-    let t = (2 * f).min(n - 1);
+    // BLS: t + 1 is the Byzantine quorum ⌊(n + f)/2⌋ + 1 with
+    // f = ⌊(n − 1)/3⌋ (= 2f + 1 of n = 3f + 1; n = 3 → 2, n = 5 → 4), so two
+    // sets of signers share at least f + 1 validators; genesis refuses less.
+    let t = neuroshard_governance::byzantine_quorum(n) - 1;
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     let scheme = SchemeId::G2Rfc9380;

@@ -26,7 +26,9 @@ enum Cmd {
     /// TLS certificates, genesis.toml, committee.json and one node.toml per
     /// validator.
     Keygen {
-        /// Number of validators (n = 3f + 1 tolerates f faulty ones).
+        /// Number of validators: certificates need t + 1 = ⌊(n + f)/2⌋ + 1
+        /// signatures with f = ⌊(n − 1)/3⌋ faulty validators tolerated
+        /// (n = 4: 3 of 4, f = 1; n = 7: 5 of 7, f = 2; n = 3: 2 of 3, f = 0).
         #[arg(long)]
         validators: u32,
         /// Output directory (must not hold a genesis yet).

@@ -136,6 +136,39 @@ fn keygen_with_one_host_per_validator() {
 }
 
 #[test]
+fn keygen_deals_a_byzantine_quorum_for_every_committee_size() {
+    // t + 1 = ⌊(n + f)/2⌋ + 1: n = 3 needs 2 signatures (not 1), n = 5
+    // needs 4 (not 3); the genesis it writes is accepted.
+    for (n, signers, port) in [
+        (2u32, 2u32, 42400u16),
+        (3, 2, 42410),
+        (5, 4, 42420),
+        (7, 5, 42440),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("c");
+        let status = neuroshard()
+            .args(["keygen", "--validators", &n.to_string(), "--out"])
+            .arg(&out)
+            .args(["--base-port", &port.to_string()])
+            .status()
+            .expect("run keygen");
+        assert!(status.success(), "n = {n}");
+        let committee: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("committee.json")).expect("read"))
+                .expect("json");
+        assert_eq!(committee["n"], n);
+        assert_eq!(committee["t"], signers - 1, "n = {n}: t + 1 = {signers}");
+        assert_eq!(neuroshard_governance::byzantine_quorum(n), signers);
+        let genesis = neuroshard_governance::Genesis::from_toml(
+            &std::fs::read_to_string(out.join("genesis.toml")).expect("genesis"),
+        )
+        .expect("parse");
+        neuroshard_governance::GovernanceState::from_genesis(&genesis).expect("valid genesis");
+    }
+}
+
+#[test]
 fn node_refuses_a_config_with_an_unknown_key_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("c");

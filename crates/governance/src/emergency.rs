@@ -1,6 +1,8 @@
 //! The emergency track: a committee validator submits an EMERG NEP with its
-//! identity key (no stake, no fee); 2f+1 of n = 3f+1 validators approve it
-//! with `EmergencyApprove` within `gov.emergency_window_days` (DESIGN §4).
+//! identity key (no stake, no fee); a Byzantine quorum of the n validators
+//! (`quorum::byzantine_quorum`: ⌊(n + f)/2⌋ + 1, = 2f+1 of n = 3f+1)
+//! approves it with `EmergencyApprove` within `gov.emergency_window_days`
+//! (DESIGN §4).
 
 use std::collections::BTreeSet;
 
@@ -13,13 +15,6 @@ use crate::state::GovernanceState;
 use crate::types::{AccountId, NepId};
 use crate::validation::validate_content;
 
-/// Approvals an emergency needs from a committee of `n`: 2f+1 with
-/// f = ⌊(n−1)/3⌋ faulty validators tolerated (n = 4 → 3).
-pub fn emergency_threshold(n: usize) -> u32 {
-    let f = n.saturating_sub(1) / 3;
-    (2 * f + 1) as u32
-}
-
 impl GovernanceState {
     fn validator_index(&self, who: AccountId) -> Result<u32, GovError> {
         self.validators
@@ -28,9 +23,12 @@ impl GovernanceState {
             .ok_or(GovError::NotValidator { account: who })
     }
 
-    /// 2f+1 for this committee.
+    /// Approvals an emergency needs: the Byzantine quorum of this
+    /// committee, the same count as the certificate threshold t + 1 (n = 3
+    /// → 2, n = 4 → 3, n = 5 → 4).
     pub fn emergency_approvals_needed(&self) -> u32 {
-        emergency_threshold(self.validators.len())
+        // At most MAX_VALIDATORS (genesis refuses more).
+        crate::quorum::byzantine_quorum(self.validators.len() as u32)
     }
 
     pub(crate) fn submit_emergency(
@@ -142,17 +140,5 @@ impl GovernanceState {
             approvals: p.approvals.len() as u32,
             threshold,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_are_two_f_plus_one() {
-        for (n, t) in [(1, 1), (3, 1), (4, 3), (7, 5), (10, 7), (5, 3)] {
-            assert_eq!(emergency_threshold(n), t, "n = {n}");
-        }
     }
 }

@@ -201,6 +201,16 @@ pub enum GenesisError {
     CommitteeSizeMismatch { committee_n: u32, validators: usize },
     #[error("committee info: {0}")]
     Committee(String),
+    #[error("committee threshold t + 1 = {signers} of n = {n} validators is not a Byzantine quorum: two sets of t + 1 signers must share at least f + 1 = {overlap} validators (f = ⌊(n − 1)/3⌋ = {faulty}), so t + 1 ≥ ⌊(n + f)/2⌋ + 1 = {needed}")]
+    NotByzantineQuorum {
+        /// t + 1 of the committee info (and of its public key set).
+        signers: u32,
+        n: u32,
+        faulty: u32,
+        overlap: u32,
+        /// `quorum::byzantine_quorum(n)`.
+        needed: u32,
+    },
     #[error("committee info names {field} {found}, the genesis says {expected}")]
     CommitteeMismatch {
         field: String,
@@ -315,6 +325,20 @@ impl Genesis {
             return Err(GenesisError::CommitteeSizeMismatch {
                 committee_n: info.n,
                 validators: n,
+            });
+        }
+        // The threshold is a Byzantine quorum: no two certificates for one
+        // NEP can both gather t + 1 shares while at most f validators lie.
+        // (The public key set, when present, is checked to carry this t.)
+        let needed = crate::quorum::byzantine_quorum(info.n);
+        if info.t + 1 < needed {
+            let faulty = crate::quorum::max_faulty(info.n);
+            return Err(GenesisError::NotByzantineQuorum {
+                signers: info.t + 1,
+                n: info.n,
+                faulty,
+                overlap: faulty + 1,
+                needed,
             });
         }
         if info.chain_id != self.chain_id {

@@ -29,6 +29,7 @@ pub mod params;
 pub mod proposal;
 pub mod proposal_file;
 pub mod queries;
+pub mod quorum;
 pub mod receipt;
 pub mod signature;
 pub mod state;
@@ -44,13 +45,13 @@ pub use certificate::{
     CertificateEvent, CertificateKind, CertificateRecord, IssuedCertificate, PendingCertificate,
 };
 pub use command::{Command, CommandSignature, Entry, SignedCommand, VoteChoice};
-pub use emergency::emergency_threshold;
 pub use error::GovError;
 pub use genesis::{Allocation, CommitteeGenesis, Genesis, GenesisError, GenesisValidator};
 pub use nep::{EconomicImpact, NepContent, NepType, ParameterChange, UpgradePath};
 pub use params::{ParamKind, ParamValue, ParameterSet};
 pub use proposal::{Proposal, RejectReason, Stage};
 pub use queries::{AccountView, ProposalFilter, QueryError, TallyView, VoteReceipt};
+pub use quorum::{byzantine_quorum, max_faulty};
 pub use receipt::{Effect, Outcome, Receipt, Transition};
 pub use state::{GovernanceState, SnapshotError, Supply};
 pub use types::{AccountId, Amount, BasisPoints, Micro, NepId, ProtocolVersion, Timestamp, NEURO};

@@ -128,7 +128,8 @@ pub enum RejectReason {
         expected_old: ParamValue,
         current: ParamValue,
     },
-    /// An emergency NEP without 2f+1 approvals when its window closed.
+    /// An emergency NEP without a Byzantine quorum of approvals
+    /// (`quorum::byzantine_quorum`) when its window closed.
     EmergencyWindowExpired { approvals: u32, threshold: u32 },
 }
 

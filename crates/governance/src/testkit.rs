@@ -70,8 +70,7 @@ pub fn account_of(key: &SigningKey) -> AccountId {
 /// A genesis for `config` plus the dealt BLS keys of its committee.
 pub fn genesis(config: &TestConfig) -> (Genesis, DealtKeys) {
     let n = config.validators;
-    let f = n.saturating_sub(1) / 3;
-    let t = (2 * f).min(n - 1);
+    let t = crate::quorum::byzantine_quorum(n) - 1;
     let dealt = SchemeId::G2Rfc9380
         .scheme()
         .deal(t, n, &[7u8; 32])

@@ -59,6 +59,46 @@ fn two_f_approvals_expire_and_two_f_plus_one_schedule() {
 }
 
 #[test]
+fn every_committee_size_needs_its_byzantine_quorum_of_approvals() {
+    // The count certificates need (t + 1): n = 3 needs 2 approvals (one
+    // validator alone no longer decides), n = 5 needs 4 (two disjoint-enough
+    // groups of 3 could decide differently), n = 7 needs 5.
+    for (n, needed) in [(1u32, 1u32), (2, 2), (3, 2), (4, 3), (5, 4), (6, 4), (7, 5)] {
+        assert_eq!(neuroshard_governance::byzantine_quorum(n), needed);
+        for approvals in [needed - 1, needed] {
+            let mut c = TestChain::new(&neuroshard_governance::testkit::TestConfig {
+                validators: n,
+                ..Default::default()
+            });
+            assert_eq!(c.state.emergency_approvals_needed(), needed, "n = {n}");
+            assert_eq!(c.genesis.committee.info.t + 1, needed, "n = {n}: t + 1");
+            let nep = submit_emergency(
+                &mut c,
+                emergency(vec![int_change("net.gossip_fanout", 8, 16)], 1),
+            );
+            approve(&mut c, 0..approvals, nep);
+            let window = c.state.proposal(nep).unwrap().window_ends_ms.unwrap();
+            ok(c.tick_at(window.0));
+            let expected = if approvals < needed {
+                Stage::Rejected
+            } else {
+                Stage::Scheduled
+            };
+            assert_eq!(stage(&c, nep), expected, "n = {n}, {approvals} approvals");
+            if approvals < needed {
+                assert_eq!(
+                    c.state.proposal(nep).unwrap().rejection,
+                    Some(RejectReason::EmergencyWindowExpired {
+                        approvals,
+                        threshold: needed
+                    })
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn only_validators_submit_and_approve_once() {
     let mut c = chain();
     let content = emergency(vec![int_change("net.gossip_fanout", 8, 16)], 0);

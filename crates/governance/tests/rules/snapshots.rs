@@ -157,3 +157,105 @@ fn genesis_rules_table() {
     g.committee_hash = Some(hex::encode(base.committee.committee_hash()));
     GovernanceState::from_genesis(&g).unwrap();
 }
+
+/// A genesis for a committee of `n` whose BLS keys are dealt with
+/// threshold `t` (t + 1 signers), public key set and committee info agreeing.
+fn genesis_with_threshold(n: u32, t: u32) -> Genesis {
+    let (mut g, _) = testkit::genesis(&TestConfig {
+        validators: n,
+        ..TestConfig::default()
+    });
+    let dealt = g
+        .committee
+        .info
+        .scheme
+        .scheme()
+        .deal(t, n, &[9; 32])
+        .expect("deal");
+    g.committee.info.t = t;
+    g.committee.info.group_public_key = dealt.public_key_set.group_public_key().to_bytes();
+    g.committee.public_key_set = Some(dealt.public_key_set.to_bytes());
+    g
+}
+
+#[test]
+fn genesis_refuses_a_threshold_below_the_byzantine_quorum() {
+    // (n, t + 1 needed, f): at the quorum accepted, one under refused
+    // naming the rule and the numbers, one over (fewer crash faults
+    // tolerated, still safe) accepted.
+    for (n, needed, f) in [
+        (1u32, 1u32, 0u32),
+        (2, 2, 0),
+        (3, 2, 0),
+        (4, 3, 1),
+        (5, 4, 1),
+        (6, 4, 1),
+        (7, 5, 2),
+        (10, 7, 3),
+    ] {
+        GovernanceState::from_genesis(&genesis_with_threshold(n, needed - 1))
+            .unwrap_or_else(|e| panic!("n = {n}, t + 1 = {needed}: {e}"));
+        if needed > 1 {
+            let e = GovernanceState::from_genesis(&genesis_with_threshold(n, needed - 2))
+                .expect_err("under the quorum");
+            assert_eq!(
+                e,
+                GenesisError::NotByzantineQuorum {
+                    signers: needed - 1,
+                    n,
+                    faulty: f,
+                    overlap: f + 1,
+                    needed,
+                },
+                "n = {n}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("not a Byzantine quorum")
+                    && text.contains(&format!("≥ ⌊(n + f)/2⌋ + 1 = {needed}")),
+                "{text}"
+            );
+        }
+        if needed < n {
+            GovernanceState::from_genesis(&genesis_with_threshold(n, needed))
+                .unwrap_or_else(|e| panic!("n = {n}, t + 1 = {}: {e}", needed + 1));
+        }
+    }
+    // The old ceremony's n = 3 committee (t + 1 = 1: one validator signs)
+    // and n = 5 (t + 1 = 3) are refused, also through TOML.
+    for (n, old_t) in [(3u32, 0u32), (5, 2)] {
+        let g = genesis_with_threshold(n, old_t);
+        let text = g.to_toml().unwrap();
+        let parsed = Genesis::from_toml(&text).unwrap();
+        assert!(matches!(
+            parsed.validate(),
+            Err(GenesisError::NotByzantineQuorum { n: m, .. }) if m == n
+        ));
+    }
+}
+
+#[test]
+fn genesis_refuses_a_time_parameter_below_its_floor() {
+    use neuroshard_governance::genesis::ParamInput;
+    use neuroshard_governance::params::ParamError;
+    for (key, floor) in [
+        ("gov.day_ms", 1_000i64),
+        ("gov.max_clock_skew_ms", 1_000),
+        ("gov.voting_days", 1),
+        ("gov.emergency_window_days", 1),
+    ] {
+        for (value, accepted) in [(floor - 1, false), (floor, true), (floor + 1, true)] {
+            let (mut g, _) = testkit::genesis(&TestConfig::default());
+            g.parameters
+                .insert(key.to_owned(), ParamInput::Integer(value));
+            match (GovernanceState::from_genesis(&g), accepted) {
+                (Ok(_), true) => {}
+                (
+                    Err(GenesisError::Parameter(ParamError::OutOfRange { key: k, min, .. })),
+                    false,
+                ) => assert_eq!((k.as_str(), min), (key, floor)),
+                (other, _) => panic!("{key} = {value}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+}
