@@ -44,6 +44,22 @@ use crate::types::NodeId;
 pub const MAX_CONFIG_FILE_BYTES: u64 = 256 * 1024;
 /// Most peers a committee may list.
 pub const MAX_PEERS: usize = 255;
+/// The largest `node_id` and `peers.id`: genesis lists at most
+/// `MAX_VALIDATORS` validators, indexed from 0.
+pub const MAX_NODE_ID: NodeId = neuroshard_governance::limits::MAX_VALIDATORS as NodeId - 1;
+/// The longest `ticks.tick_interval_ms`: half the floor of
+/// `gov.max_clock_skew_ms`, so a healthy leader's committed time never
+/// trails a validator's clock by the skew bound between two ticks.
+pub const MAX_TICK_INTERVAL_MS: u64 =
+    neuroshard_governance::params::MIN_MAX_CLOCK_SKEW_MS as u64 / 2;
+/// The largest `ticks.clock_offset_ms` either way: one day (clock-skew
+/// tests shift by tens of seconds; a mistyped offset must not move
+/// governance time by more).
+pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
+/// The most entries `raft.snapshot_logs_since_last` and
+/// `raft.logs_to_keep_after_snapshot` may name: the log a restart replays
+/// and a follower catches up from stays bounded.
+pub const MAX_LOG_ENTRIES_BETWEEN_SNAPSHOTS: u64 = 1_000_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -503,6 +519,20 @@ impl NodeConfig {
 
     /// Every rule a value must follow, each refusal naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("node_id", self.node_id, 0, MAX_NODE_ID)?;
+        for (key, path) in [
+            ("data_dir", &self.data_dir),
+            ("genesis", &self.genesis),
+            ("tls.ca_cert", &self.tls.ca_cert),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("keys.identity", &self.keys.identity),
+            ("keys.bls_share", &self.keys.bls_share),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(key, "\"\"", "must name a file or directory"));
+            }
+        }
         check_addr("peer_listen", &self.peer_listen)?;
         check_addr("api_listen", &self.api_listen)?;
         if self.peer_listen == self.api_listen && !self.peer_listen.ends_with(":0") {
@@ -531,6 +561,7 @@ impl NodeConfig {
             if !seen.insert(peer.id) {
                 return Err(invalid("peers.id", peer.id, "listed twice"));
             }
+            check_range("peers.id", peer.id, 0, MAX_NODE_ID)?;
             check_addr("peers.addr", &peer.addr)?;
         }
         let r = &self.raft;
@@ -567,10 +598,22 @@ impl NodeConfig {
             ));
         }
         check_range(
+            "raft.election_timeout_max_ms",
+            r.election_timeout_max_ms,
+            r.election_timeout_min_ms + 1,
+            600_000,
+        )?;
+        check_range(
             "raft.snapshot_logs_since_last",
             r.snapshot_logs_since_last,
             1,
-            u64::MAX,
+            MAX_LOG_ENTRIES_BETWEEN_SNAPSHOTS,
+        )?;
+        check_range(
+            "raft.logs_to_keep_after_snapshot",
+            r.logs_to_keep_after_snapshot,
+            0,
+            MAX_LOG_ENTRIES_BETWEEN_SNAPSHOTS,
         )?;
         if r.max_message_bytes < MIN_PEER_MESSAGE_BYTES {
             return Err(invalid(
@@ -611,8 +654,16 @@ impl NodeConfig {
             "ticks.tick_interval_ms",
             self.ticks.tick_interval_ms,
             10,
-            3_600_000,
+            MAX_TICK_INTERVAL_MS,
         )?;
+        let offset = self.ticks.clock_offset_ms;
+        if offset.unsigned_abs() > MAX_CLOCK_OFFSET_MS.unsigned_abs() {
+            return Err(invalid(
+                "ticks.clock_offset_ms",
+                offset,
+                format!("must be within -{MAX_CLOCK_OFFSET_MS}..={MAX_CLOCK_OFFSET_MS} (one day)"),
+            ));
+        }
         let c = &self.client;
         check_range(
             "client.max_forward_batch",
@@ -798,6 +849,109 @@ addr = "127.0.0.1:7101"
             Ok(_) => panic!("accepted: {extra}"),
             Err(e) => assert!(e.contains(&format!("`{key}`")), "{key}: {e}"),
         }
+    }
+
+    /// `MINIMAL` with `from` replaced by `to`: accepted, or refused naming
+    /// `key`.
+    fn edited(from: &str, to: &str) -> Result<NodeConfig, String> {
+        assert!(MINIMAL.contains(from), "{from}");
+        NodeConfig::parse(&MINIMAL.replacen(from, to, 1)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_value_is_range_checked_at_under_and_over() {
+        // ticks.clock_offset_ms: at most one day either way.
+        for ok in [0, MAX_CLOCK_OFFSET_MS, -MAX_CLOCK_OFFSET_MS, -40_000] {
+            accepts(&format!("[ticks]\nclock_offset_ms = {ok}\n")).expect("within a day");
+        }
+        for bad in [
+            MAX_CLOCK_OFFSET_MS + 1,
+            -MAX_CLOCK_OFFSET_MS - 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            refused(
+                &format!("[ticks]\nclock_offset_ms = {bad}\n"),
+                "ticks.clock_offset_ms",
+            );
+        }
+        assert_eq!(MAX_CLOCK_OFFSET_MS, 86_400_000);
+
+        // ticks.tick_interval_ms: 10 ..= 500, half the gov.max_clock_skew_ms
+        // floor (the default is the maximum).
+        assert_eq!(MAX_TICK_INTERVAL_MS, 500);
+        assert_eq!(
+            TickSettings::default().tick_interval_ms,
+            MAX_TICK_INTERVAL_MS
+        );
+        for ok in [10, MAX_TICK_INTERVAL_MS] {
+            accepts(&format!("[ticks]\ntick_interval_ms = {ok}\n")).expect("tick");
+        }
+        for bad in [9, MAX_TICK_INTERVAL_MS + 1, 3_600_000] {
+            refused(
+                &format!("[ticks]\ntick_interval_ms = {bad}\n"),
+                "ticks.tick_interval_ms",
+            );
+        }
+
+        // node_id and peers.id: 0 ..= 255 (genesis has at most 256
+        // validators).
+        assert_eq!(MAX_NODE_ID, 255);
+        edited("node_id = 0", "node_id = 255").expect("the last index");
+        match edited("node_id = 0", "node_id = 256") {
+            Err(e) => assert!(e.contains("`node_id`"), "{e}"),
+            Ok(_) => panic!("node_id 256 accepted"),
+        }
+        edited("id = 1\n", "id = 255\n").expect("the last peer index");
+        match edited("id = 1\n", "id = 256\n") {
+            Err(e) => assert!(e.contains("`peers.id`"), "{e}"),
+            Ok(_) => panic!("peers.id 256 accepted"),
+        }
+
+        // Paths: never empty.
+        for (from, key) in [
+            ("data_dir = \"data\"", "data_dir"),
+            ("genesis = \"../genesis.toml\"", "genesis"),
+            ("ca_cert = \"../ca.pem\"", "tls.ca_cert"),
+            ("cert = \"tls.pem\"", "tls.cert"),
+            ("key = \"tls.key\"", "tls.key"),
+            ("identity = \"identity.key\"", "keys.identity"),
+            ("bls_share = \"bls_share.key\"", "keys.bls_share"),
+        ] {
+            let (name, _) = from.split_once(" = ").unwrap();
+            match edited(from, &format!("{name} = \"\"")) {
+                Err(e) => assert!(e.contains(&format!("`{key}`")), "{key}: {e}"),
+                Ok(_) => panic!("empty {key} accepted"),
+            }
+        }
+
+        // raft.election_timeout_max_ms: above the minimum, at most 600 000.
+        accepts("[raft]\nelection_timeout_max_ms = 600000\n").expect("at the maximum");
+        refused(
+            "[raft]\nelection_timeout_max_ms = 600001\n",
+            "raft.election_timeout_max_ms",
+        );
+        accepts("[raft]\nelection_timeout_max_ms = 501\n").expect("just above the minimum");
+
+        // raft.snapshot_logs_since_last: 1 ..= 1 000 000;
+        // raft.logs_to_keep_after_snapshot: 0 ..= 1 000 000.
+        let max = MAX_LOG_ENTRIES_BETWEEN_SNAPSHOTS;
+        assert_eq!(max, 1_000_000);
+        let key = "raft.snapshot_logs_since_last";
+        for ok in [1, max] {
+            accepts(&format!("[raft]\nsnapshot_logs_since_last = {ok}\n")).expect(key);
+        }
+        for bad in [0, max + 1, u64::MAX / 2] {
+            refused(&format!("[raft]\nsnapshot_logs_since_last = {bad}\n"), key);
+        }
+        let key = "raft.logs_to_keep_after_snapshot";
+        for ok in [0, max] {
+            accepts(&format!("[raft]\nlogs_to_keep_after_snapshot = {ok}\n")).expect(key);
+        }
+        refused(
+            &format!("[raft]\nlogs_to_keep_after_snapshot = {}\n", max + 1),
+            key,
+        );
     }
 
     #[test]
