@@ -88,6 +88,14 @@ enum SabotageArg {
 }
 
 fn main() -> ExitCode {
+    // NEUROSHARD_SIM_LOG=<filter> prints the validators' logs (to stderr)
+    // when reproducing a seed.
+    if let Ok(filter) = std::env::var("NEUROSHARD_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let cli = Cli::parse();
     let cli = match cli.command {
         Cmd::Real(args) => return real::main(args),

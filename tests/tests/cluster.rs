@@ -150,7 +150,23 @@ async fn committee_survives_leader_kill_restart_and_wiped_node() {
         purged.is_some_and(|p| p > 0),
         "the leader must have purged its log behind a snapshot, purged = {purged:?}"
     );
+    // A plain restart refuses: an empty data directory without the
+    // first-boot marker is a lost disk.
     cluster.spawn(victim).expect("restart the wiped follower");
+    let status = cluster
+        .wait_exit(victim, Duration::from_secs(30))
+        .await
+        .expect("a wiped validator refuses a plain restart");
+    assert!(!status.success(), "refused with a failure status: {status}");
+    assert!(
+        cluster
+            .node_log(victim)
+            .contains("holds no store and no first-boot marker"),
+        "the refusal names the lost data directory"
+    );
+    cluster
+        .spawn_recovering(victim)
+        .expect("restart the wiped follower with --recover");
     let (index, hash) = cluster
         .wait_for_agreement(&all, Duration::from_secs(60))
         .await

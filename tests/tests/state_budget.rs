@@ -187,7 +187,9 @@ async fn a_full_state_snapshots_restarts_and_installs_on_a_wiped_validator() {
         .expect("a follower");
     cluster.kill(victim).expect("kill the victim");
     cluster.wipe(victim).expect("wipe its data directory");
-    cluster.spawn(victim).expect("restart it empty");
+    cluster
+        .spawn_recovering(victim)
+        .expect("restart it empty with --recover");
     let (final_index, final_hash) = cluster
         .wait_for_agreement(&all, Duration::from_secs(90))
         .await

@@ -146,6 +146,12 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
         api_listener: neuroshard_node::config::ListenerSettings::api_default(),
         peer_listener: neuroshard_node::config::ListenerSettings::peer_default(),
         streams: Default::default(),
+        // On the simulation's scale (days of 1 s, elections of 0.3 s, a
+        // skew bound of 2 s): a refused leader is ignored for 1 s.
+        safety: neuroshard_node::config::SafetySettings {
+            ignore_refused_leader_ms: 1_000,
+            ..Default::default()
+        },
     }
 }
 

@@ -67,6 +67,17 @@ impl LocalCluster {
     /// (Re)starts validator `i`; its output is appended to `node.log` beside
     /// its config.
     pub fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.spawn_with(i, &[])
+    }
+
+    /// Restarts validator `i` with `--recover` (its data directory was lost
+    /// or rolled back).
+    pub fn spawn_recovering(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.spawn_with(i, &["--recover"])
+    }
+
+    /// Starts validator `i` with extra arguments after `node --config …`.
+    pub fn spawn_with(&mut self, i: usize, extra: &[&str]) -> Result<(), ClusterError> {
         let config = &self.ceremony.node_configs[i];
         let log_path = config.with_file_name("node.log");
         let log = std::fs::OpenOptions::new()
@@ -77,6 +88,7 @@ impl LocalCluster {
             .arg("node")
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("NEUROSHARD_NODE_LOG")
@@ -133,6 +145,43 @@ impl LocalCluster {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// Waits up to `timeout` for validator `i` to exit by itself; its exit
+    /// status (None: still running, or not started).
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.children[i] {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.children[i] = None;
+                    return Some(status);
+                }
+            } else {
+                return None;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Validator `i`'s log so far (`node.log` beside its config).
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.ceremony.node_configs[i].with_file_name("node.log"))
+            .unwrap_or_default()
+    }
+
+    /// The path of validator `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> Result<PathBuf, ClusterError> {
+        let config = NodeConfig::load(&self.ceremony.node_configs[i])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(config.data_dir)
     }
 
     /// Deletes validator `i`'s data directory (it must be stopped).

@@ -56,6 +56,7 @@ pub struct KeygenOptions {
     pub api_listener: neuroshard_node::config::ListenerSettings,
     pub peer_listener: neuroshard_node::config::ListenerSettings,
     pub streams: neuroshard_node::config::StreamSettings,
+    pub safety: neuroshard_node::config::SafetySettings,
 }
 
 impl KeygenOptions {
@@ -75,6 +76,7 @@ impl KeygenOptions {
             api_listener: neuroshard_node::config::ListenerSettings::api_default(),
             peer_listener: neuroshard_node::config::ListenerSettings::peer_default(),
             streams: Default::default(),
+            safety: Default::default(),
         }
     }
 }
@@ -376,6 +378,7 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             api_listener: opts.api_listener.clone(),
             peer_listener: opts.peer_listener.clone(),
             streams: opts.streams.clone(),
+            safety: opts.safety.clone(),
         };
         config
             .validate()
@@ -389,6 +392,11 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
         );
         let path = vdir.join("node.toml");
         write_public(&path, format!("{header}{text}").as_bytes()).map_err(io(&path))?;
+        // The first start is told apart from a lost disk by this marker
+        // (docs/operations.md, "Recovering a validator").
+        let data_dir = vdir.join(&config.data_dir);
+        neuroshard_node::boot::write_first_boot_marker(&data_dir, &opts.chain_id, u64::from(i))
+            .map_err(io(&data_dir))?;
         node_configs.push(path);
         api_endpoints.push(format!("https://{}:{}", host(i), api_port(i)));
     }

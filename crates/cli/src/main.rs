@@ -59,6 +59,11 @@ enum Cmd {
     Node {
         #[arg(long)]
         config: PathBuf,
+        /// Recover a lost (empty) or rolled-back data directory: ask the
+        /// other validators what this one acknowledged, catch up, and only
+        /// then vote again (docs/operations.md, "Recovering a validator").
+        #[arg(long)]
+        recover: bool,
     },
     /// Role, leader, term, commit/applied index, members and state hash of
     /// one validator.
@@ -150,9 +155,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("treasury key: {}", t.display());
             }
         }
-        Cmd::Node { config } => {
+        Cmd::Node { config, recover } => {
             init_tracing();
-            run_node::run(&config).await?;
+            run_node::run(&config, recover).await?;
         }
         Cmd::Status { endpoint, ca, json } => {
             let mut client = ApiClient::connect(&endpoint, &ca, Duration::from_secs(5)).await?;

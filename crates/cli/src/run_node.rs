@@ -5,10 +5,10 @@ use std::path::Path;
 
 use neuroshard_node::{Node, NodeConfig};
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, recover: bool) -> anyhow::Result<()> {
     let config = NodeConfig::load(config_path)?;
     raise_fd_limit(&config);
-    let node = Node::start(&config).await?;
+    let node = Node::start_recovering(&config, recover).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let fatal = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }

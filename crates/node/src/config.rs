@@ -88,6 +88,10 @@ pub struct NodeConfig {
     /// Limits of `StreamCertificates` (`[streams]`).
     #[serde(default)]
     pub streams: StreamSettings,
+    /// What this validator does about a faulty leader and a lost disk
+    /// (`[safety]`).
+    #[serde(default)]
+    pub safety: SafetySettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -389,6 +393,32 @@ impl Default for StreamSettings {
             max_certificate_streams: 256,
             max_certificate_streams_per_source: 8,
             slow_reader_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// What a validator does about another validator that sent what it must
+/// refuse, and how long it asks the others at startup (`[safety]`,
+/// docs/operations.md "Faulty leaders and lost disks").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafetySettings {
+    /// A validator whose message this one refused (a tick too far ahead,
+    /// a membership other than genesis, ticks withheld) is ignored this
+    /// long (at least twice `raft.election_timeout_max_ms`); each repeat
+    /// within two such periods doubles it, up to 32 times.
+    pub ignore_refused_leader_ms: u64,
+    /// At startup, how long to wait for the other validators' record of
+    /// what this one acknowledged (a data directory rolled back is refused
+    /// when any of them answers with more than it holds).
+    pub startup_probe_ms: u64,
+}
+
+impl Default for SafetySettings {
+    fn default() -> Self {
+        Self {
+            ignore_refused_leader_ms: 10_000,
+            startup_probe_ms: 3_000,
         }
     }
 }
@@ -736,6 +766,16 @@ impl NodeConfig {
             100,
             3_600_000,
         )?;
+        let sf = &self.safety;
+        // At run time at least two election timeouts (`Node`): a refused
+        // leader must not lead again before the others elected another.
+        check_range(
+            "safety.ignore_refused_leader_ms",
+            sf.ignore_refused_leader_ms,
+            1_000,
+            600_000,
+        )?;
+        check_range("safety.startup_probe_ms", sf.startup_probe_ms, 100, 60_000)?;
         Ok(())
     }
 

@@ -102,6 +102,24 @@ pub enum NodeError {
     Forward { leader: NodeId, message: String },
     #[error("validator {node} is not a committee member")]
     UnknownPeer { node: NodeId },
+    /// The data directory holds no store, and no first-boot marker says
+    /// this is the validator's first start (docs/operations.md,
+    /// "Recovering a validator").
+    #[error("data directory {path} holds no store and no first-boot marker ({marker}): this validator ran before and its data was lost. Starting empty would forget what it acknowledged. Restart it with --recover (it catches up from the others before it votes), or, if this really is its first start, restore the marker that keygen wrote")]
+    DataLost { path: String, marker: String },
+    /// Another validator recorded that this one acknowledged more than its
+    /// log holds: the data directory was rolled back (a restored backup or
+    /// VM snapshot).
+    #[error("data directory {path} was rolled back: validator {witness} recorded that this validator acknowledged log entry {acknowledged}, but its log ends at {have}. Restart it with --recover (it catches up from the others before it votes)")]
+    RolledBack {
+        path: String,
+        witness: NodeId,
+        acknowledged: String,
+        have: String,
+    },
+    /// `--recover` cannot proceed.
+    #[error("cannot recover: {0}")]
+    Recovery(String),
     #[error("internal: {0}")]
     Internal(String),
 }

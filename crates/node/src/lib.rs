@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod api_proto;
+pub mod boot;
 pub mod client;
 pub mod clock;
 pub mod codec;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod node;
 pub mod proto;
 pub mod reads;
+pub mod safety;
 pub mod status;
 pub mod store;
 pub mod submit;

@@ -15,6 +15,7 @@ use neuroshard_certificate::SecretKeyShare;
 use neuroshard_governance::{Genesis, GovernanceState, SignedCommand};
 
 use crate::admission::{self, Quotas, Verdict};
+use crate::boot::Boot;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ListenerSettings;
 use crate::config::{ConfigError, NodeConfig};
@@ -22,6 +23,7 @@ use crate::error::NodeError;
 use crate::keys::{load_validator_keys, ValidatorKeys};
 use crate::proto::raft_peer_server::RaftPeerServer;
 use crate::proto::replica_admin_server::ReplicaAdminServer;
+use crate::safety::Safety;
 use crate::status::NodeStatus;
 use crate::store::{open_sled, DurableDb, SharedMachine};
 use crate::submit::{Submitted, Submitter};
@@ -85,6 +87,9 @@ pub struct NodeCore {
     /// `ReadIndex` calls) and as a follower (`reads.rs`).
     pub leader_reads: Arc<crate::reads::ReadIndexBatcher>,
     pub follower_reads: Arc<crate::reads::ReadIndexBatcher>,
+    /// What this validator refuses from the others, whom it ignores, what
+    /// it recorded of their acknowledgements, and its recovery.
+    pub safety: Arc<Safety>,
 }
 
 impl NodeCore {
@@ -161,6 +166,20 @@ impl NodeCore {
             chain_id: self.chain_id.clone(),
             state_bytes,
             state_budget_bytes,
+            recovering_until: self.safety.recovering().map(|r| r.target_index),
+            ignored: self
+                .safety
+                .ignored_now()
+                .into_iter()
+                .map(|(id, ms, rule)| (id, ms, rule.to_owned()))
+                .collect(),
+            safety_refusals: self
+                .safety
+                .counts
+                .snapshot()
+                .into_iter()
+                .map(|(rule, n)| (rule.to_owned(), n))
+                .collect(),
         }
     }
 }
@@ -219,8 +238,15 @@ fn raft_config(config: &NodeConfig, chain_id: &str) -> Result<openraft::Config, 
 
 impl Node {
     /// Starts the validator described by `config` on real TCP, the system
-    /// clock and its sled store in `data_dir`.
+    /// clock and its sled store in `data_dir` (a first start or a restart,
+    /// as its data directory says: `crate::boot`).
     pub async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
+        Self::start_recovering(config, false).await
+    }
+
+    /// As [`Node::start`]; with `recover`, recovers a lost or rolled-back
+    /// data directory first (`neuroshard node --recover`).
+    pub async fn start_recovering(config: &NodeConfig, recover: bool) -> Result<Node, NodeError> {
         let genesis = load_genesis(&config.genesis)?;
         let keys = load_validator_keys(
             config.node_id,
@@ -237,11 +263,33 @@ impl Node {
             path: config.data_dir.display().to_string(),
             message,
         };
+        let boot = crate::boot::decide(
+            &config.data_dir,
+            crate::store::durability::SLED_DATA_FILE,
+            recover,
+        )?;
+        let recovering_marker = crate::boot::marker(&config.data_dir, crate::boot::RECOVERING);
+        if boot == Boot::Recover {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| storage_err(e.to_string()))?;
+            crate::boot::write_marker(
+                &recovering_marker,
+                "this validator is recovering its data directory (neuroshard node --recover); it stays recovering across restarts until it holds what it acknowledged\n",
+            )
+            .map_err(|e| storage_err(e.to_string()))?;
+        }
+        tracing::info!(?boot, data_dir = %config.data_dir.display(), "starting");
         let (log, sm, durable) =
             open_sled(&config.data_dir, state).map_err(|e| storage_err(e.to_string()))?;
+        let acks = crate::safety::AckRecords::on_disk(durable.db())
+            .map_err(|e| storage_err(e.to_string()))?;
         let machine = sm.shared();
         let tls = TlsMaterial::load(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)?;
-        let mut node = Self::start_with(
+        let on_recovered: Box<dyn FnOnce() + Send> = Box::new(move || {
+            if let Err(e) = crate::boot::remove_marker(&recovering_marker) {
+                crate::store::durability::disk_failed("remove the recovery marker", &e);
+            }
+        });
+        let mut node = Self::start_with_boot(
             config,
             &genesis,
             tls,
@@ -249,8 +297,23 @@ impl Node {
             sm,
             machine,
             Environment::real(config),
+            BootOptions {
+                boot,
+                acks,
+                on_recovered: Some(on_recovered),
+            },
         )
         .await?;
+        if boot == Boot::First {
+            // The store and the membership are durable: this is no longer
+            // a first start.
+            durable.sync().map_err(|e| storage_err(e.to_string()))?;
+            crate::boot::remove_marker(&crate::boot::marker(
+                &config.data_dir,
+                crate::boot::FIRST_BOOT,
+            ))
+            .map_err(|e| storage_err(e.to_string()))?;
+        }
         node.durable = Some(durable);
         node.start_issuance(keys.bls_share.clone(), Environment::real(config).clock);
         node.keys = Some(keys);
@@ -267,6 +330,35 @@ impl Node {
         sm: SM,
         machine: SharedMachine,
         env: Environment,
+    ) -> Result<Node, NodeError>
+    where
+        LS: openraft::storage::RaftLogStorage<TypeConfig>,
+        SM: openraft::storage::RaftStateMachine<TypeConfig>,
+    {
+        Self::start_with_boot(
+            config,
+            genesis,
+            tls,
+            log,
+            sm,
+            machine,
+            env,
+            BootOptions::default(),
+        )
+        .await
+    }
+
+    /// As [`Node::start_with`], booting as `boot` says (`crate::boot`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_with_boot<LS, SM>(
+        config: &NodeConfig,
+        genesis: &Genesis,
+        tls: TlsMaterial,
+        mut log: LS,
+        sm: SM,
+        machine: SharedMachine,
+        env: Environment,
+        boot: BootOptions,
     ) -> Result<Node, NodeError>
     where
         LS: openraft::storage::RaftLogStorage<TypeConfig>,
@@ -307,20 +399,60 @@ impl Node {
                 reconnect_after_silence: Duration::from_millis(config.raft.election_timeout_min_ms),
             },
         );
+        let safety = Safety::new(
+            config.node_id,
+            members.clone(),
+            env.clock.clone(),
+            machine.clone(),
+            Duration::from_millis(
+                config
+                    .safety
+                    .ignore_refused_leader_ms
+                    .max(2 * config.raft.election_timeout_max_ms),
+            ),
+            Duration::from_millis(2 * config.raft.election_timeout_max_ms),
+            boot.acks,
+        );
+        let peers = peers.with_safety(safety.clone());
+        let recovery = prepare_boot(config, &members, &peers, &mut log, boot.boot).await?;
         let raft = Raft::new(config.node_id, raft_cfg, peers.clone(), log, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        // Membership is fixed by genesis. Every validator proposes the same
-        // initial configuration (log id 0); one that already has a log keeps it.
-        if !raft
+        safety.set_raft(raft.clone());
+        let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?
-        {
-            match raft.initialize(members.clone()).await {
-                Ok(()) => tracing::info!(?members, "initialised the committee membership"),
-                Err(e) => tracing::info!(error = %e, "membership already initialised elsewhere"),
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        match boot.boot {
+            // Membership is fixed by genesis. Every validator proposes the
+            // same initial configuration (log id 0); one that already has a
+            // log keeps it.
+            Boot::Auto | Boot::First if !initialized => {
+                match raft.initialize(members.clone()).await {
+                    Ok(()) => tracing::info!(?members, "initialised the committee membership"),
+                    Err(e) => {
+                        tracing::info!(error = %e, "membership already initialised elsewhere")
+                    }
+                }
             }
+            Boot::Restart if !initialized => {
+                let _ = raft.shutdown().await;
+                return Err(NodeError::DataLost {
+                    path: config.data_dir.display().to_string(),
+                    marker: crate::boot::FIRST_BOOT.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(plan) = recovery {
+            // Neither campaign nor vote until it holds what it acknowledged.
+            raft.runtime_config().elect(false);
+            safety.start_recovering(plan.target_index);
+            tracing::warn!(
+                target_index = plan.target_index,
+                vote = %plan.vote,
+                "recovering: catching up before voting or campaigning"
+            );
         }
         let election_timeout = Duration::from_millis(config.raft.election_timeout_max_ms);
         let submitter = Submitter::new(
@@ -351,6 +483,7 @@ impl Node {
             slow_reader_timeout: Duration::from_millis(config.streams.slow_reader_timeout_ms),
             leader_reads: crate::reads::ReadIndexBatcher::new(),
             follower_reads: crate::reads::ReadIndexBatcher::new(),
+            safety: safety.clone(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -391,6 +524,7 @@ impl Node {
                 core.machine.clone(),
                 members,
                 share_tx,
+                safety.clone(),
             )
             .with_read_batcher(core.leader_reads.clone()),
         )
@@ -445,10 +579,33 @@ impl Node {
                 tracing::error!(error = %e, "API listener stopped");
             }
         }));
+        let tick_interval = Duration::from_millis(config.ticks.tick_interval_ms);
+        tasks.push(tokio::spawn(crate::safety::run_tick_watchdog(
+            safety.clone(),
+            raft.clone(),
+            tick_interval,
+            tick_watchdog_grace(config),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::safety::run_ack_recorder(
+            safety.clone(),
+            raft.clone(),
+            ACK_RECORD_EVERY,
+            shutdown_rx.clone(),
+        )));
+        if recovery.is_some() {
+            let done = boot.on_recovered.unwrap_or_else(|| Box::new(|| {}));
+            tasks.push(tokio::spawn(crate::safety::run_recovery_watch(
+                safety.clone(),
+                raft.clone(),
+                done,
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(run_ticker(
             raft,
             env.clock.clone(),
-            Duration::from_millis(config.ticks.tick_interval_ms),
+            tick_interval,
             shutdown_rx,
         )));
         tracing::info!(node = config.node_id, %peer_addr, %api_addr, "validator started");
@@ -564,6 +721,103 @@ impl Node {
         }
         let applied = self.core.machine.read().last_applied.map(|l| l.index);
         tracing::info!(node = self.core.id, ?applied, ?syncs, "validator stopped");
+    }
+}
+
+/// How often a leader records what each follower acknowledged.
+pub const ACK_RECORD_EVERY: Duration = Duration::from_millis(250);
+
+/// How long committed time may stay more than `gov.max_clock_skew_ms`
+/// behind this validator's clock under one leader before it is treated as
+/// withholding ticks: two tick intervals and the longest election timeout
+/// (a new leader's first tick has that long to commit).
+pub fn tick_watchdog_grace(config: &NodeConfig) -> Duration {
+    Duration::from_millis(2 * config.ticks.tick_interval_ms + config.raft.election_timeout_max_ms)
+}
+
+/// How a start treats its store (`crate::boot`).
+pub struct BootOptions {
+    pub boot: Boot,
+    /// The acknowledgement records (on disk for a sled store).
+    pub acks: crate::safety::AckRecords,
+    /// Runs once a recovery completed (removes the recovery marker).
+    pub on_recovered: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self {
+            boot: Boot::Auto,
+            acks: crate::safety::AckRecords::in_memory(),
+            on_recovered: None,
+        }
+    }
+}
+
+/// Before Raft starts: a restart asks the others for a rollback; a
+/// recovery waits for ⌈n/2⌉ of them and stores its new vote. Returns the
+/// recovery's plan.
+async fn prepare_boot<LS>(
+    config: &NodeConfig,
+    members: &BTreeSet<NodeId>,
+    peers: &PeerClients,
+    log: &mut LS,
+    boot: Boot,
+) -> Result<Option<crate::boot::RecoveryPlan>, NodeError>
+where
+    LS: openraft::storage::RaftLogStorage<TypeConfig>,
+{
+    let storage = |e: openraft::StorageError<NodeId>| NodeError::Storage {
+        path: config.data_dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let others: BTreeSet<NodeId> = members
+        .iter()
+        .copied()
+        .filter(|m| *m != config.node_id)
+        .collect();
+    let wait = Duration::from_millis(config.safety.startup_probe_ms);
+    match boot {
+        Boot::Restart => {
+            let have = log.get_log_state().await.map_err(storage)?.last_log_id;
+            let answers = crate::boot::probe(peers, &others, false, wait).await;
+            if let Some((witness, acknowledged)) = crate::boot::rolled_back(&answers, have) {
+                return Err(NodeError::RolledBack {
+                    path: config.data_dir.display().to_string(),
+                    witness,
+                    acknowledged: acknowledged.to_string(),
+                    have: have.map_or_else(|| "nothing".to_owned(), |h| h.to_string()),
+                });
+            }
+            if answers.is_empty() && !others.is_empty() {
+                tracing::warn!(
+                    waited_ms = config.safety.startup_probe_ms,
+                    "no other validator answered the startup probe: starting without the rollback check"
+                );
+            } else {
+                tracing::info!(
+                    answered = answers.len(),
+                    last_log_id = ?have,
+                    "startup probe: no other validator recorded more than this log holds"
+                );
+            }
+            Ok(None)
+        }
+        Boot::Recover => {
+            let own = log.read_vote().await.map_err(storage)?;
+            let answers =
+                crate::boot::probe_for_recovery(peers, &others, members.len(), wait).await?;
+            let plan = crate::boot::plan_recovery(config.node_id, own, &answers);
+            log.save_vote(&plan.vote).await.map_err(storage)?;
+            tracing::warn!(
+                answered = answers.len(),
+                vote = %plan.vote,
+                target_index = plan.target_index,
+                "recovery: stored a vote above every term the others reported"
+            );
+            Ok(Some(plan))
+        }
+        Boot::Auto | Boot::First => Ok(None),
     }
 }
 

@@ -25,6 +25,16 @@ pub struct NodeStatus {
     /// Bytes the governance state is charged, and `gov.state_budget_bytes`.
     pub state_bytes: u64,
     pub state_budget_bytes: u64,
+    /// Recovering a data directory: the index it must apply before it
+    /// votes again (`--recover`).
+    #[serde(default)]
+    pub recovering_until: Option<u64>,
+    /// Validators ignored after a refusal: (id, ms left, rule).
+    #[serde(default)]
+    pub ignored: Vec<(NodeId, u64, String)>,
+    /// Messages refused before Raft, by rule.
+    #[serde(default)]
+    pub safety_refusals: std::collections::BTreeMap<String, u64>,
 }
 
 impl From<&NodeStatus> for proto::StatusResponse {
@@ -45,6 +55,17 @@ impl From<&NodeStatus> for proto::StatusResponse {
             purged_index: s.purged_index,
             state_bytes: s.state_bytes,
             state_budget_bytes: s.state_budget_bytes,
+            recovering_until: s.recovering_until,
+            ignored: s
+                .ignored
+                .iter()
+                .map(|(id, ms, rule)| proto::IgnoredValidator {
+                    node_id: *id,
+                    remaining_ms: *ms,
+                    rule: rule.clone(),
+                })
+                .collect(),
+            safety_refusals: s.safety_refusals.clone().into_iter().collect(),
         }
     }
 }
@@ -67,6 +88,13 @@ impl From<proto::StatusResponse> for NodeStatus {
             chain_id: s.chain_id,
             state_bytes: s.state_bytes,
             state_budget_bytes: s.state_budget_bytes,
+            recovering_until: s.recovering_until,
+            ignored: s
+                .ignored
+                .into_iter()
+                .map(|i| (i.node_id, i.remaining_ms, i.rule))
+                .collect(),
+            safety_refusals: s.safety_refusals.into_iter().collect(),
         }
     }
 }

@@ -32,11 +32,34 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::types::TypeConfig;
 
+/// Exit status of a validator stopped by a failed write, flush or sync of
+/// its store (sysexits' EX_IOERR).
+pub const EXIT_DISK_FAILED: i32 = 74;
+
+/// A write, flush or sync of the store failed: the process stops at once.
+/// After a failed fsync the kernel may have dropped the dirty pages and a
+/// later fsync can succeed without them, so nothing is retried, nothing
+/// more is written and nothing is acknowledged; the supervisor restarts the
+/// validator from what is on disk (docs/operations.md, "Disk errors").
+pub fn disk_failed(what: &str, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(%error, "could not {what}: the store's disk failed; stopping now without writing anything more (exit status {EXIT_DISK_FAILED})");
+    eprintln!("neuroshard: FATAL: could not {what}: {error}. The store's disk failed; the validator stops without retrying (exit status {EXIT_DISK_FAILED}). Check the disk, then restart it.");
+    std::process::exit(EXIT_DISK_FAILED)
+}
+
+/// The value of a store write, or the end of the process.
+pub fn written<T, E: std::fmt::Display>(what: &str, result: Result<T, E>) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => disk_failed(what, &e),
+    }
+}
+
 /// Requests the group-commit thread may have queued before callers wait.
 pub const MAX_PENDING_SYNC_REQUESTS: usize = 16 * 1024;
 
 /// sled's data file inside its directory (sled 0.34 `Config::db_path`).
-const SLED_DATA_FILE: &str = "db";
+pub const SLED_DATA_FILE: &str = "db";
 /// sled's directory of large values (sled 0.34 `Config::blob_path`).
 const SLED_BLOB_DIR: &str = "blobs";
 
@@ -172,7 +195,7 @@ impl GroupCommit {
                     }
                     let result = worker.sync();
                     if let Err(e) = &result {
-                        tracing::error!(error = %e, "sync of the Raft store failed");
+                        disk_failed("sync the Raft store", e);
                     }
                     for request in batch.drain(..) {
                         let result = match &result {

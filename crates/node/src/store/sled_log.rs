@@ -20,7 +20,7 @@ use openraft::{
 };
 
 use crate::codec;
-use crate::store::durability::{DurableDb, GroupCommit};
+use crate::store::durability::{written, DurableDb, GroupCommit};
 use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -83,7 +83,7 @@ impl SledLogStore {
         value: &T,
     ) -> Result<(), StorageError> {
         let bytes = codec::encode("raft metadata", value).map_err(write_logs_err)?;
-        self.meta.insert(key, bytes).map_err(write_logs_err)?;
+        written("write Raft metadata", self.meta.insert(key, bytes));
         Ok(())
     }
 
@@ -194,7 +194,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             let bytes = codec::encode_entry("log entry", &entry).map_err(write_logs_err)?;
             batch.insert(&index_key(entry.get_log_id().index), bytes);
         }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
+        written("append to the Raft log", self.log.apply_batch(batch));
         self.commit
             .after_sync(callback)
             .await
@@ -213,7 +213,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         for key in &keys {
             batch.remove(key);
         }
-        self.log.apply_batch(batch).map_err(write_logs_err)?;
+        written("truncate the Raft log", self.log.apply_batch(batch));
         self.barrier(ErrorSubject::Logs).await
     }
 
@@ -240,7 +240,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
                 debug_assert!(key_index(key).is_some_and(|i| i <= log_id.index));
                 batch.remove(key);
             }
-            self.log.apply_batch(batch).map_err(write_logs_err)?;
+            written("purge the Raft log", self.log.apply_batch(batch));
         }
     }
 }

@@ -23,7 +23,7 @@ use openraft::{AnyError, EntryPayload, RaftLogId, RaftSnapshotBuilder, StorageIO
 use neuroshard_governance::{Entry as GovEntry, GovernanceState};
 
 use crate::codec;
-use crate::store::durability::{DurableDb, GroupCommit};
+use crate::store::durability::{written, DurableDb, GroupCommit};
 use crate::store::machine::{GovernanceMachine, ImageError, SharedMachine, SnapshotImage};
 use crate::store::snapshot::{
     image_build_error, install_image, new_snapshot_meta, snapshot_write_error,
@@ -225,9 +225,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
                 batch.remove(key.map_err(|e| snapshot_write_error(&meta, &e))?);
             }
         }
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| snapshot_write_error(&meta, &e))?;
+        written("store a built snapshot", self.tree.apply_batch(batch));
         tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
             meta,
@@ -281,7 +279,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // Hold the machine's lock across the write so the stored and the
         // in-memory state never disagree for a reader.
         let mut machine = self.machine.write();
-        self.tree.apply_batch(batch).map_err(sm_write_err)?;
+        written("store applied entries", self.tree.apply_batch(batch));
         Ok(machine.apply(entries))
     }
 
@@ -319,9 +317,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         {
             let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
             let mut current = self.machine.write();
-            self.tree
-                .apply_batch(batch)
-                .map_err(|e| snapshot_write_error(meta, &e))?;
+            written("store an installed snapshot", self.tree.apply_batch(batch));
             *current = machine;
         }
         // openraft purges the log behind an installed snapshot next; the

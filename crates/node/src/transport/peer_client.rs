@@ -54,6 +54,19 @@ pub struct PeerClients {
     tls: Arc<rustls::ClientConfig>,
     settings: PeerClientSettings,
     channels: Arc<Mutex<BTreeMap<NodeId, Cached>>>,
+    /// Where a follower whose log went backwards is reported.
+    safety: Option<Arc<crate::safety::Safety>>,
+    /// Per follower: this leader's vote, the highest log id the follower
+    /// confirmed under it, and whether it then lost entries.
+    progress: Arc<Mutex<BTreeMap<NodeId, Confirmed>>>,
+}
+
+/// What one follower confirmed under one leader vote.
+#[derive(Clone, Copy, Debug)]
+struct Confirmed {
+    vote: crate::types::Vote,
+    matched: Option<crate::types::LogId>,
+    reverted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +92,15 @@ impl PeerClients {
             tls,
             settings,
             channels: Arc::default(),
+            safety: None,
+            progress: Arc::default(),
         }
+    }
+
+    /// Reports followers whose log went backwards to `safety`.
+    pub fn with_safety(mut self, safety: Arc<crate::safety::Safety>) -> Self {
+        self.safety = Some(safety);
+        self
     }
 
     pub fn self_id(&self) -> NodeId {
@@ -184,7 +205,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerClients {
     }
 }
 
-/// openraft's handle on one peer.
+/// openraft's handle on one peer (one per replication stream: a new leader
+/// makes new ones).
 pub struct PeerConnection {
     target: NodeId,
     clients: PeerClients,
@@ -208,7 +230,13 @@ where
         }
     }
     match status.code() {
-        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
+        // A refusal of the peer service (before Raft: an ignored or
+        // recovering validator, a refused identity) backs off like an
+        // unreachable peer instead of being retried at once.
+        tonic::Code::Unavailable
+        | tonic::Code::FailedPrecondition
+        | tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated => RPCError::Unreachable(Unreachable::new(&status)),
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Timeout(Timeout {
             action,
             id: self_id,
@@ -238,6 +266,78 @@ impl PeerConnection {
     fn deadline(&self, option: &RPCOption, configured: Duration) -> Duration {
         option.hard_ttl().min(configured)
     }
+
+    /// Keeps the highest log id the follower confirmed under this leader's
+    /// vote and catches a follower whose log went backwards: a conflict at
+    /// or below what it confirmed means it lost acknowledged entries (a
+    /// wiped or rolled-back data directory). openraft must not see that
+    /// answer (it would panic or search below its own progress): the
+    /// follower is reported, recorded and no longer replicated to.
+    fn check_matching(
+        &mut self,
+        vote: crate::types::Vote,
+        prev: Option<crate::types::LogId>,
+        last_sent: Option<crate::types::LogId>,
+        resp: &AppendEntriesResponse<NodeId>,
+    ) -> Result<(), RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId>>> {
+        let mut progress = self
+            .clients
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let c = progress.entry(self.target).or_insert(Confirmed {
+            vote,
+            matched: None,
+            reverted: false,
+        });
+        if c.vote != vote {
+            *c = Confirmed {
+                vote,
+                matched: None,
+                reverted: false,
+            };
+        }
+        let confirmed = match resp {
+            AppendEntriesResponse::Success => last_sent,
+            AppendEntriesResponse::PartialSuccess(m) => *m,
+            AppendEntriesResponse::Conflict => {
+                if let Some(had) = c
+                    .matched
+                    .filter(|h| prev.is_some_and(|p| p.index <= h.index))
+                {
+                    c.reverted = true;
+                    drop(progress);
+                    if let Some(safety) = &self.clients.safety {
+                        safety.follower_reverted(self.target, had, prev);
+                    }
+                    return Err(RPCError::Unreachable(Unreachable::new(
+                        &std::io::Error::other(format!(
+                            "validator {} lost log entries it had acknowledged (matched {had}, now misses {prev:?})",
+                            self.target
+                        )),
+                    )));
+                }
+                None
+            }
+            AppendEntriesResponse::HigherVote(_) => None,
+        };
+        if let Some(confirmed) = confirmed {
+            if c.matched.is_none_or(|m| confirmed > m) {
+                c.matched = Some(confirmed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The follower lost entries it had confirmed to the leader of `vote`.
+    fn is_reverted(&self, vote: &crate::types::Vote) -> bool {
+        self.clients
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.target)
+            .is_some_and(|c| c.reverted && c.vote == *vote)
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -250,6 +350,17 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId>>,
     > {
         let entries = rpc.entries.len() as u64;
+        if self.is_reverted(&rpc.vote) {
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(format!(
+                "validator {} lost log entries it had acknowledged; it rejoins only with --recover",
+                self.target
+            )),
+            )));
+        }
+        let vote = rpc.vote;
+        let prev = rpc.prev_log_id;
+        let last_sent = rpc.entries.last().map(|e| e.log_id).or(prev);
         let msg = convert::append_request_to(&rpc).map_err(|e| wire_error(&e))?;
         // Too big for the peer's message limit: openraft retries with fewer.
         if msg.encoded_len() > self.clients.settings.max_message_bytes && entries > 1 {
@@ -271,7 +382,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 s,
             )
         })?;
-        convert::append_response_from(resp.into_inner()).map_err(|e| wire_error(&e))
+        let resp = convert::append_response_from(resp.into_inner()).map_err(|e| wire_error(&e))?;
+        self.check_matching(vote, prev, last_sent, &resp)?;
+        Ok(resp)
     }
 
     async fn install_snapshot(
@@ -282,6 +395,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
+        if self.is_reverted(&rpc.vote) {
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(format!(
+                "validator {} lost log entries it had acknowledged; it rejoins only with --recover",
+                self.target
+            )),
+            )));
+        }
         let timeout = self.deadline(&option, self.clients.settings.snapshot_rpc_timeout);
         let mut req = tonic::Request::new(convert::install_request_to(&rpc));
         req.set_timeout(timeout);

@@ -16,6 +16,7 @@ use crate::config::ClientSettings;
 use crate::error::NodeError;
 use crate::proto;
 use crate::proto::raft_peer_server::RaftPeer;
+use crate::safety::{Refusal, Safety};
 use crate::store::SharedMachine;
 use crate::submit::{result_to_wire, Submitted, Submitter};
 use crate::transport::api_service::decode_command;
@@ -47,6 +48,8 @@ pub struct PeerService {
     shares: mpsc::Sender<ReceivedShare>,
     /// Coalesces followers' `ReadIndex` calls into heartbeat rounds.
     reads: std::sync::Arc<crate::reads::ReadIndexBatcher>,
+    /// What is refused before Raft sees it (`crate::safety`).
+    safety: std::sync::Arc<Safety>,
 }
 
 impl PeerService {
@@ -56,6 +59,7 @@ impl PeerService {
         machine: SharedMachine,
         members: BTreeSet<NodeId>,
         shares: mpsc::Sender<ReceivedShare>,
+        safety: std::sync::Arc<Safety>,
     ) -> Self {
         Self {
             raft,
@@ -64,6 +68,7 @@ impl PeerService {
             members,
             shares,
             reads: crate::reads::ReadIndexBatcher::new(),
+            safety,
         }
     }
 
@@ -96,6 +101,29 @@ impl PeerService {
             )));
         }
         Ok(())
+    }
+
+    /// Counts, logs and answers a refusal of what `from` sent.
+    fn refuse<T>(&self, req_who: &str, from: NodeId, refusal: Refusal) -> Result<T, Status> {
+        self.safety.refused(from, req_who, &refusal);
+        Err(refusal.to_status())
+    }
+}
+
+/// The caller's certificate and address, for the log of a refusal.
+fn who<T>(req: &Request<T>) -> String {
+    match req.extensions().get::<PeerIdentity>() {
+        Some(p) => format!(
+            "TLS certificate of validator {} ({}) from {}",
+            p.validator
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into()),
+            p.validator
+                .map(crate::transport::tls::validator_dns_name)
+                .unwrap_or_default(),
+            p.remote
+        ),
+        None => "no TLS identity".to_owned(),
     }
 }
 
@@ -192,7 +220,11 @@ impl RaftPeer for PeerService {
             .map(|v| v.node_id)
             .ok_or_else(|| invalid("field `vote` is missing"))?;
         self.authenticate(&req, claimed)?;
+        let caller = who(&req);
         let rpc = convert::append_request_from(req.into_inner()).map_err(invalid)?;
+        if let Err(r) = self.safety.check_append(claimed, &rpc.entries) {
+            return self.refuse(&caller, claimed, r);
+        }
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
         Ok(Response::new(convert::append_response_to(&resp)))
     }
@@ -208,6 +240,9 @@ impl RaftPeer for PeerService {
             .map(|v| v.node_id)
             .ok_or_else(|| invalid("field `vote` is missing"))?;
         self.authenticate(&req, claimed)?;
+        if let Err(r) = self.safety.check_vote(claimed) {
+            return self.refuse(&who(&req), claimed, r);
+        }
         let rpc = convert::vote_request_from(req.into_inner()).map_err(invalid)?;
         let resp = self.raft.vote(rpc).await.map_err(raft_status)?;
         Ok(Response::new(convert::vote_response_to(&resp)))
@@ -224,7 +259,15 @@ impl RaftPeer for PeerService {
             .map(|v| v.node_id)
             .ok_or_else(|| invalid("field `vote` is missing"))?;
         self.authenticate(&req, claimed)?;
+        let caller = who(&req);
         let rpc = convert::install_request_from(req.into_inner()).map_err(invalid)?;
+        if let Err(r) = self.safety.check_snapshot(
+            claimed,
+            &rpc.meta.last_membership,
+            rpc.meta.last_log_id.map_or(0, |l| l.index),
+        ) {
+            return self.refuse(&caller, claimed, r);
+        }
         let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
         Ok(Response::new(proto::InstallSnapshotResponse {
             vote: Some(convert::vote_to(&resp.vote)),
@@ -270,6 +313,44 @@ impl RaftPeer for PeerService {
             .await
             .map_err(Status::unavailable)?;
         Ok(Response::new(proto::ReadIndexResponse { index }))
+    }
+
+    async fn probe(
+        &self,
+        req: Request<proto::ProbeRequest>,
+    ) -> Result<Response<proto::ProbeResponse>, Status> {
+        let from = req.get_ref().from;
+        self.authenticate(&req, from)?;
+        if req.get_ref().recovering {
+            tracing::warn!(
+                validator = from,
+                "validator {from} is recovering its data directory: it asks what it acknowledged"
+            );
+        }
+        let committed = self
+            .raft
+            .with_raft_state(|s| s.committed)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // Its vote and log, and what it records of `from` while leading.
+        let (vote, last_log_index, live) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.vote,
+                m.last_log_index,
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&from).copied().flatten()),
+            )
+        };
+        let acknowledged = live.max(self.safety.acks.get(from));
+        Ok(Response::new(proto::ProbeResponse {
+            vote: Some(convert::vote_to(&vote)),
+            last_log_index,
+            committed: convert::opt_log_id_to(&committed),
+            acknowledged: convert::opt_log_id_to(&acknowledged),
+        }))
     }
 
     async fn submit_signature_share(

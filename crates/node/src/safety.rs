@@ -1,0 +1,631 @@
+//! What one validator refuses from the others before Raft sees it, what it
+//! does about the validator that sent it, and what it remembers of the
+//! others' acknowledgements (docs/operations.md, "Faulty leaders and lost
+//! disks").
+//!
+//! openraft treats an error of its storage as fatal, so nothing a leader
+//! sends may be refused inside the store: the peer service asks [`Safety`]
+//! first and answers a refusal itself. A refused leader is ignored for
+//! `safety.ignore_refused_leader_ms` (doubling on repeats) and this
+//! validator campaigns, so a faulty leader costs an election, not the
+//! committee's progress. The rules:
+//!
+//! * a `Tick` more than `gov.max_clock_skew_ms` ahead of this validator's
+//!   clock (a leader running ahead would close votes early);
+//! * a membership entry or a snapshot whose membership is not the genesis
+//!   committee (a leader making itself the only voter);
+//! * committed time behind this validator's clock by more than
+//!   `gov.max_clock_skew_ms` under one leader for longer than a grace (a
+//!   leader withholding ticks would keep a vote open late): the tick
+//!   watchdog ([`run_tick_watchdog`]);
+//! * a vote request while this validator recovers its data directory (it
+//!   must not vote before it holds what it acknowledged).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use openraft::EntryPayload;
+
+use crate::clock::Clock;
+use crate::store::SharedMachine;
+use crate::types::{LogId, NodeId, Raft, RaftEntry, StoredMembership};
+
+/// A repeat offence doubles the time an offender is ignored, at most this
+/// many times over the configured base.
+pub const MAX_IGNORE_FACTOR: u32 = 32;
+
+/// Why a message from another validator was refused before Raft saw it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("tick at log index {index} says {tick_ms} ms, {ahead_ms} ms ahead of this validator's clock ({clock_ms} ms): more than gov.max_clock_skew_ms = {max_skew_ms}")]
+    TickAhead {
+        index: u64,
+        tick_ms: u64,
+        clock_ms: u64,
+        ahead_ms: u64,
+        max_skew_ms: u64,
+    },
+    #[error("{what} at log index {index} names voters {voters:?} and other nodes {others:?}: the committee is pinned to the genesis validators {genesis:?} (as one configuration, no learners)")]
+    ForeignMembership {
+        what: &'static str,
+        index: u64,
+        voters: BTreeSet<NodeId>,
+        others: BTreeSet<NodeId>,
+        genesis: BTreeSet<NodeId>,
+    },
+    #[error("committed time {committed_ms} ms has been {behind_ms} ms behind this validator's clock for {held_ms} ms under leader {leader}: more than gov.max_clock_skew_ms = {max_skew_ms} (the leader withholds ticks)")]
+    TicksWithheld {
+        leader: NodeId,
+        committed_ms: u64,
+        behind_ms: u64,
+        held_ms: u64,
+        max_skew_ms: u64,
+    },
+    #[error("validator {from} is ignored for another {remaining_ms} ms after it sent what this validator refused ({rule})")]
+    Ignored {
+        from: NodeId,
+        remaining_ms: u64,
+        rule: &'static str,
+    },
+    #[error("this validator is recovering its data directory (applied {applied:?}, needs {target}): it grants no vote until it holds what it acknowledged")]
+    Recovering { applied: Option<u64>, target: u64 },
+}
+
+impl Refusal {
+    /// The rule's stable name (logs, status, docs).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Refusal::TickAhead { .. } => "tick_ahead",
+            Refusal::ForeignMembership { .. } => "foreign_membership",
+            Refusal::TicksWithheld { .. } => "ticks_withheld",
+            Refusal::Ignored { .. } => "ignored_validator",
+            Refusal::Recovering { .. } => "recovering",
+        }
+    }
+
+    /// Whether the sender did something wrong (it is then ignored and this
+    /// validator campaigns), rather than being refused because of an
+    /// earlier offence or this validator's own state.
+    pub fn is_offence(&self) -> bool {
+        matches!(
+            self,
+            Refusal::TickAhead { .. }
+                | Refusal::ForeignMembership { .. }
+                | Refusal::TicksWithheld { .. }
+        )
+    }
+
+    pub fn to_status(&self) -> tonic::Status {
+        tonic::Status::failed_precondition(format!("refused before Raft ({}): {self}", self.rule()))
+    }
+}
+
+/// An ignored validator.
+#[derive(Clone, Debug)]
+struct Ignored {
+    until: Instant,
+    rule: &'static str,
+    /// Offences so far; the next one is ignored twice as long.
+    strikes: u32,
+}
+
+/// This validator recovering a lost or rolled-back data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovering {
+    /// It grants votes and campaigns again once it applied this index.
+    pub target_index: u64,
+}
+
+/// The highest log id each other validator acknowledged to this one while
+/// it led: kept in memory and (on sled) in the `acks` tree, written
+/// without a sync of its own (the next log sync carries it). Another
+/// validator starting up asks for its own record: holding less than it
+/// acknowledged means its data directory was rolled back.
+pub struct AckRecords {
+    mem: Mutex<BTreeMap<NodeId, LogId>>,
+    tree: Option<sled::Tree>,
+}
+
+const ACK_TREE: &str = "acks";
+
+impl AckRecords {
+    pub fn in_memory() -> Self {
+        Self {
+            mem: Mutex::default(),
+            tree: None,
+        }
+    }
+
+    /// Records kept in `db`'s `acks` tree (loaded now).
+    pub fn on_disk(db: &sled::Db) -> Result<Self, sled::Error> {
+        let tree = db.open_tree(ACK_TREE)?;
+        let mut mem = BTreeMap::new();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            let (Ok(k), Ok(id)) = (
+                <[u8; 8]>::try_from(k.as_ref()),
+                postcard::from_bytes::<LogId>(&v),
+            ) else {
+                continue;
+            };
+            mem.insert(u64::from_be_bytes(k), id);
+        }
+        Ok(Self {
+            mem: Mutex::new(mem),
+            tree: Some(tree),
+        })
+    }
+
+    /// The highest log id `node` is known to have acknowledged.
+    pub fn get(&self, node: NodeId) -> Option<LogId> {
+        self.mem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+            .copied()
+    }
+
+    /// Notes that `node` acknowledged `log_id` (kept if higher).
+    pub fn record(&self, node: NodeId, log_id: LogId) {
+        let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        if mem.get(&node).is_some_and(|have| *have >= log_id) {
+            return;
+        }
+        mem.insert(node, log_id);
+        if let Some(tree) = &self.tree {
+            if let Ok(bytes) = postcard::to_allocvec(&log_id) {
+                if let Err(e) = tree.insert(node.to_be_bytes(), bytes) {
+                    crate::store::durability::disk_failed("write the acknowledgement records", &e);
+                }
+            }
+        }
+    }
+}
+
+/// Counts of refusals by rule, for the status.
+#[derive(Default)]
+pub struct RefusalCounts {
+    tick_ahead: AtomicU64,
+    foreign_membership: AtomicU64,
+    ticks_withheld: AtomicU64,
+    ignored_validator: AtomicU64,
+    recovering: AtomicU64,
+    reverted_followers: AtomicU64,
+}
+
+impl RefusalCounts {
+    fn count(&self, r: &Refusal) {
+        let c = match r {
+            Refusal::TickAhead { .. } => &self.tick_ahead,
+            Refusal::ForeignMembership { .. } => &self.foreign_membership,
+            Refusal::TicksWithheld { .. } => &self.ticks_withheld,
+            Refusal::Ignored { .. } => &self.ignored_validator,
+            Refusal::Recovering { .. } => &self.recovering,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (rule, count) for every rule.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("tick_ahead", self.tick_ahead.load(Ordering::Relaxed)),
+            (
+                "foreign_membership",
+                self.foreign_membership.load(Ordering::Relaxed),
+            ),
+            (
+                "ticks_withheld",
+                self.ticks_withheld.load(Ordering::Relaxed),
+            ),
+            (
+                "ignored_validator",
+                self.ignored_validator.load(Ordering::Relaxed),
+            ),
+            ("recovering", self.recovering.load(Ordering::Relaxed)),
+            (
+                "reverted_followers",
+                self.reverted_followers.load(Ordering::Relaxed),
+            ),
+        ]
+    }
+}
+
+/// The checks and the memory of one validator (shared by its peer service,
+/// its peer clients and its watchdog).
+pub struct Safety {
+    me: NodeId,
+    genesis: BTreeSet<NodeId>,
+    clock: Arc<dyn Clock>,
+    machine: SharedMachine,
+    ignore_base: Duration,
+    /// How long a leader that withheld ticks is ignored: long enough for
+    /// the others to elect another, no longer (a partition that kept a
+    /// leader from committing looks the same from here).
+    ignore_short: Duration,
+    ignored: Mutex<BTreeMap<NodeId, Ignored>>,
+    raft: std::sync::OnceLock<Raft>,
+    recovering: watch::Sender<Option<Recovering>>,
+    pub counts: RefusalCounts,
+    pub acks: AckRecords,
+}
+
+impl Safety {
+    pub fn new(
+        me: NodeId,
+        genesis: BTreeSet<NodeId>,
+        clock: Arc<dyn Clock>,
+        machine: SharedMachine,
+        ignore_base: Duration,
+        ignore_short: Duration,
+        acks: AckRecords,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            me,
+            genesis,
+            clock,
+            machine,
+            ignore_base,
+            ignore_short: ignore_short.min(ignore_base),
+            ignored: Mutex::default(),
+            raft: std::sync::OnceLock::new(),
+            recovering: watch::channel(None).0,
+            counts: RefusalCounts::default(),
+            acks,
+        })
+    }
+
+    /// The Raft handle, once it exists (campaigns after a refusal).
+    pub fn set_raft(&self, raft: Raft) {
+        let _already = self.raft.set(raft);
+    }
+
+    pub fn genesis_members(&self) -> &BTreeSet<NodeId> {
+        &self.genesis
+    }
+
+    /// Marks this validator as recovering until it applied `target_index`.
+    pub fn start_recovering(&self, target_index: u64) {
+        self.recovering
+            .send_replace(Some(Recovering { target_index }));
+    }
+
+    /// Ends recovery: votes are granted again.
+    pub fn finish_recovering(&self) {
+        self.recovering.send_replace(None);
+    }
+
+    pub fn recovering(&self) -> Option<Recovering> {
+        *self.recovering.borrow()
+    }
+
+    /// Validators ignored now, with the time left (ms) and their offence.
+    pub fn ignored_now(&self) -> Vec<(NodeId, u64, &'static str)> {
+        let now = Instant::now();
+        self.ignored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, i)| i.until > now)
+            .map(|(id, i)| (*id, (i.until - now).as_millis() as u64, i.rule))
+            .collect()
+    }
+
+    fn still_ignored(&self, from: NodeId) -> Option<Refusal> {
+        let now = Instant::now();
+        let ignored = self.ignored.lock().unwrap_or_else(|p| p.into_inner());
+        let i = ignored.get(&from)?;
+        (i.until > now).then(|| Refusal::Ignored {
+            from,
+            remaining_ms: (i.until - now).as_millis() as u64,
+            rule: i.rule,
+        })
+    }
+
+    fn membership_refusal(
+        &self,
+        what: &'static str,
+        index: u64,
+        m: &openraft::Membership<NodeId, openraft::EmptyNode>,
+    ) -> Option<Refusal> {
+        let configs = m.get_joint_config();
+        let voters: BTreeSet<NodeId> = configs.iter().flatten().copied().collect();
+        let nodes: BTreeSet<NodeId> = m.nodes().map(|(id, _)| *id).collect();
+        let others: BTreeSet<NodeId> = nodes.difference(&voters).copied().collect();
+        let pinned = configs.len() == 1 && voters == self.genesis && others.is_empty();
+        (!pinned).then(|| Refusal::ForeignMembership {
+            what,
+            index,
+            voters,
+            others,
+            genesis: self.genesis.clone(),
+        })
+    }
+
+    fn max_skew_ms(&self) -> u64 {
+        self.machine.read().state.params().gov().max_clock_skew_ms
+    }
+
+    /// The checks of an AppendEntries from `from`, before Raft sees it.
+    pub fn check_append(&self, from: NodeId, entries: &[RaftEntry]) -> Result<(), Refusal> {
+        if let Some(r) = self.still_ignored(from) {
+            return Err(r);
+        }
+        let mut skew = None;
+        for e in entries {
+            match &e.payload {
+                EntryPayload::Membership(m) => {
+                    if let Some(r) = self.membership_refusal("membership entry", e.log_id.index, m)
+                    {
+                        return Err(r);
+                    }
+                }
+                EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms }) => {
+                    let max_skew_ms = *skew.get_or_insert_with(|| self.max_skew_ms());
+                    let clock_ms = self.clock.now_ms();
+                    let ahead_ms = now_ms.saturating_sub(clock_ms);
+                    if ahead_ms > max_skew_ms {
+                        return Err(Refusal::TickAhead {
+                            index: e.log_id.index,
+                            tick_ms: *now_ms,
+                            clock_ms,
+                            ahead_ms,
+                            max_skew_ms,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of an InstallSnapshot from `from`.
+    pub fn check_snapshot(
+        &self,
+        from: NodeId,
+        membership: &StoredMembership,
+        index: u64,
+    ) -> Result<(), Refusal> {
+        if let Some(r) = self.still_ignored(from) {
+            return Err(r);
+        }
+        match self.membership_refusal("snapshot membership", index, membership.membership()) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks of a vote request from `from`.
+    pub fn check_vote(&self, from: NodeId) -> Result<(), Refusal> {
+        if let Some(r) = self.still_ignored(from) {
+            return Err(r);
+        }
+        if let Some(rec) = self.recovering() {
+            let applied = self.machine.read().last_applied.map(|l| l.index);
+            return Err(Refusal::Recovering {
+                applied,
+                target: rec.target_index,
+            });
+        }
+        Ok(())
+    }
+
+    /// Answers a refusal: counts it and, for an offence, logs the sender
+    /// (`who` names its connection), ignores it and campaigns.
+    pub fn refused(&self, from: NodeId, who: &str, refusal: &Refusal) {
+        self.counts.count(refusal);
+        if !refusal.is_offence() {
+            tracing::debug!(from, rule = refusal.rule(), %refusal, "refused a message of an ignored validator");
+            return;
+        }
+        let ignore_for = {
+            let now = Instant::now();
+            let mut ignored = self.ignored.lock().unwrap_or_else(|p| p.into_inner());
+            let strikes = match ignored.get(&from) {
+                // A repeat within two base periods after the last one ended
+                // doubles the time.
+                Some(i) if now < i.until + self.ignore_base * 2 => i.strikes.saturating_add(1),
+                _ => 1,
+            };
+            let factor = 1u32
+                .checked_shl(strikes - 1)
+                .unwrap_or(MAX_IGNORE_FACTOR)
+                .min(MAX_IGNORE_FACTOR);
+            let base = match refusal {
+                Refusal::TicksWithheld { .. } => self.ignore_short,
+                _ => self.ignore_base,
+            };
+            let ignore_for = base * factor;
+            ignored.insert(
+                from,
+                Ignored {
+                    until: now + ignore_for,
+                    rule: refusal.rule(),
+                    strikes,
+                },
+            );
+            ignore_for
+        };
+        tracing::warn!(
+            validator = from,
+            connection = who,
+            rule = refusal.rule(),
+            ignored_ms = ignore_for.as_millis() as u64,
+            "refused what validator {from} sent, before Raft: {refusal}; ignoring it and campaigning"
+        );
+        if let Some(raft) = self.raft.get() {
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                if let Err(e) = raft.trigger().elect().await {
+                    tracing::warn!(error = %e, "could not start an election");
+                }
+            });
+        }
+    }
+
+    /// A follower's log went backwards under this leader (`had` matched,
+    /// `conflict` now missing): logged once per leadership by the caller.
+    pub fn follower_reverted(&self, follower: NodeId, had: LogId, conflict: Option<LogId>) {
+        self.counts
+            .reverted_followers
+            .fetch_add(1, Ordering::Relaxed);
+        self.acks.record(follower, had);
+        tracing::error!(
+            validator = follower,
+            matched = %had,
+            conflict = ?conflict,
+            "validator {follower} lost log entries it had acknowledged (it matched {had}, now misses {conflict:?}): its data directory was wiped or rolled back. It is not replicated to until it restarts with --recover (docs/operations.md, \"Recovering a validator\")"
+        );
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+}
+
+/// The tick watchdog: a follower whose committed time stays more than
+/// `gov.max_clock_skew_ms` behind its own clock under one leader for longer
+/// than `grace`, while it is caught up, ignores that leader and campaigns
+/// (a leader withholding ticks cannot keep a vote open late by more than
+/// the skew bound plus `grace` plus an election).
+pub async fn run_tick_watchdog(
+    safety: Arc<Safety>,
+    raft: Raft,
+    every: Duration,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut timer = tokio::time::interval(every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut behind_since: Option<(NodeId, Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let leader = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            m.current_leader
+        };
+        let Some(leader) = leader.filter(|l| *l != safety.me) else {
+            behind_since = None;
+            continue;
+        };
+        if safety.recovering().is_some() {
+            behind_since = None;
+            continue;
+        }
+        let committed = raft
+            .with_raft_state(|s| s.committed.map(|c| c.index))
+            .await
+            .ok()
+            .flatten();
+        let (applied, committed_ms, max_skew_ms) = {
+            let m = safety.machine.read();
+            (
+                m.last_applied.map(|l| l.index),
+                m.state.committed_time_ms(),
+                m.state.params().gov().max_clock_skew_ms,
+            )
+        };
+        // Still applying what is committed: its time says nothing yet.
+        if applied < committed {
+            continue;
+        }
+        let behind_ms = safety.clock.now_ms().saturating_sub(committed_ms);
+        if behind_ms <= max_skew_ms {
+            behind_since = None;
+            continue;
+        }
+        match behind_since {
+            Some((l, since)) if l == leader => {
+                let held = since.elapsed();
+                if held >= grace {
+                    let refusal = Refusal::TicksWithheld {
+                        leader,
+                        committed_ms,
+                        behind_ms,
+                        held_ms: held.as_millis() as u64,
+                        max_skew_ms,
+                    };
+                    safety.refused(leader, "tick watchdog", &refusal);
+                    behind_since = None;
+                }
+            }
+            _ => behind_since = Some((leader, Instant::now())),
+        }
+    }
+}
+
+/// Records, while this validator leads, the highest log id each follower
+/// acknowledged (sampled every `every`; the record of a follower only
+/// grows).
+pub async fn run_ack_recorder(
+    safety: Arc<Safety>,
+    raft: Raft,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut timer = tokio::time::interval(every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let matched: Vec<(NodeId, LogId)> = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            match &m.replication {
+                Some(r) => r
+                    .iter()
+                    .filter(|(id, _)| **id != safety.me)
+                    .filter_map(|(id, l)| l.map(|l| (*id, l)))
+                    .collect(),
+                None => continue,
+            }
+        };
+        for (id, l) in matched {
+            safety.acks.record(id, l);
+        }
+    }
+}
+
+/// Ends recovery once this validator applied the target index: votes are
+/// granted and elections enabled again, and `done` runs (it removes the
+/// recovery marker).
+pub async fn run_recovery_watch(
+    safety: Arc<Safety>,
+    raft: Raft,
+    done: Box<dyn FnOnce() + Send>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut timer = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(rec) = safety.recovering() else {
+            return;
+        };
+        let applied = safety.machine.read().last_applied.map(|l| l.index);
+        if applied.is_some_and(|a| a >= rec.target_index) {
+            raft.runtime_config().elect(true);
+            safety.finish_recovering();
+            done();
+            tracing::info!(
+                applied,
+                target = rec.target_index,
+                "recovered: this validator holds what it acknowledged; it votes and campaigns again"
+            );
+            return;
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! A faulty leader on real processes. The test holds the current leader's
+//! own TLS key and certificate (what a faulty validator has) and sends every
+//! other validator an AppendEntries of the leader's term carrying what no
+//! honest leader sends: a tick two days ahead, `Tick{u64::MAX}`, and a
+//! membership that makes it the only voter. Each follower must refuse it
+//! before Raft (the answer names the rule), ignore that validator, and the
+//! committee must go on under another leader within the measured bound.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use neuroshard_cli::cluster::LocalCluster;
+use neuroshard_cli::keygen::{self, KeygenOptions};
+use neuroshard_governance::Entry;
+use neuroshard_node::proto;
+use neuroshard_node::proto::raft_peer_client::RaftPeerClient;
+use neuroshard_node::transport::convert;
+use neuroshard_node::transport::net::{tls_connector, TcpNetwork};
+use neuroshard_node::transport::tls::{server_name_for, validator_dns_name, TlsMaterial};
+use neuroshard_node::types::{LogId, RaftEntry, Vote};
+use neuroshard_node::NodeConfig;
+use neuroshard_tests::{free_base_port, neuroshard_binary};
+use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+/// The bound this test holds the committee to: from the refused message to
+/// a new leader (not the faulty one) committing ticks again. An election
+/// after the followers stop hearing the faulty leader takes about one
+/// election timeout (0.5–1 s) for their leases to lapse plus one to
+/// campaign; the rest is slack for a loaded 2-core machine.
+const MOVES_ON_WITHIN: Duration = Duration::from_secs(10);
+const TWO_DAYS_MS: u64 = 2 * 86_400_000;
+
+type Payload = EntryPayload<neuroshard_node::types::TypeConfig>;
+/// What the faulty leader puts in its entry, given its own id.
+type MakePayload = dyn Fn(u64) -> Payload;
+
+/// A peer client that presents validator `as_validator`'s own certificate.
+async fn peer_as(
+    cluster: &LocalCluster,
+    as_validator: usize,
+    to: usize,
+) -> RaftPeerClient<tonic::transport::Channel> {
+    let config = NodeConfig::load(&cluster.ceremony.node_configs[as_validator]).expect("config");
+    let tls = TlsMaterial::load(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)
+        .expect("the faulty validator's TLS material");
+    let target = NodeConfig::load(&cluster.ceremony.node_configs[to]).expect("config");
+    let addr = target.peer_listen.clone();
+    let connector = tls_connector(
+        Arc::new(TcpNetwork),
+        addr.clone(),
+        server_name_for(&validator_dns_name(to as u64)).expect("server name"),
+        tls.peer_client_config().expect("client config"),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(3))
+        .connect_with_connector(connector)
+        .await
+        .expect("connect to the peer listener");
+    RaftPeerClient::new(channel)
+}
+
+/// What the faulty leader sends: one entry after the follower's last one,
+/// in the leader's current term.
+fn bad_append(
+    leader: u64,
+    term: u64,
+    after: u64,
+    payload: EntryPayload<neuroshard_node::types::TypeConfig>,
+) -> proto::AppendEntriesRequest {
+    let log_id = |index| LogId::new(CommittedLeaderId::new(term, leader), index);
+    let rpc = openraft::raft::AppendEntriesRequest {
+        vote: Vote::new_committed(term, leader),
+        prev_log_id: Some(log_id(after)),
+        leader_commit: None,
+        entries: vec![RaftEntry {
+            log_id: log_id(after + 1),
+            payload,
+        }],
+    };
+    convert::append_request_to(&rpc).expect("encode")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_faulty_leader_is_refused_before_raft_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // NEUROSHARD_KEEP_TEST_DIR=1 keeps the committee (configs, data, node.log).
+    let dir_path = if std::env::var_os("NEUROSHARD_KEEP_TEST_DIR").is_some() {
+        dir.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    println!("committee directory: {}", dir_path.display());
+    let mut opts = KeygenOptions::new(4, dir_path.join("committee"));
+    opts.chain_id = "neuroshard-faulty-leader".into();
+    opts.base_port = free_base_port(8);
+    opts.ticks.tick_interval_ms = 200;
+    // Ignored for two election timeouts (the least the validator uses), so
+    // each attack starts once the last one's offender is heard again.
+    opts.safety.ignore_refused_leader_ms = 2_000;
+    let ceremony = keygen::run(&opts).expect("keygen");
+    let mut cluster = LocalCluster::start(&neuroshard_binary(), ceremony).expect("start");
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+
+    let attacks: Vec<(&str, &str, Box<MakePayload>)> = vec![
+        (
+            "a tick two days ahead",
+            "tick_ahead",
+            Box::new(|_| {
+                EntryPayload::Normal(Entry::Tick {
+                    now_ms: now_ms() + TWO_DAYS_MS,
+                })
+            }),
+        ),
+        (
+            "Tick{u64::MAX}",
+            "tick_ahead",
+            Box::new(|_| EntryPayload::Normal(Entry::Tick { now_ms: u64::MAX })),
+        ),
+        (
+            "a membership with the leader as the only voter",
+            "foreign_membership",
+            Box::new(|leader| {
+                EntryPayload::Membership(Membership::new(vec![BTreeSet::from([leader])], None))
+            }),
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (what, rule, payload) in attacks {
+        // One faulty validator at a time: the last offender is heard again.
+        let quiet_by = Instant::now() + Duration::from_secs(30);
+        while cluster
+            .statuses()
+            .await
+            .iter()
+            .flatten()
+            .any(|s| !s.ignored.is_empty())
+        {
+            assert!(Instant::now() < quiet_by, "ignores never expired");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (leader, term) = cluster
+            .wait_for_leader(Duration::from_secs(30))
+            .await
+            .expect("a leader before the attack");
+        let applied_before = cluster
+            .status(leader as usize)
+            .await
+            .and_then(|s| s.applied_index)
+            .unwrap_or(0);
+        let statuses = cluster.statuses().await;
+        let sent_at = Instant::now();
+        for to in (0..4usize).filter(|i| *i as u64 != leader) {
+            let last = statuses[to]
+                .as_ref()
+                .and_then(|s| s.last_log_index)
+                .unwrap_or(0);
+            let mut client = peer_as(&cluster, leader as usize, to).await;
+            let answer = client
+                .append_entries(bad_append(leader, term, last, payload(leader)))
+                .await;
+            let status = answer.expect_err("a follower must refuse it");
+            assert_eq!(
+                status.code(),
+                tonic::Code::FailedPrecondition,
+                "{what} to {to}: {status:?}"
+            );
+            assert!(
+                status.message().contains(rule),
+                "{what} to {to}: the refusal names {rule}: {}",
+                status.message()
+            );
+            // Refused before Raft: nothing of it is in the follower's log.
+            let after = cluster.status(to).await.expect("status");
+            assert!(
+                after
+                    .ignored
+                    .iter()
+                    .any(|(id, _, r)| *id == leader && r == rule),
+                "{what}: validator {to} ignores {leader}: {:?}",
+                after.ignored
+            );
+        }
+        // The committee moves on under another leader: one that is not the
+        // faulty validator, with a higher term, committing ticks.
+        let moved = loop {
+            let elapsed = sent_at.elapsed();
+            assert!(
+                elapsed < MOVES_ON_WITHIN,
+                "{what}: no other leader committed within {MOVES_ON_WITHIN:?}: {:?}",
+                cluster.statuses().await
+            );
+            let statuses = cluster.statuses().await;
+            let new_leader = statuses
+                .iter()
+                .flatten()
+                .find(|s| s.role == "leader" && s.node_id != leader && s.term > term);
+            if let Some(l) = new_leader {
+                let before = l.commit_index;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let again = cluster.status(l.node_id as usize).await;
+                if again.is_some_and(|a| {
+                    a.role == "leader"
+                        && a.commit_index > before
+                        && a.applied_index > Some(applied_before)
+                }) {
+                    break (l.node_id, sent_at.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        println!(
+            "{what} from validator {leader} (term {term}): refused by every follower, validator {} leads and commits after {:?}",
+            moved.0, moved.1
+        );
+        measured.push(moved.1);
+        // The refused entry is in no log: every validator's committed time
+        // is near the real clock, not two days or u64::MAX ahead.
+        for s in cluster.statuses().await.into_iter().flatten() {
+            assert!(
+                s.committed_time_ms <= now_ms() + 60_000,
+                "validator {} committed time {} ms runs ahead of the clock",
+                s.node_id,
+                s.committed_time_ms
+            );
+            assert_eq!(
+                s.members,
+                vec![0, 1, 2, 3],
+                "membership stays the genesis committee"
+            );
+        }
+    }
+    let worst = measured.iter().max().copied().unwrap_or_default();
+    println!("faulty leader replaced within {worst:?} (bound {MOVES_ON_WITHIN:?})");
+    let (index, hash) = cluster
+        .wait_for_agreement(&[0, 1, 2, 3], Duration::from_secs(60))
+        .await
+        .expect("every validator agrees again");
+    println!("all four at applied index {index}, state hash {hash}");
+    assert_eq!(cluster.stop_all(), Vec::<usize>::new());
+}
