@@ -15,11 +15,14 @@
 //!   recovering), waits until ⌈n/2⌉ other validators answered (with every
 //!   majority that could have committed an entry without it, they share at
 //!   least one member), takes a vote one term above every term they
-//!   reported and the highest log index any of them holds as its target,
-//!   starts with elections disabled and refuses vote requests until it
-//!   applied that index. Its higher term makes the current leader step
-//!   down once (resetting the leader's record of its log); the others
-//!   elect a leader without it.
+//!   reported, starts with elections disabled and refuses vote requests
+//!   until it applied an entry of that term or later. Its higher term makes
+//!   the current leader step down once (resetting the leader's record of
+//!   its log); the others elect a leader without it, which holds every
+//!   committed entry (leader completeness), and once this validator holds
+//!   that leader's log up to one of its own entries it holds everything it
+//!   acknowledged. The answers' log indexes are shown, not trusted: a
+//!   faulty validator answering an absurd index cannot stall a recovery.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -180,7 +183,7 @@ pub fn recovery_quorum(n: usize) -> usize {
 pub struct RecoveryPlan {
     /// The vote to store before Raft starts: one term above every term seen.
     pub vote: Vote,
-    /// The log index to apply before voting again.
+    /// The highest log index the others reported (shown in the status).
     pub target_index: u64,
 }
 

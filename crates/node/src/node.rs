@@ -47,6 +47,10 @@ pub const MAX_GENESIS_FILE_BYTES: u64 = 4 * 1024 * 1024;
 pub struct Environment {
     pub network: Arc<dyn Network>,
     pub clock: Arc<dyn Clock>,
+    /// Test seam (like `clock`): while set, this validator proposes no
+    /// ticks even when it leads: a faulty leader withholding time (the
+    /// simulation's `withhold-ticks` case). Never set outside tests.
+    pub withhold_ticks: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Environment {
@@ -57,6 +61,7 @@ impl Environment {
             clock: Arc::new(SystemClock {
                 offset_ms: config.ticks.clock_offset_ms,
             }),
+            withhold_ticks: Arc::default(),
         }
     }
 }
@@ -447,7 +452,7 @@ impl Node {
         if let Some(plan) = recovery {
             // Neither campaign nor vote until it holds what it acknowledged.
             raft.runtime_config().elect(false);
-            safety.start_recovering(plan.target_index);
+            safety.start_recovering(plan.target_index, plan.vote.leader_id().term);
             tracing::warn!(
                 target_index = plan.target_index,
                 vote = %plan.vote,
@@ -606,6 +611,7 @@ impl Node {
             raft,
             env.clock.clone(),
             tick_interval,
+            env.withhold_ticks.clone(),
             shutdown_rx,
         )));
         tracing::info!(node = config.node_id, %peer_addr, %api_addr, "validator started");

@@ -72,7 +72,7 @@ pub enum Refusal {
         remaining_ms: u64,
         rule: &'static str,
     },
-    #[error("this validator is recovering its data directory (applied {applied:?}, needs {target}): it grants no vote until it holds what it acknowledged")]
+    #[error("this validator is recovering its data directory (applied {applied:?}, the others reported {target}): it grants no vote until it holds what it acknowledged")]
     Recovering { applied: Option<u64>, target: u64 },
 }
 
@@ -117,8 +117,15 @@ struct Ignored {
 /// This validator recovering a lost or rolled-back data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recovering {
-    /// It grants votes and campaigns again once it applied this index.
+    /// The highest log index the other validators reported (shown in the
+    /// status; the probe's answers are not trusted to end the recovery).
     pub target_index: u64,
+    /// The term of the vote it stored to recover. It grants votes and
+    /// campaigns again once it applied an entry of this term or later: a
+    /// leader elected without it (it votes for no one), which by Raft's
+    /// leader completeness holds every committed entry, and whose log it
+    /// now holds up to that entry.
+    pub since_term: u64,
 }
 
 /// The highest log id each other validator acknowledged to this one while
@@ -288,10 +295,12 @@ impl Safety {
         &self.genesis
     }
 
-    /// Marks this validator as recovering until it applied `target_index`.
-    pub fn start_recovering(&self, target_index: u64) {
-        self.recovering
-            .send_replace(Some(Recovering { target_index }));
+    /// Marks this validator as recovering (see [`Recovering`]).
+    pub fn start_recovering(&self, target_index: u64, since_term: u64) {
+        self.recovering.send_replace(Some(Recovering {
+            target_index,
+            since_term,
+        }));
     }
 
     /// Ends recovery: votes are granted again.
@@ -597,9 +606,10 @@ pub async fn run_ack_recorder(
     }
 }
 
-/// Ends recovery once this validator applied the target index: votes are
-/// granted and elections enabled again, and `done` runs (it removes the
-/// recovery marker).
+/// Ends recovery once this validator applied an entry of a leader elected
+/// after the recovery began (see [`Recovering`]): votes are granted and
+/// elections enabled again, and `done` runs (it removes the recovery
+/// marker).
 pub async fn run_recovery_watch(
     safety: Arc<Safety>,
     raft: Raft,
@@ -615,15 +625,16 @@ pub async fn run_recovery_watch(
         let Some(rec) = safety.recovering() else {
             return;
         };
-        let applied = safety.machine.read().last_applied.map(|l| l.index);
-        if applied.is_some_and(|a| a >= rec.target_index) {
+        let applied = safety.machine.read().last_applied;
+        if applied.is_some_and(|a| a.leader_id.term >= rec.since_term) {
             raft.runtime_config().elect(true);
             safety.finish_recovering();
             done();
             tracing::info!(
-                applied,
-                target = rec.target_index,
-                "recovered: this validator holds what it acknowledged; it votes and campaigns again"
+                applied = %applied.map(|a| a.to_string()).unwrap_or_default(),
+                reported = rec.target_index,
+                since_term = rec.since_term,
+                "recovered: this validator holds what it acknowledged (it applied an entry of a leader elected without it); it votes and campaigns again"
             );
             return;
         }
