@@ -2,6 +2,7 @@
 //! Governance time moves only when a tick is committed, so every replica
 //! sees the same time at the same log index.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,14 @@ use neuroshard_governance::Entry;
 use crate::clock::Clock;
 use crate::types::Raft;
 
+/// Proposes a tick every `interval` while this validator leads. While
+/// `withhold` is set (a test seam: `Environment::withhold_ticks`) it
+/// proposes none and keeps leading, as a faulty leader would.
 pub async fn run_ticker(
     raft: Raft,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    withhold: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut timer = tokio::time::interval(interval);
@@ -30,7 +35,7 @@ pub async fn run_ticker(
             let m = m.borrow();
             m.current_leader == Some(m.id) && m.state.is_leader()
         };
-        if !is_leader {
+        if !is_leader || withhold.load(Ordering::Relaxed) {
             continue;
         }
         let now_ms = clock.now_ms();

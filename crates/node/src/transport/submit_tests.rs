@@ -113,6 +113,7 @@ async fn start(client: ClientSettings) -> OneValidator {
         Environment {
             network: Arc::new(TcpNetwork),
             clock: Arc::new(SystemClock { offset_ms: 0 }),
+            withhold_ticks: Arc::default(),
         },
     )
     .await
