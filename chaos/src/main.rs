@@ -69,6 +69,21 @@ enum Cmd {
         #[arg(long, default_value_t = 6)]
         voters: usize,
     },
+    /// Runs one of issue 11's named simulation cases (a leader whose clock
+    /// jumps or that withholds ticks; a wiped validator's recovery for
+    /// n = 3, 4, 5; docs/chaos.md) and checks it; `--list` names them.
+    Case {
+        /// The case (`--list` prints every name).
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// Print every case's name, one a line.
+        #[arg(long)]
+        list: bool,
+        /// Run the sabotaged twin of a time case (the fault on every
+        /// validator): its checks must fail.
+        #[arg(long, hide = true)]
+        sabotage: bool,
+    },
     /// Runs the `neuroshard` binary as four validators in network
     /// namespaces, injects faults across a vote deadline, checks each
     /// scenario's history and prints a table (docs/chaos.md).
@@ -100,6 +115,11 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         Cmd::Real(args) => return real::main(args),
         Cmd::Hostile(args) => return hostile::main(args),
+        Cmd::Case {
+            name,
+            list,
+            sabotage,
+        } => return case_main(name.as_deref(), list, sabotage),
         command => Cli { command },
     };
     let mut out = std::io::stdout().lock();
@@ -117,7 +137,9 @@ fn main() -> ExitCode {
 /// the exit status still tells the verdict.
 fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
     match cli.command {
-        Cmd::Real(_) | Cmd::Hostile(_) => Err("`real` and `hostile` are run by main".to_owned()),
+        Cmd::Real(_) | Cmd::Hostile(_) | Cmd::Case { .. } => {
+            Err("`real`, `hostile` and `case` are run by main".to_owned())
+        }
         Cmd::Check { file } => {
             let history = History::load(&file).map_err(|e| e.to_string())?;
             let report = check(&history);
@@ -219,6 +241,88 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
             let report = check(&run.history);
             let _ = write!(out, "{}", report.table());
             Ok(report)
+        }
+    }
+}
+
+/// `neuroshard-chaos case`: exit 0 when the case shows what it claims (for
+/// the old way where it can lose the entry: that the checks find the loss),
+/// 1 when it does not, 2 when it cannot run.
+fn case_main(name: Option<&str>, list: bool, sabotage: bool) -> ExitCode {
+    use neuroshard_chaos::sim::cases::{self, CASES, RECOVERY_CASES};
+    use neuroshard_chaos::sim::recovery;
+    if list {
+        for n in CASES.iter().chain(RECOVERY_CASES.iter()) {
+            println!("{n}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let name = name.unwrap_or_default();
+    if CASES.contains(&name) {
+        return match cases::run_case(name, sabotage) {
+            Ok(r) => {
+                println!("{}", r.summary());
+                for v in &r.close_violations {
+                    println!("  close: {v}");
+                }
+                for v in &r.claim_violations {
+                    println!("  claim: {v}");
+                }
+                print!("{}", r.report.table());
+                if r.is_clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("neuroshard-chaos: case {name}: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let Some((case, expect_loss)) = cases::recovery_case(name) else {
+        eprintln!(
+            "neuroshard-chaos: no case {name:?}; the cases are {:?}",
+            CASES
+                .iter()
+                .chain(RECOVERY_CASES.iter())
+                .collect::<Vec<_>>()
+        );
+        return ExitCode::from(2);
+    };
+    match recovery::run(&case) {
+        Ok(r) => {
+            println!("case {name}: {}", r.summary(&case));
+            for v in r.violations.iter().take(5) {
+                println!("  {v}");
+            }
+            for d in r.disagreements.iter().take(5) {
+                println!("  {d}");
+            }
+            let as_claimed = if expect_loss {
+                r.lost_entry()
+            } else {
+                !r.lost_entry() && r.converged_after_ms.is_some()
+            };
+            println!(
+                "case {name}: {}",
+                match (expect_loss, as_claimed) {
+                    (true, true) => "the old way lost the committed entry, and the checks found it",
+                    (true, false) => "FAILED: the old way should lose the entry here, and the checks found nothing",
+                    (false, true) => "the committed entry was kept and every validator converged",
+                    (false, false) => "FAILED: the entry was lost or the committee did not converge",
+                }
+            );
+            if as_claimed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("neuroshard-chaos: case {name}: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::sim::clock::Skews;
 use crate::sim::journal::Journal;
 use crate::sim::net::NetControl;
 use crate::sim::pki::host_name;
-use crate::sim::validator::Registry;
+use crate::sim::validator::{Registry, Withholds};
 
 /// Host name of the simulated machine the clients run on.
 pub const CLIENTS_HOST: &str = "clients";
@@ -42,6 +42,9 @@ pub const MAX_FAULTS: usize = 2;
 pub enum Target {
     Leader,
     Follower,
+    /// Every validator (only the hand-written cases' sabotage runs plan it:
+    /// a clock or a withholding that no honest follower can notice).
+    All,
 }
 
 /// One kind of fault.
@@ -68,6 +71,10 @@ pub enum FaultKind {
     Crash { target: Target },
     /// A validator's clock runs `skew_ms` off until healed.
     ClockSkew { target: Target, skew_ms: i64 },
+    /// A validator proposes no ticks while it leads (it keeps heartbeating
+    /// and leading) until healed: `Environment::withhold_ticks`. Never in
+    /// a seed's random plan; the `leader-withholds-ticks` case plans it.
+    WithholdTicks { target: Target },
 }
 
 impl FaultKind {
@@ -82,6 +89,7 @@ impl FaultKind {
             FaultKind::Loss { .. } => "loss",
             FaultKind::Crash { .. } => "replica_crash",
             FaultKind::ClockSkew { .. } => "clock_skew",
+            FaultKind::WithholdTicks { .. } => "withhold_ticks",
         }
     }
 
@@ -95,6 +103,7 @@ impl FaultKind {
             FaultKind::Loss { .. } => 5,
             FaultKind::Crash { .. } => 6,
             FaultKind::ClockSkew { .. } => 7,
+            FaultKind::WithholdTicks { .. } => 8,
         }
     }
 }
@@ -122,7 +131,18 @@ impl fmt::Display for FaultKind {
             FaultKind::ClockSkew { target, skew_ms } => {
                 write!(f, "skew-{}{skew_ms:+}ms", target_name(*target))
             }
+            FaultKind::WithholdTicks { target } => {
+                write!(f, "withhold-ticks-{}", target_name(*target))
+            }
         }
+    }
+}
+
+/// `validator-3`, or `validators [0, 1, 2, 3]`.
+fn validators_named(v: &[u32]) -> String {
+    match v {
+        [one] => format!("validator-{one}"),
+        _ => format!("validators {v:?}"),
     }
 }
 
@@ -130,6 +150,7 @@ fn target_name(t: Target) -> &'static str {
     match t {
         Target::Leader => "leader",
         Target::Follower => "follower",
+        Target::All => "all",
     }
 }
 
@@ -288,6 +309,7 @@ pub struct Actuators<'s, 'a> {
     pub sim: &'s mut turmoil::Sim<'a>,
     pub registry: &'s Registry,
     pub skews: &'s Skews,
+    pub withholds: &'s Withholds,
     pub net: &'s NetControl,
     pub journal: &'s Journal,
 }
@@ -428,7 +450,7 @@ impl Schedule {
     fn pick(&mut self, target: Target, act: &mut Actuators<'_, '_>) -> u32 {
         let leader = self.leader(act);
         match target {
-            Target::Leader => leader,
+            Target::Leader | Target::All => leader,
             Target::Follower => {
                 let others: Vec<u32> = self
                     .up_validators(act)
@@ -441,6 +463,14 @@ impl Schedule {
                     others[self.rng.gen_range(0..others.len())]
                 }
             }
+        }
+    }
+
+    /// `target`'s validators: one, or every validator for `Target::All`.
+    fn pick_all(&mut self, target: Target, act: &mut Actuators<'_, '_>) -> Vec<u32> {
+        match target {
+            Target::All => (0..self.validators).collect(),
+            _ => vec![self.pick(target, act)],
         }
     }
 
@@ -518,12 +548,29 @@ impl Schedule {
                 )
             }
             FaultKind::ClockSkew { target, skew_ms } => {
-                let v = self.pick(target, act);
-                act.skews.set(v, skew_ms);
+                let targets = self.pick_all(target, act);
+                for v in &targets {
+                    act.skews.set(*v, skew_ms);
+                }
                 (
-                    vec![v],
+                    targets.clone(),
                     format!(
-                        "validator-{v} ({})'s clock {skew_ms:+} ms",
+                        "{} ({})'s clock {skew_ms:+} ms",
+                        validators_named(&targets),
+                        target_name(target)
+                    ),
+                )
+            }
+            FaultKind::WithholdTicks { target } => {
+                let targets = self.pick_all(target, act);
+                for v in &targets {
+                    act.withholds.set(*v, true);
+                }
+                (
+                    targets.clone(),
+                    format!(
+                        "{} ({}) proposes no ticks while leading",
+                        validators_named(&targets),
                         target_name(target)
                     ),
                 )
@@ -565,9 +612,16 @@ impl Schedule {
                 format!("validator-{v} restarted from its disk")
             }
             FaultKind::ClockSkew { .. } => {
-                let v = targets.first().copied().unwrap_or(0);
-                act.skews.set(v, 0);
-                format!("validator-{v}'s clock corrected")
+                for v in targets {
+                    act.skews.set(*v, 0);
+                }
+                format!("{}'s clock corrected", validators_named(targets))
+            }
+            FaultKind::WithholdTicks { .. } => {
+                for v in targets {
+                    act.withholds.set(*v, false);
+                }
+                format!("{} ticks again", validators_named(targets))
             }
             _ => "links healed".to_owned(),
         };

@@ -18,6 +18,7 @@
 //! resets: separate ChaCha8 streams of it) and the simulated clock.
 //! docs/chaos.md lists what else had to be pinned for that to hold.
 
+pub mod cases;
 pub mod clients;
 pub mod clock;
 pub mod faults;
@@ -25,8 +26,10 @@ pub mod journal;
 pub mod net;
 pub mod pki;
 pub mod recording;
+pub mod recovery;
 pub mod validator;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -47,7 +50,7 @@ use faults::{Actuators, PlannedFault, Schedule, CLIENTS_HOST};
 use journal::Journal;
 use net::{NetControl, SimNetwork};
 use pki::{host_name, Pki, PkiError};
-use validator::{Disk, Registry, ValidatorSetup};
+use validator::{Disk, Registry, ValidatorSetup, Withholds};
 
 /// Whether a seed reproduces its run exactly. turmoil seeds each simulated
 /// host's tokio runtime (whose RNG picks `tokio::select!` branches and
@@ -99,6 +102,10 @@ pub struct SimConfig {
     /// run long (with faults on): requests and answers get lost, so
     /// clients retry, and some retries reach the log after the close.
     pub client_reset_per_mille: u32,
+    /// `gov.voting_days` of the chain (2; the time cases use a longer vote
+    /// so that a vote closed early by more than `gov.max_clock_skew_ms`
+    /// is possible at all).
+    pub voting_days: i64,
 }
 
 /// The liveness bound of the simulation: after the last heal, a NEP must
@@ -122,6 +129,7 @@ impl SimConfig {
             vote_per_mille: 300,
             max_attempts: 6,
             client_reset_per_mille: 15,
+            voting_days: 2,
         }
     }
 }
@@ -156,6 +164,12 @@ pub struct SimStats {
     pub leader_changes: u64,
     /// Whether every replica settled every NEP before the run stopped.
     pub settled: bool,
+    /// Refusals before Raft by rule (`NodeStatus::safety_refusals`),
+    /// summed over the validators running at the end.
+    pub safety_refusals: BTreeMap<String, u64>,
+    /// The leaders in the order they led, with the harness time each was
+    /// first seen leading.
+    pub leaders: Vec<(u64, u32)>,
 }
 
 pub struct SimRun {
@@ -175,6 +189,9 @@ fn validate(c: &SimConfig) -> Result<(), SimError> {
     }
     if c.client_step_ms == 0 {
         return bad("client_step_ms must be positive".to_owned());
+    }
+    if !(1..=30).contains(&c.voting_days) {
+        return bad(format!("voting_days must be 1..=30, got {}", c.voting_days));
     }
     if c.max_attempts == 0 {
         return bad("max_attempts must be at least 1".to_owned());
@@ -219,7 +236,10 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
         day_ms: SIM_DAY_MS as i64,
         extra_parameters: vec![
             ("gov.review_days".to_owned(), ParamInput::Integer(1)),
-            ("gov.voting_days".to_owned(), ParamInput::Integer(2)),
+            (
+                "gov.voting_days".to_owned(),
+                ParamInput::Integer(config.voting_days),
+            ),
             ("gov.grace_min_days".to_owned(), ParamInput::Integer(1)),
             (
                 "gov.max_clock_skew_ms".to_owned(),
@@ -249,6 +269,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
     let net = NetControl::new(stream(config.seed, 3));
     let network = SimNetwork::new(net.clone());
     let skews = clock::Skews::new(n as usize);
+    let withholds = Withholds::new(n as usize);
     let registry = Registry::default();
     let disks = (0..n)
         .map(|_| {
@@ -278,7 +299,9 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
             genesis: genesis.clone(),
             tls: pki.validators[v as usize].clone(),
             bls_share: dealt.secret_key_shares[v as usize].clone(),
-            disk: disks[v as usize].clone(),
+            disk: Arc::new(Mutex::new(disks[v as usize].clone())),
+            boot: Arc::new(Mutex::new(neuroshard_node::boot::Boot::Auto)),
+            withhold: withholds.flag(v),
             journal: journal.clone(),
             epoch_ms,
             skews: skews.clone(),
@@ -318,6 +341,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
         sim: &mut sim,
         registry: &registry,
         skews: &skews,
+        withholds: &withholds,
         net: &net,
         journal: &journal,
     });
@@ -332,6 +356,9 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
             if leader.is_some_and(|old| old != l) {
                 stats.leader_changes += 1;
             }
+            if leader != Some(l) {
+                stats.leaders.push((now, l));
+            }
             leader = Some(l);
         }
         let votes = journal.votes();
@@ -340,6 +367,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
                 sim: &mut sim,
                 registry: &registry,
                 skews: &skews,
+                withholds: &withholds,
                 net: &net,
                 journal: &journal,
             };
@@ -366,6 +394,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
     stop.store(true, Ordering::Relaxed);
 
     let up: Vec<bool> = (0..n).map(|v| sim.is_host_running(host_name(v))).collect();
+    stats.safety_refusals = registry.safety_refusals();
     drop(sim);
     let dropped = journal.dropped();
     if dropped > 0 {

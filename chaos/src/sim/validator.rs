@@ -1,4 +1,4 @@
-//! One simulated validator: the real node (`Node::start_with`) on the
+//! One simulated validator: the real node (`Node::start_with_boot`) on the
 //! in-memory store, the simulated network and a skewable clock, with
 //! certificate issuance, running as a turmoil host.
 //!
@@ -9,18 +9,22 @@
 //! holds it, which is what the sled store acknowledges once synced.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use neuroshard_certificate::SecretKeyShare;
 use neuroshard_governance::Genesis;
+use neuroshard_node::boot::Boot;
 use neuroshard_node::clock::Clock;
 use neuroshard_node::config::{
     ClientSettings, KeyPaths, NodeConfig, PeerConfig, RaftSettings, TickSettings, TlsPaths,
 };
+use neuroshard_node::node::BootOptions;
+use neuroshard_node::safety::AckRecords;
 use neuroshard_node::store::{MemLogStore, MemStateMachine};
 use neuroshard_node::transport::tls::TlsMaterial;
 use neuroshard_node::types::Raft;
-use neuroshard_node::{Environment, Node};
+use neuroshard_node::{Environment, Node, NodeCore};
 
 use crate::sim::clock::{SimClock, Skews};
 use crate::sim::journal::Journal;
@@ -49,17 +53,78 @@ pub struct Disk {
     pub machine: MemStateMachine,
 }
 
-/// The running validators' Raft handles, so the driver can find the leader.
+/// A validator's disk as the driver holds it: the recovery cases replace
+/// it with an empty one (a wiped data directory) between a crash and the
+/// restart.
+pub type DiskSlot = Arc<Mutex<Disk>>;
+
+/// How the validator's next start treats its disk (`Node::start_with_boot`);
+/// `Boot::Auto` unless a case says otherwise.
+pub type BootSlot = Arc<Mutex<Boot>>;
+
+/// Locks a slot (a panic while holding one left a plain value behind).
+pub fn slot<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One "withhold ticks" switch per validator (`Environment::withhold_ticks`),
+/// shared between its node and the fault schedule.
+#[derive(Clone, Debug)]
+pub struct Withholds(Arc<Vec<Arc<AtomicBool>>>);
+
+impl Withholds {
+    pub fn new(validators: usize) -> Self {
+        Self(Arc::new((0..validators).map(|_| Arc::default()).collect()))
+    }
+
+    pub fn flag(&self, validator: u32) -> Arc<AtomicBool> {
+        self.0.get(validator as usize).cloned().unwrap_or_default()
+    }
+
+    pub fn set(&self, validator: u32, withhold: bool) {
+        if let Some(f) = self.0.get(validator as usize) {
+            f.store(withhold, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The running validators' Raft handles and cores, so the driver can find
+/// the leader and read each validator's safety counters.
 #[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<BTreeMap<u32, Raft>>>);
+pub struct Registry(Arc<Mutex<Running>>);
+
+/// Each running validator's Raft handle and core.
+type Running = BTreeMap<u32, (Raft, Arc<NodeCore>)>;
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<u32, Raft>> {
+    fn lock(&self) -> MutexGuard<'_, Running> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn insert(&self, id: u32, raft: Raft) {
-        self.lock().insert(id, raft);
+    pub fn insert(&self, id: u32, node: &Node) {
+        self.lock()
+            .insert(id, (node.raft().clone(), node.core().clone()));
+    }
+
+    /// The running validator's Raft handle.
+    pub fn raft(&self, id: u32) -> Option<Raft> {
+        self.lock().get(&id).map(|(r, _)| r.clone())
+    }
+
+    /// The running validator's core (status, safety counters, recovery).
+    pub fn core(&self, id: u32) -> Option<Arc<NodeCore>> {
+        self.lock().get(&id).map(|(_, c)| c.clone())
+    }
+
+    /// Refusals before Raft by rule, summed over the running validators.
+    pub fn safety_refusals(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (_, core) in self.lock().values() {
+            for (rule, n) in core.safety.counts.snapshot() {
+                *out.entry(rule.to_owned()).or_insert(0) += n;
+            }
+        }
+        out
     }
 
     /// The validator is down: its handle says nothing any more.
@@ -71,7 +136,7 @@ impl Registry {
     pub fn leader(&self) -> Option<u32> {
         self.lock()
             .iter()
-            .filter_map(|(id, raft)| {
+            .filter_map(|(id, (raft, _))| {
                 let m = raft.metrics();
                 let m = m.borrow();
                 (m.state.is_leader() && m.current_leader == Some(m.id))
@@ -89,7 +154,9 @@ pub struct ValidatorSetup {
     pub genesis: Genesis,
     pub tls: TlsMaterial,
     pub bls_share: SecretKeyShare,
-    pub disk: Disk,
+    pub disk: DiskSlot,
+    pub boot: BootSlot,
+    pub withhold: Arc<AtomicBool>,
     pub journal: Journal,
     pub epoch_ms: u64,
     pub skews: Skews,
@@ -150,7 +217,9 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
         // skew bound of 2 s): a refused leader is ignored for 1 s.
         safety: neuroshard_node::config::SafetySettings {
             ignore_refused_leader_ms: 1_000,
-            ..Default::default()
+            // A restart's rollback probe and a recovery's retry (the
+            // recovery cases; `Boot::Auto` never probes).
+            startup_probe_ms: 500,
         },
     }
 }
@@ -159,9 +228,11 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
 /// crashes the host, or fails the simulation if its Raft core stops.
 pub async fn run(setup: Arc<ValidatorSetup>) -> turmoil::Result {
     let id = setup.id;
+    let disk = slot(&setup.disk).clone();
+    let boot = *slot(&setup.boot);
     let machine = RecordingMachine::new(
         id,
-        setup.disk.machine.clone(),
+        disk.machine.clone(),
         setup.journal.clone(),
         setup.epoch_ms,
     )?;
@@ -169,19 +240,32 @@ pub async fn run(setup: Arc<ValidatorSetup>) -> turmoil::Result {
     let env = Environment {
         network: Arc::new(setup.network.clone()),
         clock: clock.clone(),
+        withhold_ticks: setup.withhold.clone(),
     };
-    let mut node = Node::start_with(
+    // A recovered validator restarts from its disk like any other (the
+    // sled store's recovery marker is removed at the same moment).
+    let recovered = setup.boot.clone();
+    let on_recovered: Box<dyn FnOnce() + Send> =
+        Box::new(move || *slot(&recovered) = Boot::Restart);
+    let mut node = Node::start_with_boot(
         &setup.config,
         &setup.genesis,
         setup.tls.clone(),
-        setup.disk.log.clone(),
+        disk.log.clone(),
         machine,
-        setup.disk.machine.shared(),
+        disk.machine.shared(),
         env,
+        BootOptions {
+            boot,
+            // In memory: a restarted validator has forgotten what the
+            // others acknowledged to it (the sled store keeps it).
+            acks: AckRecords::in_memory(),
+            on_recovered: Some(on_recovered),
+        },
     )
     .await?;
     node.start_issuance(setup.bls_share.clone(), clock);
-    setup.registry.insert(id, node.raft().clone());
+    setup.registry.insert(id, &node);
     let reason = node.fatal().await;
     Err(format!("validator {id}: the Raft core stopped: {reason}").into())
 }
