@@ -189,10 +189,20 @@ pub struct RecoveryPlan {
 
 /// The vote and target a recovery takes from the answers.
 pub fn plan_recovery(me: NodeId, own_vote: Option<Vote>, answers: &[ProbeAnswer]) -> RecoveryPlan {
-    let max_term = answers
-        .iter()
-        .map(|a| a.vote.leader_id().term)
+    // Terms past MAX_TERM_STEP above the median answer are not believed
+    // (a faulty answer near u64::MAX would overflow or wrap the vote).
+    let mut terms: Vec<u64> = answers.iter().map(|a| a.vote.leader_id().term).collect();
+    terms.sort_unstable();
+    let plausible = terms
+        .get(terms.len() / 2)
+        .copied()
+        .unwrap_or(0)
+        .saturating_add(crate::safety::MAX_TERM_STEP)
+        .min(u64::MAX / 2);
+    let max_term = terms
+        .into_iter()
         .chain(own_vote.map(|v| v.leader_id().term))
+        .filter(|t| *t <= plausible)
         .max()
         .unwrap_or(0);
     let target_index = answers
@@ -303,6 +313,11 @@ mod tests {
         assert_eq!(plan.target_index, 310);
         let plan = plan_recovery(3, Some(Vote::new(12, 3)), &answers);
         assert_eq!(plan.vote, Vote::new(13, 3));
+        // A faulty answer near u64::MAX is not believed (no overflow, no
+        // wrap to term 0).
+        let lying = [answer(1, 7, 300, None), answer(2, u64::MAX, 290, None)];
+        let plan = plan_recovery(3, Some(Vote::new(4, 3)), &lying);
+        assert_eq!(plan.vote, Vote::new(8, 3));
     }
 
     #[test]

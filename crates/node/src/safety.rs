@@ -39,6 +39,12 @@ use crate::types::{LogId, NodeId, Raft, RaftEntry, StoredMembership};
 /// many times over the configured base.
 pub const MAX_IGNORE_FACTOR: u32 = 32;
 
+/// The furthest a term another validator sends may lie above this
+/// validator's own: honest terms grow by one per election, so this is
+/// centuries of elections, and far from `u64::MAX` (where openraft's
+/// `term + 1` would overflow).
+pub const MAX_TERM_STEP: u64 = 1 << 32;
+
 /// Why a message from another validator was refused before Raft saw it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -66,6 +72,12 @@ pub enum Refusal {
         held_ms: u64,
         max_skew_ms: u64,
     },
+    #[error("malformed message: {what}")]
+    MalformedAppend { what: String },
+    #[error(
+        "term {term} is implausible: more than {MAX_TERM_STEP} above this validator's term {own}"
+    )]
+    TermTooHigh { term: u64, own: u64 },
     #[error("validator {from} is ignored for another {remaining_ms} ms after it sent what this validator refused ({rule})")]
     Ignored {
         from: NodeId,
@@ -83,6 +95,8 @@ impl Refusal {
             Refusal::TickAhead { .. } => "tick_ahead",
             Refusal::ForeignMembership { .. } => "foreign_membership",
             Refusal::TicksWithheld { .. } => "ticks_withheld",
+            Refusal::MalformedAppend { .. } => "malformed",
+            Refusal::TermTooHigh { .. } => "term_too_high",
             Refusal::Ignored { .. } => "ignored_validator",
             Refusal::Recovering { .. } => "recovering",
         }
@@ -97,6 +111,8 @@ impl Refusal {
             Refusal::TickAhead { .. }
                 | Refusal::ForeignMembership { .. }
                 | Refusal::TicksWithheld { .. }
+                | Refusal::MalformedAppend { .. }
+                | Refusal::TermTooHigh { .. }
         )
     }
 
@@ -200,6 +216,8 @@ pub struct RefusalCounts {
     tick_ahead: AtomicU64,
     foreign_membership: AtomicU64,
     ticks_withheld: AtomicU64,
+    malformed: AtomicU64,
+    term_too_high: AtomicU64,
     ignored_validator: AtomicU64,
     recovering: AtomicU64,
     reverted_followers: AtomicU64,
@@ -211,6 +229,8 @@ impl RefusalCounts {
             Refusal::TickAhead { .. } => &self.tick_ahead,
             Refusal::ForeignMembership { .. } => &self.foreign_membership,
             Refusal::TicksWithheld { .. } => &self.ticks_withheld,
+            Refusal::MalformedAppend { .. } => &self.malformed,
+            Refusal::TermTooHigh { .. } => &self.term_too_high,
             Refusal::Ignored { .. } => &self.ignored_validator,
             Refusal::Recovering { .. } => &self.recovering,
         };
@@ -229,6 +249,8 @@ impl RefusalCounts {
                 "ticks_withheld",
                 self.ticks_withheld.load(Ordering::Relaxed),
             ),
+            ("malformed", self.malformed.load(Ordering::Relaxed)),
+            ("term_too_high", self.term_too_high.load(Ordering::Relaxed)),
             (
                 "ignored_validator",
                 self.ignored_validator.load(Ordering::Relaxed),
@@ -257,6 +279,10 @@ pub struct Safety {
     ignored: Mutex<BTreeMap<NodeId, Ignored>>,
     raft: std::sync::OnceLock<Raft>,
     recovering: watch::Sender<Option<Recovering>>,
+    /// When the last InstallSnapshot chunk arrived.
+    last_snapshot_chunk: Mutex<Option<Instant>>,
+    /// Validators that announced a recovery in a probe.
+    recovering_peers: Mutex<BTreeSet<NodeId>>,
     pub counts: RefusalCounts,
     pub acks: AckRecords,
 }
@@ -281,6 +307,8 @@ impl Safety {
             ignored: Mutex::default(),
             raft: std::sync::OnceLock::new(),
             recovering: watch::channel(None).0,
+            last_snapshot_chunk: Mutex::default(),
+            recovering_peers: Mutex::default(),
             counts: RefusalCounts::default(),
             acks,
         })
@@ -360,10 +388,18 @@ impl Safety {
     }
 
     /// The checks of an AppendEntries from `from`, before Raft sees it.
-    pub fn check_append(&self, from: NodeId, entries: &[RaftEntry]) -> Result<(), Refusal> {
+    pub fn check_append(
+        &self,
+        from: NodeId,
+        vote: &crate::types::Vote,
+        prev: Option<LogId>,
+        entries: &[RaftEntry],
+    ) -> Result<(), Refusal> {
         if let Some(r) = self.still_ignored(from) {
             return Err(r);
         }
+        self.check_term(vote.leader_id().term)?;
+        check_structure(vote, prev, entries)?;
         let mut skew = None;
         for e in entries {
             match &e.payload {
@@ -393,16 +429,65 @@ impl Safety {
         Ok(())
     }
 
+    /// A term far above this validator's own is refused (see
+    /// [`MAX_TERM_STEP`]).
+    fn check_term(&self, term: u64) -> Result<(), Refusal> {
+        let own = self
+            .raft
+            .get()
+            .map(|r| r.metrics().borrow().current_term)
+            .unwrap_or(0);
+        if term > own.saturating_add(MAX_TERM_STEP) || term > u64::MAX / 2 {
+            return Err(Refusal::TermTooHigh { term, own });
+        }
+        Ok(())
+    }
+
+    /// A snapshot chunk arrived now (the tick watchdog waits while a
+    /// snapshot streams in: committed time cannot move meanwhile).
+    pub fn snapshot_chunk_received(&self) {
+        *self
+            .last_snapshot_chunk
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    fn snapshot_streaming_within(&self, window: Duration) -> bool {
+        self.last_snapshot_chunk
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// A validator that recovers asked (Probe): a leader forgets that its
+    /// log went backwards, so it is replicated to again.
+    pub fn peer_recovering(&self, node: NodeId) {
+        self.recovering_peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node);
+    }
+
+    /// Whether `node` announced a recovery since the last call.
+    pub fn take_peer_recovering(&self, node: NodeId) -> bool {
+        self.recovering_peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&node)
+    }
+
     /// The checks of an InstallSnapshot from `from`.
     pub fn check_snapshot(
         &self,
         from: NodeId,
+        vote: &crate::types::Vote,
         membership: &StoredMembership,
         index: u64,
     ) -> Result<(), Refusal> {
         if let Some(r) = self.still_ignored(from) {
             return Err(r);
         }
+        self.check_term(vote.leader_id().term)?;
         match self.membership_refusal("snapshot membership", index, membership.membership()) {
             Some(r) => Err(r),
             None => Ok(()),
@@ -410,9 +495,25 @@ impl Safety {
     }
 
     /// The checks of a vote request from `from`.
-    pub fn check_vote(&self, from: NodeId) -> Result<(), Refusal> {
+    pub fn check_vote(
+        &self,
+        from: NodeId,
+        vote: &crate::types::Vote,
+        last_log_id: Option<LogId>,
+    ) -> Result<(), Refusal> {
         if let Some(r) = self.still_ignored(from) {
             return Err(r);
+        }
+        let term = vote.leader_id().term;
+        self.check_term(term)?;
+        if let Some(last) = last_log_id {
+            if last.leader_id.term > term {
+                return Err(Refusal::MalformedAppend {
+                    what: format!(
+                        "a vote request of term {term} claims a last log entry {last} of a later term"
+                    ),
+                });
+            }
         }
         if let Some(rec) = self.recovering() {
             let applied = self.machine.read().last_applied.map(|l| l.index);
@@ -467,6 +568,11 @@ impl Safety {
             ignored_ms = ignore_for.as_millis() as u64,
             "refused what validator {from} sent, before Raft: {refusal}; ignoring it and campaigning"
         );
+        if self.recovering().is_some() {
+            // A recovering validator never campaigns (openraft's explicit
+            // election trigger ignores `enable_elect`).
+            return;
+        }
         if let Some(raft) = self.raft.get() {
             let raft = raft.clone();
             tokio::spawn(async move {
@@ -497,6 +603,53 @@ impl Safety {
     }
 }
 
+/// What openraft assumes of a well-formed AppendEntries (it only
+/// debug-asserts some of it): entries follow `prev` with consecutive
+/// indexes and non-decreasing terms, none of a term later than the
+/// leader's vote, and entries of the vote's term are that leader's.
+fn check_structure(
+    vote: &crate::types::Vote,
+    prev: Option<LogId>,
+    entries: &[RaftEntry],
+) -> Result<(), Refusal> {
+    let term = vote.leader_id().term;
+    let bad = |what: String| Err(Refusal::MalformedAppend { what });
+    if let Some(p) = prev {
+        if p.leader_id.term > term {
+            return bad(format!(
+                "prev_log_id {p} is of a term after the vote's {term}"
+            ));
+        }
+    }
+    let mut last = prev;
+    for (i, e) in entries.iter().enumerate() {
+        let id = e.log_id;
+        let follows = match last {
+            Some(l) => id.index == l.index + 1,
+            // No prev: the first entry may start anywhere openraft allows
+            // (index 0 on an empty log); the rest must follow it.
+            None => i == 0,
+        };
+        if !follows {
+            return bad(format!("entry {id} does not follow the previous entry"));
+        }
+        if last.is_some_and(|l| id.leader_id.term < l.leader_id.term) {
+            return bad(format!("entry {id} has a term before the previous entry's"));
+        }
+        if id.leader_id.term > term {
+            return bad(format!("entry {id} is of a term after the vote's {term}"));
+        }
+        if id.leader_id.term == term && id.leader_id.node_id != vote.leader_id().node_id {
+            return bad(format!(
+                "entry {id} of term {term} is not the leader's ({})",
+                vote.leader_id().node_id
+            ));
+        }
+        last = Some(id);
+    }
+    Ok(())
+}
+
 /// The tick watchdog: a follower whose committed time stays more than
 /// `gov.max_clock_skew_ms` behind its own clock under one leader for longer
 /// than `grace`, while it is caught up, ignores that leader and campaigns
@@ -511,7 +664,10 @@ pub async fn run_tick_watchdog(
 ) {
     let mut timer = tokio::time::interval(every);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut behind_since: Option<(NodeId, Instant)> = None;
+    // (leader, since, committed time then): fire only if committed time
+    // did not move at all under that leader for the whole grace (a
+    // follower catching up applies old ticks and is not withheld from).
+    let mut behind_since: Option<(NodeId, Instant, u64)> = None;
     loop {
         tokio::select! {
             _ = timer.tick() => {}
@@ -543,8 +699,10 @@ pub async fn run_tick_watchdog(
                 m.state.params().gov().max_clock_skew_ms,
             )
         };
-        // Still applying what is committed: its time says nothing yet.
-        if applied < committed {
+        // Still applying what is committed, or receiving a snapshot: its
+        // time says nothing yet.
+        if applied < committed || safety.snapshot_streaming_within(grace) {
+            behind_since = None;
             continue;
         }
         let behind_ms = safety.clock.now_ms().saturating_sub(committed_ms);
@@ -553,7 +711,7 @@ pub async fn run_tick_watchdog(
             continue;
         }
         match behind_since {
-            Some((l, since)) if l == leader => {
+            Some((l, since, then_ms)) if l == leader && then_ms == committed_ms => {
                 let held = since.elapsed();
                 if held >= grace {
                     let refusal = Refusal::TicksWithheld {
@@ -567,7 +725,7 @@ pub async fn run_tick_watchdog(
                     behind_since = None;
                 }
             }
-            _ => behind_since = Some((leader, Instant::now())),
+            _ => behind_since = Some((leader, Instant::now(), committed_ms)),
         }
     }
 }
@@ -638,5 +796,89 @@ pub async fn run_recovery_watch(
             );
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Vote;
+    use openraft::CommittedLeaderId;
+
+    fn id(term: u64, node: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, node), index)
+    }
+
+    fn blank(log_id: LogId) -> RaftEntry {
+        RaftEntry {
+            log_id,
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn a_well_formed_append_passes() {
+        let vote = Vote::new_committed(5, 2);
+        let entries = [
+            blank(id(4, 1, 11)),
+            blank(id(5, 2, 12)),
+            blank(id(5, 2, 13)),
+        ];
+        assert_eq!(check_structure(&vote, Some(id(4, 1, 10)), &entries), Ok(()));
+        assert_eq!(check_structure(&vote, None, &[blank(id(0, 0, 0))]), Ok(()));
+        assert_eq!(check_structure(&vote, Some(id(5, 2, 13)), &[]), Ok(()));
+    }
+
+    #[test]
+    fn malformed_appends_are_refused() {
+        let vote = Vote::new_committed(5, 2);
+        let prev = Some(id(4, 1, 10));
+        for (what, prev, entries) in [
+            ("a gap", prev, vec![blank(id(5, 2, 12))]),
+            (
+                "a repeat",
+                prev,
+                vec![blank(id(5, 2, 11)), blank(id(5, 2, 11))],
+            ),
+            (
+                "terms going down",
+                prev,
+                vec![blank(id(5, 2, 11)), blank(id(4, 1, 12))],
+            ),
+            ("a term after the vote", prev, vec![blank(id(6, 2, 11))]),
+            (
+                "the vote's term by another node",
+                prev,
+                vec![blank(id(5, 3, 11))],
+            ),
+            ("prev after the vote", Some(id(9, 1, 10)), vec![]),
+        ] {
+            assert!(
+                matches!(
+                    check_structure(&vote, prev, &entries),
+                    Err(Refusal::MalformedAppend { .. })
+                ),
+                "{what} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn every_refusal_has_a_rule_and_offences_are_marked() {
+        let r = Refusal::MalformedAppend { what: "x".into() };
+        assert_eq!(r.rule(), "malformed");
+        assert!(r.is_offence());
+        let r = Refusal::TermTooHigh {
+            term: u64::MAX,
+            own: 3,
+        };
+        assert_eq!(r.rule(), "term_too_high");
+        assert!(r.is_offence());
+        let r = Refusal::Recovering {
+            applied: None,
+            target: 1,
+        };
+        assert!(!r.is_offence());
+        assert!(r.to_status().message().contains("recovering"));
     }
 }

@@ -141,7 +141,12 @@ impl DurableDb {
             }
         }
         if blobs != known.1 {
-            File::open(&blob_dir)?.sync_all()?;
+            // sled may remove an emptied blobs/ directory meanwhile.
+            match File::open(&blob_dir) {
+                Ok(d) => d.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             known.1 = blobs;
         }
         let entries = list(&self.dir)?;

@@ -297,9 +297,30 @@ impl PeerConnection {
                 reverted: false,
             };
         }
+        let malformed = |what: String| {
+            Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(format!("validator {} answered {what}", self.target)),
+            )))
+        };
         let confirmed = match resp {
             AppendEntriesResponse::Success => last_sent,
-            AppendEntriesResponse::PartialSuccess(m) => *m,
+            AppendEntriesResponse::PartialSuccess(m) => {
+                // openraft asserts the answer lies within what was sent.
+                if *m < prev || *m > last_sent {
+                    return malformed(format!(
+                        "a partial success {m:?} outside the entries sent ({prev:?}..={last_sent:?})"
+                    ));
+                }
+                *m
+            }
+            AppendEntriesResponse::HigherVote(v)
+                if v.partial_cmp(&vote) != Some(std::cmp::Ordering::Greater) =>
+            {
+                return malformed(format!("a higher vote {v} that is not above {vote}"));
+            }
+            AppendEntriesResponse::Conflict if prev.is_none() => {
+                return malformed("a conflict with no previous entry".to_owned());
+            }
             AppendEntriesResponse::Conflict => {
                 if let Some(had) = c
                     .matched
@@ -329,14 +350,54 @@ impl PeerConnection {
         Ok(())
     }
 
-    /// The follower lost entries it had confirmed to the leader of `vote`.
+    /// The follower lost entries it had confirmed to the leader of `vote`
+    /// (and has not announced a recovery since).
     fn is_reverted(&self, vote: &crate::types::Vote) -> bool {
-        self.clients
+        let mut progress = self
+            .clients
             .progress
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&self.target)
-            .is_some_and(|c| c.reverted && c.vote == *vote)
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(c) = progress.get_mut(&self.target) else {
+            return false;
+        };
+        if c.reverted
+            && self
+                .clients
+                .safety
+                .as_ref()
+                .is_some_and(|s| s.take_peer_recovering(self.target))
+        {
+            // It restarted with --recover: its higher vote will make this
+            // leader step down; let the next append carry it.
+            c.reverted = false;
+            c.matched = None;
+        }
+        c.reverted && c.vote == *vote
+    }
+
+    /// A snapshot up to `last` was installed on the follower under `vote`.
+    fn snapshot_installed(&self, vote: crate::types::Vote, last: Option<crate::types::LogId>) {
+        let mut progress = self
+            .clients
+            .progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let c = progress.entry(self.target).or_insert(Confirmed {
+            vote,
+            matched: None,
+            reverted: false,
+        });
+        if c.vote != vote {
+            *c = Confirmed {
+                vote,
+                matched: None,
+                reverted: false,
+            };
+        }
+        if last > c.matched {
+            c.matched = last;
+        }
     }
 }
 
@@ -418,6 +479,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             )
         })?;
         let vote = convert::vote_from(resp.into_inner().vote).map_err(|e| wire_error(&e))?;
+        if rpc.done && vote == rpc.vote {
+            // The follower now holds the snapshot: a later conflict below
+            // it means its log went backwards.
+            self.snapshot_installed(rpc.vote, rpc.meta.last_log_id);
+        }
         Ok(InstallSnapshotResponse { vote })
     }
 

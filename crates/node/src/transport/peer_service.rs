@@ -222,7 +222,10 @@ impl RaftPeer for PeerService {
         self.authenticate(&req, claimed)?;
         let caller = who(&req);
         let rpc = convert::append_request_from(req.into_inner()).map_err(invalid)?;
-        if let Err(r) = self.safety.check_append(claimed, &rpc.entries) {
+        if let Err(r) = self
+            .safety
+            .check_append(claimed, &rpc.vote, rpc.prev_log_id, &rpc.entries)
+        {
             return self.refuse(&caller, claimed, r);
         }
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
@@ -240,10 +243,11 @@ impl RaftPeer for PeerService {
             .map(|v| v.node_id)
             .ok_or_else(|| invalid("field `vote` is missing"))?;
         self.authenticate(&req, claimed)?;
-        if let Err(r) = self.safety.check_vote(claimed) {
-            return self.refuse(&who(&req), claimed, r);
-        }
+        let caller = who(&req);
         let rpc = convert::vote_request_from(req.into_inner()).map_err(invalid)?;
+        if let Err(r) = self.safety.check_vote(claimed, &rpc.vote, rpc.last_log_id) {
+            return self.refuse(&caller, claimed, r);
+        }
         let resp = self.raft.vote(rpc).await.map_err(raft_status)?;
         Ok(Response::new(convert::vote_response_to(&resp)))
     }
@@ -263,11 +267,13 @@ impl RaftPeer for PeerService {
         let rpc = convert::install_request_from(req.into_inner()).map_err(invalid)?;
         if let Err(r) = self.safety.check_snapshot(
             claimed,
+            &rpc.vote,
             &rpc.meta.last_membership,
             rpc.meta.last_log_id.map_or(0, |l| l.index),
         ) {
             return self.refuse(&caller, claimed, r);
         }
+        self.safety.snapshot_chunk_received();
         let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
         Ok(Response::new(proto::InstallSnapshotResponse {
             vote: Some(convert::vote_to(&resp.vote)),
@@ -322,6 +328,9 @@ impl RaftPeer for PeerService {
         let from = req.get_ref().from;
         self.authenticate(&req, from)?;
         if req.get_ref().recovering {
+            // If this validator leads and caught `from`'s log going
+            // backwards, it replicates to it again.
+            self.safety.peer_recovering(from);
             tracing::warn!(
                 validator = from,
                 "validator {from} is recovering its data directory: it asks what it acknowledged"
