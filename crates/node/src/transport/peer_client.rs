@@ -69,6 +69,26 @@ struct Confirmed {
     reverted: bool,
 }
 
+impl Confirmed {
+    /// `target`'s record under `vote` (a new vote starts a new record).
+    fn under(
+        progress: &mut BTreeMap<NodeId, Confirmed>,
+        target: NodeId,
+        vote: crate::types::Vote,
+    ) -> &mut Confirmed {
+        let fresh = Confirmed {
+            vote,
+            matched: None,
+            reverted: false,
+        };
+        let c = progress.entry(target).or_insert(fresh);
+        if c.vote != vote {
+            *c = fresh;
+        }
+        c
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("validator {0} has no address in this node's config")]
@@ -285,18 +305,7 @@ impl PeerConnection {
             .progress
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let c = progress.entry(self.target).or_insert(Confirmed {
-            vote,
-            matched: None,
-            reverted: false,
-        });
-        if c.vote != vote {
-            *c = Confirmed {
-                vote,
-                matched: None,
-                reverted: false,
-            };
-        }
+        let c = Confirmed::under(&mut progress, self.target, vote);
         let malformed = |what: String| {
             Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other(format!("validator {} answered {what}", self.target)),
@@ -383,18 +392,7 @@ impl PeerConnection {
             .progress
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let c = progress.entry(self.target).or_insert(Confirmed {
-            vote,
-            matched: None,
-            reverted: false,
-        });
-        if c.vote != vote {
-            *c = Confirmed {
-                vote,
-                matched: None,
-                reverted: false,
-            };
-        }
+        let c = Confirmed::under(&mut progress, self.target, vote);
         if last > c.matched {
             c.matched = last;
         }
