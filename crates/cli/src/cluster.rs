@@ -1,5 +1,5 @@
 //! A committee of real `neuroshard node` child processes on loopback, for
-//! `neuroshard bench cluster`, the demo and the end-to-end tests: start,
+//! `neuroshard bench`, the demo and the end-to-end tests: start,
 //! `kill -9`, SIGTERM, wipe a data dir, restart, and wait for conditions.
 
 use std::path::{Path, PathBuf};
@@ -39,16 +39,29 @@ pub struct LocalCluster {
     pub ceremony: Ceremony,
     pub binary: PathBuf,
     children: Vec<Option<Child>>,
+    /// Extra environment of every validator started.
+    env: Vec<(String, String)>,
 }
 
 impl LocalCluster {
     /// Starts every validator of `ceremony` as a child process of `binary`.
     pub fn start(binary: &Path, ceremony: Ceremony) -> Result<Self, ClusterError> {
+        Self::start_with_env(binary, ceremony, Vec::new())
+    }
+
+    /// [`LocalCluster::start`] with extra environment variables for every
+    /// validator (also when restarted).
+    pub fn start_with_env(
+        binary: &Path,
+        ceremony: Ceremony,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, ClusterError> {
         let n = ceremony.node_configs.len();
         let mut cluster = Self {
             ceremony,
             binary: binary.to_path_buf(),
             children: (0..n).map(|_| None).collect(),
+            env,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -89,6 +102,7 @@ impl LocalCluster {
             .arg("--config")
             .arg(config)
             .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("NEUROSHARD_NODE_LOG")
@@ -138,6 +152,11 @@ impl LocalCluster {
         child.kill()?;
         child.wait()?;
         Ok(false)
+    }
+
+    /// The process id of validator `i`, if it was started and not reaped.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(|c| c.id())
     }
 
     pub fn is_running(&mut self, i: usize) -> bool {

@@ -57,6 +57,10 @@ pub struct KeygenOptions {
     pub peer_listener: neuroshard_node::config::ListenerSettings,
     pub streams: neuroshard_node::config::StreamSettings,
     pub safety: neuroshard_node::config::SafetySettings,
+    /// Further genesis parameter overrides (`neuroshard bench run` opens
+    /// its vote at once with `gov.review_days = 0`); `day_ms` wins for
+    /// `gov.day_ms`.
+    pub parameters: BTreeMap<String, ParamInput>,
 }
 
 impl KeygenOptions {
@@ -77,6 +81,7 @@ impl KeygenOptions {
             peer_listener: neuroshard_node::config::ListenerSettings::peer_default(),
             streams: Default::default(),
             safety: Default::default(),
+            parameters: BTreeMap::new(),
         }
     }
 }
@@ -242,7 +247,7 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             (vec![alloc], Some(key))
         }
     };
-    let mut parameters = BTreeMap::new();
+    let mut parameters = opts.parameters.clone();
     if let Some(day) = opts.day_ms {
         let day = i64::try_from(day)
             .map_err(|_| KeygenError::Invalid(format!("--day-ms {day} is too large")))?;

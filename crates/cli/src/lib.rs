@@ -4,6 +4,7 @@
 pub mod account;
 pub mod amount;
 pub mod bench;
+pub mod bench_run;
 pub mod cert;
 pub mod cluster;
 pub mod demo;

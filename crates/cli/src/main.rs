@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use neuroshard_cli::{bench, keygen, run_node};
+use neuroshard_cli::{bench, bench_run, keygen, run_node};
 use neuroshard_node::ApiClient;
 
 #[derive(Parser)]
@@ -88,6 +88,42 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The write path in measured rounds (what bench/vs-etcd compares with
+    /// etcd): per committee size a fresh keygen and real validators (TLS,
+    /// fsync, signatures); per workload and outstanding count a warm-up and
+    /// rounds; prints the median round's commands/s, p50, p99, server and
+    /// client CPU per command, and fsyncs per command on each validator.
+    Run {
+        /// Committee sizes, one fresh committee each.
+        #[arg(long, value_delimiter = ',', default_value = "3,4")]
+        validators: Vec<u32>,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_enum,
+            default_value = "transfer,vote"
+        )]
+        workloads: Vec<bench_run::Workload>,
+        /// Commands in flight at once (one account each), one configuration
+        /// per value.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        outstanding: Vec<usize>,
+        #[arg(long, default_value_t = 3.0)]
+        warmup_secs: f64,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        #[arg(long, default_value_t = 6.0)]
+        round_secs: f64,
+        /// Validator i listens on base+2i (peer) and base+2i+1 (API).
+        #[arg(long, default_value_t = 17100)]
+        base_port: u16,
+        /// Keep the committees here (default: a temporary directory, removed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the summaries (every round) as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Signed-command throughput through a local committee of real
     /// validator processes (durable appends).
     Cluster {
@@ -186,6 +222,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::User(cmd) => neuroshard_cli::user_cmd::run(cmd).await?,
+        Cmd::Bench {
+            what:
+                BenchCmd::Run {
+                    validators,
+                    workloads,
+                    outstanding,
+                    warmup_secs,
+                    rounds,
+                    round_secs,
+                    base_port,
+                    out,
+                    json,
+                },
+        } => {
+            if rounds == 0 || round_secs <= 0.0 || warmup_secs < 0.0 {
+                anyhow::bail!(
+                    "--rounds and --round-secs must be positive, --warmup-secs not negative"
+                );
+            }
+            let opts = bench_run::RunOptions {
+                validators,
+                workloads,
+                outstanding,
+                warmup: Duration::from_secs_f64(warmup_secs),
+                rounds,
+                round: Duration::from_secs_f64(round_secs),
+                base_port,
+                out,
+            };
+            let binary = std::env::current_exe()?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            // On SIGTERM or Ctrl-C the run is dropped: its committee's
+            // validators are killed and its temporary directory removed.
+            let summaries = tokio::select! {
+                r = bench_run::run(&binary, &opts) => r?,
+                _ = term.recv() => anyhow::bail!("SIGTERM: bench stopped"),
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: bench stopped"),
+            };
+            print!("{}", neuroshard_load::table::render(&summaries));
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_vec_pretty(&summaries)?)?;
+            }
+        }
         Cmd::Bench {
             what:
                 BenchCmd::Cluster {

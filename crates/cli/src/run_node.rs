@@ -10,15 +10,58 @@ pub async fn run(config_path: &Path, recover: bool) -> anyhow::Result<()> {
     raise_fd_limit(&config);
     let node = Node::start_recovering(&config, recover).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let fatal = tokio::select! {
-        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
-        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); None }
-        e = node.fatal() => { tracing::error!(error = %e, "raft stopped: exiting"); Some(e) }
+    let counters = std::env::var_os(COUNTERS_ENV)
+        .is_some()
+        .then(|| config_path.with_file_name(COUNTERS_FILE));
+    let mut usr1 = match counters {
+        Some(_) => Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::user_defined1(),
+        )?),
+        None => None,
+    };
+    let mut requests = 0u64;
+    let fatal = loop {
+        let usr1_received = async {
+            match usr1.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break None }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break None }
+            e = node.fatal() => { tracing::error!(error = %e, "raft stopped: exiting"); break Some(e) }
+            Some(()) = usr1_received => {
+                requests += 1;
+                if let Some(path) = &counters {
+                    write_counters(path, requests, node.sync_count().unwrap_or(0));
+                }
+            }
+        }
     };
     node.shutdown().await;
     match fatal {
         None => Ok(()),
         Some(e) => Err(anyhow::anyhow!("raft stopped with a fatal error: {e}")),
+    }
+}
+
+/// With this environment variable set (to anything), SIGUSR1 makes the
+/// validator write its counters to [`COUNTERS_FILE`] beside its node.toml:
+/// `neuroshard bench run` reads them at every round boundary. Unset (as in
+/// production), SIGUSR1 keeps its default action.
+pub const COUNTERS_ENV: &str = "NEUROSHARD_BENCH_COUNTERS";
+
+/// The counters file: one line `<requests answered> <store syncs>`, where
+/// a store sync is one `DurableDb::sync` (a flush and an fdatasync).
+pub const COUNTERS_FILE: &str = "counters";
+
+fn write_counters(path: &Path, requests: u64, syncs: u64) {
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::write(&tmp, format!("{requests} {syncs}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the counters");
     }
 }
 
