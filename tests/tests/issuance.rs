@@ -2,11 +2,14 @@
 //! is killed with SIGKILL while it is collecting signature shares, and the
 //! certificate is still issued, by the next leader, exactly once.
 //!
-//! The collection window is made long on purpose, with the skew rule: two
-//! followers run clocks 5 s behind while `gov.max_clock_skew_ms` is 1 s, so
-//! they refuse to sign the decision until their clocks catch up (about 4 s
-//! later). Meanwhile the leader holds only its own share and the fourth
-//! validator's: two of the three needed.
+//! The leader is killed the moment it has decided the certificate (it
+//! applied the closing tick), while it collects the shares or has just
+//! combined them. (An earlier version held the collection window open with
+//! two followers' clocks 5 s behind a 1 s skew bound; since validators
+//! refuse ticks that far ahead of their clocks, such followers cannot follow
+//! at all, so a committed decision is signable at once by every validator
+//! that stored it.) Whoever issues it, the certificate is issued exactly
+//! once and every replica holds the same one.
 
 mod cli_support;
 
@@ -21,13 +24,11 @@ use neuroshard_cli::{account, nep};
 use neuroshard_governance::{NepId, Stage, VoteChoice};
 use neuroshard_node::api_proto::get_certificate_request::By;
 use neuroshard_node::api_proto::Certificate;
-use neuroshard_node::config::NodeConfig;
 use neuroshard_node::transport::api_convert::stage_from_proto;
 use neuroshard_node::GovernanceClient;
 
 use cli_support::{proposal_file, Setup};
 
-const SLOW_CLOCK_MS: i64 = -5_000;
 const MAX_SKEW_MS: i64 = 1_000;
 
 async fn client(endpoint: &str, ca: &Path) -> Option<GovernanceClient> {
@@ -77,36 +78,13 @@ async fn the_leader_dies_while_collecting_shares_and_the_certificate_is_issued_o
     let ca = c.dir.join("ca.pem");
     let endpoints = c.cluster.ceremony.api_endpoints.clone();
 
-    // Two followers get slow clocks (restarted with the new setting).
     let (leader, _) = c
         .cluster
         .wait_for_leader(Duration::from_secs(20))
         .await
         .expect("leader");
     let leader = leader as usize;
-    let slow: Vec<usize> = (0..4).filter(|i| *i != leader).take(2).collect();
-    let on_time = (0..4)
-        .find(|i| *i != leader && !slow.contains(i))
-        .expect("a fourth validator");
-    for &i in &slow {
-        c.cluster
-            .terminate(i, Duration::from_secs(10))
-            .expect("stop follower");
-        let path = &c.cluster.ceremony.node_configs[i];
-        let mut config = NodeConfig::load(path).expect("config");
-        config.ticks.clock_offset_ms = SLOW_CLOCK_MS;
-        std::fs::write(path, config.to_toml().expect("toml")).expect("write config");
-        c.cluster.spawn(i).expect("restart follower");
-    }
-    let (still, _) = c
-        .cluster
-        .wait_for_leader(Duration::from_secs(20))
-        .await
-        .expect("leader after restarts");
-    assert_eq!(
-        still as usize, leader,
-        "leadership moved while followers restarted"
-    );
+    let on_time = (0..4).find(|i| *i != leader).expect("a follower");
 
     // A NEP decided by a vote.
     let mut s = Session::new(endpoints.clone(), ca.clone());
@@ -134,24 +112,24 @@ async fn the_leader_dies_while_collecting_shares_and_the_certificate_is_issued_o
     nep::vote(&mut s, &bob, id, VoteChoice::Yes)
         .await
         .expect("vote");
-    wait_for_stage(&mut s, id, Stage::Scheduled, Duration::from_secs(20)).await;
-    let decided = Instant::now();
 
-    // Collecting: the leader has 2 of the 3 shares it needs.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let pending = certificate_at(&endpoints[leader], &ca)
-        .await
-        .expect("certificate 1 decided on the leader");
-    assert!(
-        !pending.issued,
-        "certificate issued although two validators' clocks are behind the skew bound"
-    );
-    let mut status_client = client(&endpoints[on_time], &ca).await.expect("client");
-    let status = status_client.status().await.expect("status");
-    assert_eq!((status.certificates, status.pending_certificates), (1, 1));
-
-    // SIGKILL the leader mid-collection.
+    // SIGKILL the leader the moment it has decided certificate 1.
+    let mut leader_api = client(&endpoints[leader], &ca).await.expect("client");
+    let start = Instant::now();
+    loop {
+        if let Ok(st) = leader_api.status().await {
+            if st.certificates >= 1 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader did not decide certificate 1"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     c.cluster.kill(leader).expect("kill -9 the leader");
+    let decided = Instant::now();
     let (new_leader, _) = c
         .cluster
         .wait_for_leader(Duration::from_secs(20))
@@ -159,8 +137,8 @@ async fn the_leader_dies_while_collecting_shares_and_the_certificate_is_issued_o
         .expect("a new leader");
     assert_ne!(new_leader as usize, leader);
 
-    // The slow validators sign once their clocks are within the bound; the
-    // new leader combines them with the on-time validator's re-sent share.
+    // Issued (by the old leader just before it died, or by the new one
+    // from the live validators' re-sent shares).
     let start = Instant::now();
     let cert = loop {
         if let Some(cert) = certificate_at(&endpoints[on_time], &ca).await {
@@ -174,18 +152,13 @@ async fn the_leader_dies_while_collecting_shares_and_the_certificate_is_issued_o
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let waited = decided.elapsed();
-    assert!(
-        waited >= Duration::from_millis(2_500),
-        "issued {waited:?} after the decision: the slow validators did not wait for their clocks"
-    );
     let mut signers = cert.signers.clone();
     signers.sort_unstable();
-    let mut expected: Vec<u32> = slow.iter().chain([&on_time]).map(|i| *i as u32).collect();
-    expected.sort_unstable();
-    assert_eq!(
-        signers, expected,
-        "the new leader collected again from the live validators"
+    signers.dedup();
+    assert_eq!(signers.len(), 3, "t + 1 = 3 distinct signers: {signers:?}");
+    println!(
+        "certificate 1 issued {:?} after the leader ({leader}) was killed at its decision; signers {signers:?}",
+        decided.elapsed()
     );
 
     // The certificate verifies as a light node would check it.
