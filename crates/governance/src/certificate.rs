@@ -217,7 +217,65 @@ pub struct PendingCertificate {
 /// type, scheme, epoch, committee hash, chain id, BLS signature), and the
 /// attached shares are t+1 distinct committee members' valid shares on the
 /// same bytes, when the genesis carries the public key set.
+///
+/// The verdict is a pure function of its inputs, so it is memoized (the
+/// last [`VERIFIED_MEMO`] verdicts, keyed by a hash of the committee and the
+/// certificate): a validator verifies a `CertificateIssued` entry when it
+/// receives it ([`preverify_issued`], in parallel with its fsync), and the
+/// apply that follows, under the state's lock, finds the verdict.
 pub fn verify_issued(committee: &CommitteeGenesis, c: &IssuedCertificate) -> Result<(), String> {
+    let key = memo_key(committee, c);
+    if let Some(verdict) = memo_get(&key) {
+        return verdict;
+    }
+    let verdict = verify_issued_uncached(committee, c);
+    memo_put(key, verdict.clone());
+    verdict
+}
+
+/// Verifies `c` now so that its apply finds the verdict (see
+/// [`verify_issued`]).
+pub fn preverify_issued(committee: &CommitteeGenesis, c: &IssuedCertificate) {
+    let _verdict = verify_issued(committee, c);
+}
+
+/// Verdicts kept by [`verify_issued`].
+pub const VERIFIED_MEMO: usize = 64;
+
+type MemoKey = [u8; 32];
+
+static MEMO: std::sync::Mutex<std::collections::VecDeque<(MemoKey, Result<(), String>)>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+fn memo_key(committee: &CommitteeGenesis, c: &IssuedCertificate) -> MemoKey {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"neuroshard/verify-issued/v1");
+    h.update(postcard::to_allocvec(committee).unwrap_or_default());
+    h.update(postcard::to_allocvec(c).unwrap_or_default());
+    h.finalize().into()
+}
+
+fn memo_get(key: &MemoKey) -> Option<Result<(), String>> {
+    let memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    memo.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+fn memo_put(key: MemoKey, verdict: Result<(), String>) {
+    let mut memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.iter().any(|(k, _)| *k == key) {
+        return;
+    }
+    if memo.len() >= VERIFIED_MEMO {
+        memo.pop_front();
+    }
+    memo.push_back((key, verdict));
+}
+
+fn verify_issued_uncached(
+    committee: &CommitteeGenesis,
+    c: &IssuedCertificate,
+) -> Result<(), String> {
     let verifier = Verifier::new(committee.info.clone()).map_err(|e| e.to_string())?;
     verifier.verify(&c.envelope).map_err(|e| e.to_string())?;
     if c.shares.len() > MAX_CERTIFICATE_SHARES {

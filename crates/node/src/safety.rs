@@ -650,6 +650,40 @@ fn check_structure(
     Ok(())
 }
 
+/// Verifies the `CertificateIssued` certificates about to be appended, on
+/// the blocking pool, so that their apply (under the state's write lock)
+/// finds the verdict memoized (`neuroshard_governance::certificate::
+/// verify_issued`): the pairings run in parallel with the entry's fsync and
+/// replication instead of delaying every command applied after it.
+pub fn preverify_certificates(
+    machine: &SharedMachine,
+    certificates: &[neuroshard_governance::IssuedCertificate],
+) {
+    if certificates.is_empty() {
+        return;
+    }
+    let committee = machine.read().state.chain().committee.clone();
+    let certificates = certificates.to_vec();
+    tokio::task::spawn_blocking(move || {
+        for c in &certificates {
+            neuroshard_governance::certificate::preverify_issued(&committee, c);
+        }
+    });
+}
+
+/// The certificates carried by `entries`.
+pub fn certificates_in(entries: &[RaftEntry]) -> Vec<neuroshard_governance::IssuedCertificate> {
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Normal(neuroshard_governance::Entry::CertificateIssued(c)) => {
+                Some(c.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The tick watchdog: a follower whose committed time stays more than
 /// `gov.max_clock_skew_ms` behind its own clock under one leader for longer
 /// than `grace`, while it is caught up, ignores that leader and campaigns

@@ -339,6 +339,9 @@ impl Issuer {
 fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(u64, bool)>) {
     let raft = core.raft.clone();
     let sequence = certificate.sequence;
+    // Verified now, while the entry is replicated and synced, so its apply
+    // (under the state's lock) finds the verdict.
+    crate::safety::preverify_certificates(&core.machine, std::slice::from_ref(&certificate));
     tokio::spawn(async move {
         let write = raft.client_write(Entry::CertificateIssued(certificate));
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
