@@ -76,15 +76,19 @@ struct Counters {
     files: Vec<PathBuf>,
 }
 
-fn read_counters(path: &Path) -> Option<(u64, u64)> {
+/// `(request, syncs, signature verifications)` as a validator wrote them.
+fn read_counters(path: &Path) -> Option<(u64, u64, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-    Some((it.next()??, it.next()??))
+    Some((it.next()??, it.next()??, it.next()??))
 }
 
 impl Sampler for Counters {
     fn names(&self) -> Vec<String> {
-        vec![table::FSYNC_COUNTER.to_owned()]
+        vec![
+            table::FSYNC_COUNTER.to_owned(),
+            table::SIGNATURE_COUNTER.to_owned(),
+        ]
     }
 
     fn sample(&mut self) -> SampleFuture<'_> {
@@ -105,9 +109,9 @@ impl Sampler for Counters {
             loop {
                 for (i, f) in self.files.iter().enumerate() {
                     if out[i].is_none() {
-                        if let Some((seq, syncs)) = read_counters(f) {
+                        if let Some((seq, syncs, verifications)) = read_counters(f) {
                             if seq > before[i] {
-                                out[i] = Some(vec![syncs]);
+                                out[i] = Some(vec![syncs, verifications]);
                             }
                         }
                     }

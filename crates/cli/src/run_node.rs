@@ -34,7 +34,12 @@ pub async fn run(config_path: &Path, recover: bool) -> anyhow::Result<()> {
             Some(()) = usr1_received => {
                 requests += 1;
                 if let Some(path) = &counters {
-                    write_counters(path, requests, node.sync_count().unwrap_or(0));
+                    write_counters(
+                        path,
+                        requests,
+                        node.sync_count().unwrap_or(0),
+                        neuroshard_governance::signature::verification_count(),
+                    );
                 }
             }
         }
@@ -56,9 +61,9 @@ pub const COUNTERS_ENV: &str = "NEUROSHARD_BENCH_COUNTERS";
 /// a store sync is one `DurableDb::sync` (a flush and an fdatasync).
 pub const COUNTERS_FILE: &str = "counters";
 
-fn write_counters(path: &Path, requests: u64, syncs: u64) {
+fn write_counters(path: &Path, requests: u64, syncs: u64, verifications: u64) {
     let tmp = path.with_extension("tmp");
-    let written = std::fs::write(&tmp, format!("{requests} {syncs}\n"))
+    let written = std::fs::write(&tmp, format!("{requests} {syncs} {verifications}\n"))
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the counters");

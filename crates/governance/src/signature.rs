@@ -23,8 +23,23 @@ use crate::types::AccountId;
 /// One signature to check: the author's key, the signed message, the signature.
 pub type BatchItem<'a> = (&'a AccountId, &'a [u8], &'a [u8; 64]);
 
+/// Signatures checked by this process so far (each item of a batch counts
+/// once, and again if its batch failed and it is checked alone): the
+/// benchmark's proof that every replica verifies every command.
+static VERIFICATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Signatures checked by this process so far (see `VERIFICATIONS`).
+pub fn verification_count() -> u64 {
+    VERIFICATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn counted(n: usize) {
+    VERIFICATIONS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// True iff `signature` is `author`'s signature of `message` (ZIP-215).
 pub fn verify_one(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool {
+    counted(1);
     let Ok(key) = VerificationKey::try_from(author.0) else {
         return false;
     };
@@ -36,6 +51,7 @@ pub fn verify_one(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> b
 /// an empty list is vacuously valid.
 pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
     items.chunks(MAX_VERIFY_BATCH).all(|chunk| {
+        counted(chunk.len());
         let prepared: Vec<batch::Item> = chunk.iter().map(prepare).collect();
         batch_holds(&prepared)
     })
@@ -49,10 +65,12 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
 pub fn verify_each(items: &[BatchItem<'_>]) -> Vec<bool> {
     let mut verdicts = Vec::with_capacity(items.len());
     for chunk in items.chunks(MAX_VERIFY_BATCH) {
+        counted(chunk.len());
         let prepared: Vec<batch::Item> = chunk.iter().map(prepare).collect();
         if batch_holds(&prepared) {
             verdicts.extend(std::iter::repeat_n(true, prepared.len()));
         } else {
+            counted(prepared.len());
             verdicts.extend(prepared.into_iter().map(|i| i.verify_single().is_ok()));
         }
     }
