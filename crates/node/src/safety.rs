@@ -650,8 +650,8 @@ fn check_structure(
     Ok(())
 }
 
-/// Verifies the `CertificateIssued` certificates about to be appended, on
-/// the blocking pool, so that their apply (under the state's write lock)
+/// Verifies the `CertificateIssued` certificates about to be appended, in
+/// a task of their own, so that their apply (under the state's write lock)
 /// finds the verdict memoized (`neuroshard_governance::certificate::
 /// verify_issued`): the pairings run in parallel with the entry's fsync and
 /// replication instead of delaying every command applied after it.
@@ -664,7 +664,10 @@ pub fn preverify_certificates(
     }
     let committee = machine.read().state.chain().committee.clone();
     let certificates = certificates.to_vec();
-    tokio::task::spawn_blocking(move || {
+    // A task of the runtime, not the blocking pool: a few milliseconds of
+    // pairings on one worker, and the simulation stays deterministic (a
+    // blocking-pool thread is scheduled by the OS).
+    tokio::spawn(async move {
         for c in &certificates {
             neuroshard_governance::certificate::preverify_issued(&committee, c);
         }
