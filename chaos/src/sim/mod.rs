@@ -280,17 +280,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
         })
         .collect::<Result<Vec<_>, GenesisError>>()?;
 
-    let mut builder = turmoil::Builder::new();
-    builder
-        .epoch(UNIX_EPOCH + Duration::from_millis(epoch_ms))
-        .simulation_duration(Duration::from_millis(MAX_SIM_MS) * 2)
-        .tick_duration(STEP)
-        .min_message_latency(Duration::from_millis(faults::BASE_MIN_LATENCY_MS))
-        .max_message_latency(Duration::from_millis(faults::BASE_MAX_LATENCY_MS))
-        .tcp_capacity(MAX_SOCKET_SEGMENTS)
-        .enable_random_order()
-        .rng_seed(rand::Rng::gen(&mut stream(config.seed, 2)));
-    let mut sim = builder.build();
+    let mut sim = sim_builder(epoch_ms, Duration::from_millis(MAX_SIM_MS) * 2, config.seed).build();
 
     for v in 0..n {
         let setup = Arc::new(ValidatorSetup {
@@ -515,4 +505,21 @@ fn certificate_seen(
         s.replica_payloads = payloads;
         s
     })
+}
+
+/// The turmoil simulation every run and case uses: time from `epoch_ms`,
+/// the base latencies, bounded sockets, random delivery order, all drawn
+/// from `seed`.
+pub(crate) fn sim_builder(epoch_ms: u64, duration: Duration, seed: u64) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    builder
+        .epoch(UNIX_EPOCH + Duration::from_millis(epoch_ms))
+        .simulation_duration(duration)
+        .tick_duration(STEP)
+        .min_message_latency(Duration::from_millis(faults::BASE_MIN_LATENCY_MS))
+        .max_message_latency(Duration::from_millis(faults::BASE_MAX_LATENCY_MS))
+        .tcp_capacity(MAX_SOCKET_SEGMENTS)
+        .enable_random_order()
+        .rng_seed(rand::Rng::gen(&mut stream(seed, 2)));
+    builder
 }

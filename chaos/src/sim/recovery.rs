@@ -37,7 +37,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use neuroshard_governance::genesis::ParamInput;
 use neuroshard_governance::testkit::{self, TestConfig};
@@ -52,9 +52,7 @@ use crate::sim::journal::Journal;
 use crate::sim::net::{NetControl, SimNetwork};
 use crate::sim::pki::{host_name, Pki};
 use crate::sim::validator::{self, slot, Disk, Registry, ValidatorSetup, Withholds};
-use crate::sim::{
-    faults, stream, SimError, MAX_SOCKET_SEGMENTS, SIM_DAY_MS, SIM_MAX_CLOCK_SKEW_MS, STEP,
-};
+use crate::sim::{stream, SimError, SIM_DAY_MS, SIM_MAX_CLOCK_SKEW_MS};
 
 /// Phase 1 lasts at least this long (and until a leader applied 5 entries).
 pub const SETTLE_MS: u64 = 1_000;
@@ -255,17 +253,7 @@ pub fn run(case: &RecoveryCase) -> Result<RecoveryRun, SimError> {
         .collect::<Result<Vec<_>, GenesisError>>()?;
     let boots: Vec<_> = (0..n).map(|_| Arc::new(Mutex::new(Boot::Auto))).collect();
 
-    let mut builder = turmoil::Builder::new();
-    builder
-        .epoch(UNIX_EPOCH + Duration::from_millis(epoch_ms))
-        .simulation_duration(Duration::from_secs(60))
-        .tick_duration(STEP)
-        .min_message_latency(Duration::from_millis(faults::BASE_MIN_LATENCY_MS))
-        .max_message_latency(Duration::from_millis(faults::BASE_MAX_LATENCY_MS))
-        .tcp_capacity(MAX_SOCKET_SEGMENTS)
-        .enable_random_order()
-        .rng_seed(rand::Rng::gen(&mut stream(case.seed, 2)));
-    let mut sim = builder.build();
+    let mut sim = crate::sim::sim_builder(epoch_ms, Duration::from_secs(60), case.seed).build();
     for v in 0..n {
         let setup = Arc::new(ValidatorSetup {
             id: v,
