@@ -973,6 +973,24 @@ addr = "127.0.0.1:7101"
         );
         accepts("[raft]\nelection_timeout_max_ms = 501\n").expect("just above the minimum");
 
+        // [safety]: ignore_refused_leader_ms 1 000 ..= 600 000,
+        // startup_probe_ms 100 ..= 60 000; at, just inside and just over.
+        for (key, min, max) in [
+            ("ignore_refused_leader_ms", 1_000u64, 600_000u64),
+            ("startup_probe_ms", 100, 60_000),
+        ] {
+            for ok in [min, min + 1, max - 1, max] {
+                accepts(&format!("[safety]\n{key} = {ok}\n"))
+                    .unwrap_or_else(|e| panic!("safety.{key} = {ok}: {e}"));
+            }
+            for bad in [0, min - 1, max + 1] {
+                refused(
+                    &format!("[safety]\n{key} = {bad}\n"),
+                    &format!("safety.{key}"),
+                );
+            }
+        }
+
         // raft.snapshot_logs_since_last: 1 ..= 1 000 000;
         // raft.logs_to_keep_after_snapshot: 0 ..= 1 000 000.
         let max = MAX_LOG_ENTRIES_BETWEEN_SNAPSHOTS;
