@@ -62,7 +62,7 @@ pub fn client_result(a: Attempt, outcome: &Outcome, applied_at: Option<u64>) -> 
     };
     match outcome {
         Ok(receipt) => {
-            r.log_index = Some(receipt.log_index);
+            r.log_index = Some(receipt.position.log_index);
             r.committed_ms = Some(receipt.committed_ms.0);
             if let Effect::Voted { power, .. } = &receipt.effect {
                 r.power = Some(power.0);
@@ -123,6 +123,9 @@ pub fn entry_summary(entry: &Entry, outcome: &Outcome) -> EntrySummary {
     };
     match entry {
         Entry::Command(c) => s.command = Some(command_summary(c)),
+        // The recorder summarizes a batch command by command
+        // (`sim/recording.rs`); a whole batch names its first.
+        Entry::Commands(cs) => s.command = cs.first().map(command_summary),
         Entry::Tick { now_ms } => {
             s.kind = EntryKind::Tick;
             s.now_ms = Some(*now_ms);
@@ -134,7 +137,7 @@ pub fn entry_summary(entry: &Entry, outcome: &Outcome) -> EntrySummary {
     }
     match outcome {
         Ok(receipt) => {
-            s.receipt_index = Some(receipt.log_index);
+            s.receipt_index = Some(receipt.position.log_index);
             match &receipt.effect {
                 Effect::Voted { power, .. } => s.power = Some(power.0),
                 Effect::Ticked { transitions } => {

@@ -138,7 +138,7 @@ pub async fn run(ctx: &Ctx, pool: &Pool, key: &SigningKey, min: Duration) -> Att
                 report.notes.push(format!(
                     "largest valid {} ({size} bytes of MAX_COMMAND_BYTES = {MAX_COMMAND_BYTES}) accepted at index {}",
                     signed.command.name(),
-                    receipt.log_index
+                    receipt.position.log_index
                 ));
             }
             other => {

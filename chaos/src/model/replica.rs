@@ -107,7 +107,13 @@ impl Replica {
                 .enumerate()
                 .map(|(i, e)| (from + i as u64, e.clone()))
                 .collect();
-            let outcomes = self.state.apply_batch(&chunk);
+            // The model logs one command per entry: one outcome each.
+            let outcomes: Vec<Outcome> = self
+                .state
+                .apply_batch(&chunk)
+                .into_iter()
+                .map(|mut o| o.pop().expect("a model entry has one outcome"))
+                .collect();
             for ((index, _), outcome) in chunk.iter().zip(&outcomes) {
                 self.observe(*index, outcome, now);
             }

@@ -112,22 +112,31 @@ impl RaftStateMachine<TypeConfig> for RecordingMachine {
         let now_ms = clock::now_ms(self.epoch_ms);
         let mut last = None;
         for (index, entry) in &governance {
-            let shadow_outcome = self.shadow.apply(*index, entry);
+            let shadow_outcomes = self.shadow.apply_entry(*index, entry);
             // What the node answered is what the history records; the
             // shadow only supplies the per-index hash.
-            let outcome = results
+            let outcomes = results
                 .iter()
                 .find(|r| r.log_index == *index)
-                .and_then(|r| r.outcome.clone())
-                .unwrap_or(shadow_outcome);
-            self.observe(*index, &outcome, now_ms);
-            self.journal.record(Event::Applied(AppliedEvent {
-                time_ms: now_ms,
-                replica: self.replica,
-                index: *index,
-                state_hash: StateHash(self.shadow.state_hash()),
-                entry: Some(entry_summary(entry, &outcome)),
-            }));
+                .map(|r| r.outcomes.clone())
+                .filter(|o| o.len() == shadow_outcomes.len())
+                .unwrap_or(shadow_outcomes);
+            // A batch is recorded command by command, each under the
+            // entry's index (a client's answer names the same index).
+            let parts: Vec<GovEntry> = match entry {
+                GovEntry::Commands(cs) => cs.iter().cloned().map(GovEntry::Command).collect(),
+                other => vec![other.clone()],
+            };
+            for (part, outcome) in parts.iter().zip(&outcomes) {
+                self.observe(*index, outcome, now_ms);
+                self.journal.record(Event::Applied(AppliedEvent {
+                    time_ms: now_ms,
+                    replica: self.replica,
+                    index: *index,
+                    state_hash: StateHash(self.shadow.state_hash()),
+                    entry: Some(entry_summary(part, outcome)),
+                }));
+            }
             last = Some(*index);
         }
         let real = self.real_hash();

@@ -58,8 +58,9 @@ use crate::sim::{stream, SimError, SIM_DAY_MS, SIM_MAX_CLOCK_SKEW_MS};
 pub const SETTLE_MS: u64 = 1_000;
 /// Phase 2: the laggers are cut off this long.
 pub const LAG_MS: u64 = 1_500;
-/// Phase 4: the committee runs without A this long.
-pub const WITHOUT_A_MS: u64 = 2_500;
+/// Phase 4: the committee runs without A this long (an election among the
+/// rest can take a few election rounds while X refuses its vote).
+pub const WITHOUT_A_MS: u64 = 4_000;
 /// Phase 5: the longest wait for every validator to converge.
 pub const CONVERGE_MS: u64 = 10_000;
 

@@ -295,7 +295,7 @@ mod tests {
                 needed: neuroshard_governance::Amount(2),
                 staked: neuroshard_governance::Amount(1),
             },
-            40,
+            neuroshard_governance::Position::entry(40),
         ));
         assert!(!apply.is_retryable());
         assert_eq!(apply.nonce_consumed(), Some(true));

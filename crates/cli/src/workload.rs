@@ -184,7 +184,7 @@ pub async fn fund(
 #[derive(Debug, Default, Clone)]
 pub struct Acks {
     pub per_sender: Vec<u64>,
-    pub log_indexes: Vec<u64>,
+    pub positions: Vec<neuroshard_governance::Position>,
     pub latencies: Vec<Duration>,
 }
 
@@ -224,7 +224,7 @@ pub async fn run(
                 let submitted = submit_until_acked(&conns, s, s + k as usize, &cmd).await?;
                 let mut a = acks.lock().unwrap_or_else(|p| p.into_inner());
                 a.per_sender[s] += 1;
-                a.log_indexes.push(submitted.log_index);
+                a.positions.push(submitted.position);
                 a.latencies.push(started.elapsed());
             }
             Ok::<(), WorkloadError>(())

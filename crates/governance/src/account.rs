@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::limits::MAX_REMEMBERED_OUTCOMES;
+use crate::position::Position;
 use crate::receipt::Outcome;
 use crate::types::{Amount, NepId};
 
@@ -28,8 +29,8 @@ pub struct RememberedOutcome {
     /// SHA-256 of the signed message.
     pub digest: [u8; 32],
     pub outcome: Outcome,
-    /// Log index of the entry that carried the command (a refusal's too).
-    pub log_index: u64,
+    /// Where the command was applied (a refusal's too).
+    pub position: Position,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +114,7 @@ impl Account {
         nonce: u64,
         digest: [u8; 32],
         outcome: Outcome,
-        log_index: u64,
+        position: Position,
     ) {
         if self.recent.len() >= MAX_REMEMBERED_OUTCOMES {
             self.recent.remove(0);
@@ -125,7 +126,7 @@ impl Account {
             nonce,
             digest,
             outcome,
-            log_index,
+            position,
         });
     }
 

@@ -19,6 +19,7 @@ use crate::command::{Command, SignedCommand};
 use crate::error::GovError;
 use crate::limits::MAX_COMMAND_BYTES;
 use crate::nep::NepContent;
+use crate::position::Position;
 use crate::receipt::Outcome;
 use crate::signature;
 use crate::state::GovernanceState;
@@ -31,9 +32,12 @@ pub enum Admitted {
     /// Propose it to the log.
     New,
     /// An identical retry of a command this view already applied: its
-    /// original outcome (receipt or apply refusal) and the log index of the
-    /// entry that carried it, to answer directly.
-    Retry { outcome: Outcome, log_index: u64 },
+    /// original outcome (receipt or apply refusal) and where it was
+    /// applied, to answer directly.
+    Retry {
+        outcome: Outcome,
+        position: Position,
+    },
 }
 
 /// The postcard size of a signed command, without encoding it.
@@ -133,7 +137,9 @@ pub fn admit(
         });
     }
     let message = command.message(view.chain_id());
-    if !signature::verify_one(&command.author, &message, &command.signature.0) {
+    // Remembered, so this validator's apply (and its check when the entry
+    // arrives) reuses the verdict instead of checking again.
+    if !signature::verify_one_remembered(&command.author, &message, &command.signature.0) {
         return Err(GovError::BadSignature {
             author: command.author,
         });
@@ -145,7 +151,7 @@ pub fn admit(
             return match account.remembered(command.nonce) {
                 Some(r) if r.digest == digest => Ok(Admitted::Retry {
                     outcome: r.outcome.clone(),
-                    log_index: r.log_index,
+                    position: r.position,
                 }),
                 _ => Err(GovError::NonceReplay {
                     account: command.author,

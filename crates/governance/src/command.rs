@@ -188,4 +188,21 @@ pub enum Entry {
     Tick { now_ms: u64 },
     /// A combined certificate, verified by every replica before it is applied.
     CertificateIssued(IssuedCertificate),
+    /// Client commands the leader batched into one entry (log format 3),
+    /// applied in order; command `k` has position (log index, `k`). Only
+    /// client commands share an entry: ticks and certificates are always
+    /// entries of their own, so every decision a tick makes, and every
+    /// stake snapshot a vote reads, falls between whole entries.
+    Commands(Vec<SignedCommand>),
+}
+
+impl Entry {
+    /// The client commands this entry carries, in order.
+    pub fn commands(&self) -> &[SignedCommand] {
+        match self {
+            Entry::Command(c) => std::slice::from_ref(c),
+            Entry::Commands(cs) => cs,
+            Entry::Tick { .. } | Entry::CertificateIssued(_) => &[],
+        }
+    }
 }

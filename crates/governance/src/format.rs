@@ -15,15 +15,23 @@
 
 /// Version of a log entry payload (`neuroshard_governance::Entry`, postcard).
 /// Version 1 was the unversioned encoding before deposits and the state
-/// budget; it is not readable.
-pub const ENTRY_FORMAT_VERSION: u8 = 2;
+/// budget; it is not readable. Version 3 added `Entry::Commands` (batched
+/// client commands, issue 12); a version-2 payload decodes unchanged as
+/// version 3 (the new variant is last), so both are read.
+pub const ENTRY_FORMAT_VERSION: u8 = 3;
 /// Entry versions this binary reads.
-pub const READABLE_ENTRY_FORMATS: &[u8] = &[2];
+pub const READABLE_ENTRY_FORMATS: &[u8] = &[2, 3];
 
 /// Version of a snapshot of the governance state (after its magic).
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+///
+/// Version 3 (issue 12) records a command's position (log index and offset
+/// in its entry) in receipts and remembered outcomes, and a certificate's
+/// decision position; version-2 snapshots are not readable (no committee
+/// ran them in production: a validator of an older binary catches up from
+/// the log or from a version-3 snapshot).
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 /// Snapshot versions this binary reads.
-pub const READABLE_SNAPSHOT_FORMATS: &[u8] = &[2];
+pub const READABLE_SNAPSHOT_FORMATS: &[u8] = &[3];
 
 /// Version of the definition of the state hash
 /// (`GovernanceState::state_hash`; ARCHITECTURE.md, "The state hash"), also

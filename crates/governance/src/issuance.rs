@@ -9,6 +9,7 @@ use crate::certificate::{
 };
 use crate::error::GovError;
 use crate::params::ParameterSet;
+use crate::position::Position;
 use crate::receipt::{Effect, Outcome};
 use crate::state::{EffectKind, GovernanceState, PendingEffect};
 use crate::tally::VoteBox;
@@ -186,7 +187,7 @@ impl GovernanceState {
             r.issued = Some(c.clone());
         }
         Ok(self.receipt(
-            log_index,
+            Position::entry(log_index),
             Effect::CertificateRecorded {
                 sequence: c.sequence,
             },

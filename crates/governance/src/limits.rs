@@ -86,6 +86,15 @@ pub const MAX_LOG_ENTRY_BYTES: usize = {
     }
 };
 
+/// Most client commands the leader puts in one log entry
+/// (`Entry::Commands`); followers refuse a batch above it before Raft.
+pub const MAX_COMMANDS_PER_ENTRY: usize = 1024;
+
+/// Most bytes of commands (the sum of their postcard encodings) in one
+/// batched entry: what fits a log entry of [`MAX_LOG_ENTRY_BYTES`] beside
+/// the variant tag and the length varint. A single command always fits.
+pub const MAX_BATCH_BYTES: usize = MAX_LOG_ENTRY_BYTES - 16;
+
 /// The hard ceiling of the state budget (`gov.state_budget_bytes` may only be
 /// set at or below it): the most bytes the rules let the state charge for
 /// (see `GovernanceState::state_bytes`).
@@ -112,4 +121,5 @@ pub const MAX_CERTIFICATE_SHARES: usize = MAX_VALIDATORS;
 // The bounds agree: a command fits a log entry, a snapshot at the largest
 // budget fits the one snapshot bound every encoder and decoder uses.
 const _: () = assert!(MAX_COMMAND_BYTES < MAX_LOG_ENTRY_BYTES);
+const _: () = assert!(MAX_COMMAND_BYTES <= MAX_BATCH_BYTES);
 const _: () = assert!(MAX_STATE_BYTES + STATE_ENCODING_SLACK_BYTES < MAX_SNAPSHOT_BYTES);

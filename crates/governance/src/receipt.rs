@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::VoteChoice;
 use crate::error::GovError;
+use crate::position::Position;
 use crate::proposal::Stage;
 use crate::types::{AccountId, Amount, NepId, Timestamp};
 
@@ -13,9 +14,10 @@ pub type Outcome = Result<Receipt, GovError>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
-    /// Log index of the entry that produced this receipt (for a retried
-    /// command: of the original entry).
-    pub log_index: u64,
+    /// Where the command that produced this receipt was applied (for a
+    /// retried command: the original); a tick's or a certificate's entry
+    /// has offset 0.
+    pub position: Position,
     /// Committed time when it was applied.
     pub committed_ms: Timestamp,
     pub effect: Effect,

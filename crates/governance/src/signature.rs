@@ -111,6 +111,106 @@ fn batch_holds(items: &[batch::Item]) -> bool {
     verifier.verify(rng).is_ok()
 }
 
+/// Verdicts remembered by [`memo_key`] (the most recent [`MEMO_CAPACITY`]).
+///
+/// A verdict is a pure function of (author, message, signature), so a
+/// validator may reuse the verdict it reached when it admitted a command,
+/// or when the entry carrying it arrived ([`verify_commands`], run beside
+/// the entry's fsync), instead of checking the signature again under the
+/// state's lock at apply. Only this module's own checks fill the memo;
+/// nothing a peer sends is ever taken as a verdict. A miss only costs a
+/// check: apply verifies whatever the memo does not hold.
+struct Memo {
+    verdicts: std::collections::HashMap<[u8; 32], bool>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+/// Verdicts the memo keeps (about 48 bytes each with the map's overhead).
+pub const MEMO_CAPACITY: usize = 32 * 1024;
+
+static MEMO: std::sync::Mutex<Option<Memo>> = std::sync::Mutex::new(None);
+
+/// The memo's key of one signature check: SHA-256 over a domain tag, the
+/// author, the signature and the message.
+pub fn memo_key(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"neuroshard/signature-verdict/v1");
+    h.update(author.0);
+    h.update(signature);
+    h.update(message);
+    h.finalize().into()
+}
+
+/// The remembered verdict of a check, if any.
+pub fn recall(key: &[u8; 32]) -> Option<bool> {
+    let memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    memo.as_ref().and_then(|m| m.verdicts.get(key).copied())
+}
+
+fn remember(keys_and_verdicts: impl IntoIterator<Item = ([u8; 32], bool)>) {
+    let mut memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    let memo = memo.get_or_insert_with(|| Memo {
+        verdicts: std::collections::HashMap::with_capacity(MEMO_CAPACITY),
+        order: std::collections::VecDeque::with_capacity(MEMO_CAPACITY),
+    });
+    for (key, verdict) in keys_and_verdicts {
+        if memo.verdicts.insert(key, verdict).is_none() {
+            if memo.order.len() >= MEMO_CAPACITY {
+                if let Some(old) = memo.order.pop_front() {
+                    memo.verdicts.remove(&old);
+                }
+            }
+            memo.order.push_back(key);
+        }
+    }
+}
+
+/// [`verify_one`], remembering its verdict (admission's check).
+pub fn verify_one_remembered(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool {
+    let key = memo_key(author, message, signature);
+    if let Some(v) = recall(&key) {
+        return v;
+    }
+    let v = verify_one(author, message, signature);
+    remember([(key, v)]);
+    v
+}
+
+/// The verdict of every command's signature (as [`verify_each`] gives it),
+/// checking in batches only those the memo does not hold, and remembering
+/// the new verdicts. `chain_id` is the chain the messages are signed for.
+pub fn verify_commands(chain_id: &str, commands: &[&crate::SignedCommand]) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = commands.iter().map(|c| c.message(chain_id)).collect();
+    let keys: Vec<[u8; 32]> = commands
+        .iter()
+        .zip(&messages)
+        .map(|(c, m)| memo_key(&c.author, m, &c.signature.0))
+        .collect();
+    let mut verdicts: Vec<Option<bool>> = keys.iter().map(recall).collect();
+    let missing: Vec<usize> = (0..commands.len())
+        .filter(|&i| verdicts[i].is_none())
+        .collect();
+    if !missing.is_empty() {
+        let items: Vec<BatchItem<'_>> = missing
+            .iter()
+            .map(|&i| {
+                (
+                    &commands[i].author,
+                    messages[i].as_slice(),
+                    &commands[i].signature.0,
+                )
+            })
+            .collect();
+        let checked = verify_each(&items);
+        remember(missing.iter().zip(&checked).map(|(&i, &v)| (keys[i], v)));
+        for (&i, v) in missing.iter().zip(checked) {
+            verdicts[i] = Some(v);
+        }
+    }
+    verdicts.into_iter().map(|v| v.unwrap_or(false)).collect()
+}
+
 /// True iff `account` can be an account: its bytes decode to a curve point
 /// (else nobody could ever sign for it) that is not of small order. Under
 /// ZIP-215 a small-order key verifies the signature `(R, s) = (small-order

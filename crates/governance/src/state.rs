@@ -16,6 +16,7 @@ use crate::hashing::{
     digest_of, plain_state_entry, Cached, Hash, HashedMap, HashedSet, STATE_DOMAIN,
 };
 use crate::params::ParameterSet;
+use crate::position::Position;
 use crate::proposal::Proposal;
 use crate::receipt::{Effect, Outcome, Receipt};
 use crate::signature;
@@ -199,11 +200,11 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"NSGOVsn\0";
 
 /// What [`GovernanceState::apply_batch`] already knows about a command's
 /// signature, so a command is verified exactly once.
-enum SignatureCheck<'m> {
+enum SignatureCheck {
     /// Not verified yet: `apply_command` verifies it on its own.
     Unchecked,
-    /// Verified (ZIP-215); the signed message, reused for the retry digest.
-    Valid(&'m [u8]),
+    /// Verified (ZIP-215) and valid.
+    Valid,
     /// Verified and refused.
     Invalid,
 }
@@ -269,88 +270,111 @@ impl GovernanceState {
         Ok(state)
     }
 
-    /// Applies one committed entry. Every replica calls this with the same
-    /// `(log_index, entry)` sequence and reaches the same state.
+    /// Applies one committed entry that has one outcome (a command, a tick,
+    /// a certificate; a batch of exactly one command). Every replica calls
+    /// this or [`Self::apply_entry`] with the same `(log_index, entry)`
+    /// sequence and reaches the same state.
+    ///
+    /// Panics on an `Entry::Commands` batch of other than one command: use
+    /// [`Self::apply_entry`], which returns every outcome.
     pub fn apply(&mut self, log_index: u64, entry: &Entry) -> Outcome {
-        let outcome = self.apply_checked(log_index, entry, SignatureCheck::Unchecked);
-        self.flush_hashes();
-        outcome
+        let mut outcomes = self.apply_entry(log_index, entry);
+        assert_eq!(
+            outcomes.len(),
+            1,
+            "apply() is for entries with one outcome; use apply_entry()"
+        );
+        outcomes.pop().expect("one outcome")
     }
 
-    /// Applies entries in order, verifying the command signatures in ed25519
-    /// batches first ([`signature::verify_each`]); a batch that fails is
-    /// redone one signature at a time, so one bad signature refuses only its
-    /// own command. The outcome of every entry is the same as with `apply`.
-    pub fn apply_batch(&mut self, entries: &[(u64, Entry)]) -> Vec<Outcome> {
-        let messages: Vec<Option<Vec<u8>>> = entries
+    /// Applies one committed entry: one outcome per command of a batch
+    /// (none for an empty one), one for anything else.
+    pub fn apply_entry(&mut self, log_index: u64, entry: &Entry) -> Vec<Outcome> {
+        let outcomes = self.apply_checked(log_index, entry, &mut |_| SignatureCheck::Unchecked);
+        self.flush_hashes();
+        outcomes
+    }
+
+    /// Applies entries in order, returning each entry's outcomes (as
+    /// [`Self::apply_entry`] does). Command signatures are taken from the
+    /// verdicts this process already reached ([`signature::verify_commands`]
+    /// at admission, or when the entry arrived, beside its fsync) and the
+    /// rest verified in ed25519 batches first; a batch that fails is redone
+    /// one signature at a time, so one bad signature refuses only its own
+    /// command. The outcomes are the same as with `apply_entry`.
+    pub fn apply_batch(&mut self, entries: &[(u64, Entry)]) -> Vec<Vec<Outcome>> {
+        let commands: Vec<&SignedCommand> = entries
             .iter()
-            .map(|(_, e)| match e {
-                Entry::Command(c) => Some(c.message(&self.chain.chain_id)),
-                _ => None,
-            })
+            .flat_map(|(_, e)| e.commands().iter())
             .collect();
-        let items: Vec<signature::BatchItem<'_>> = entries
-            .iter()
-            .zip(&messages)
-            .filter_map(|((_, e), m)| match (e, m) {
-                (Entry::Command(c), Some(m)) => Some((&c.author, m.as_slice(), &c.signature.0)),
-                _ => None,
-            })
-            .collect();
-        let mut verdicts = signature::verify_each(&items).into_iter();
+        let mut verdicts = signature::verify_commands(&self.chain.chain_id, &commands).into_iter();
         let outcomes = entries
             .iter()
-            .zip(&messages)
-            .map(|((index, entry), message)| {
+            .map(|(index, entry)| {
                 // One verdict per command, in entry order; entries without a
-                // signature (ticks, certificates) must not consume one.
-                let check = match message {
+                // signature (ticks, certificates) consume none.
+                self.apply_checked(*index, entry, &mut |_| match verdicts.next() {
+                    Some(true) => SignatureCheck::Valid,
+                    Some(false) => SignatureCheck::Invalid,
+                    // Unreachable (one verdict per command), and safe: the
+                    // command is then verified on its own.
                     None => SignatureCheck::Unchecked,
-                    Some(m) => match verdicts.next() {
-                        Some(true) => SignatureCheck::Valid(m),
-                        Some(false) => SignatureCheck::Invalid,
-                        // Unreachable (one verdict per message), and safe:
-                        // the command is then verified on its own.
-                        None => SignatureCheck::Unchecked,
-                    },
-                };
-                self.apply_checked(*index, entry, check)
+                })
             })
             .collect();
         self.flush_hashes();
         outcomes
     }
 
-    /// `check`: what `apply_batch` already knows about a command's signature.
+    /// `check`: what the caller already knows about each command's
+    /// signature, asked once per command in order.
     fn apply_checked(
         &mut self,
         log_index: u64,
         entry: &Entry,
-        check: SignatureCheck<'_>,
-    ) -> Outcome {
+        check: &mut dyn FnMut(&SignedCommand) -> SignatureCheck,
+    ) -> Vec<Outcome> {
         if let Some(last) = self.last_index {
             if log_index <= last {
-                return Err(GovError::LogIndexNotIncreasing {
+                let refused = Err(GovError::LogIndexNotIncreasing {
                     index: log_index,
                     last,
                 });
+                return match entry {
+                    Entry::Commands(cs) => vec![refused; cs.len()],
+                    _ => vec![refused],
+                };
             }
         }
-        let outcome = match entry {
-            Entry::Command(c) => self.apply_command(log_index, c, check),
-            Entry::Tick { now_ms } => Ok(self.tick(log_index, Timestamp(*now_ms))),
-            Entry::CertificateIssued(c) => self.record_issued(log_index, c),
+        let outcomes = match entry {
+            Entry::Command(c) => {
+                let verdict = check(c);
+                vec![self.apply_command(Position::entry(log_index), c, verdict)]
+            }
+            Entry::Commands(cs) => cs
+                .iter()
+                .enumerate()
+                .map(|(offset, c)| {
+                    let verdict = check(c);
+                    // A batch never holds more than u32::MAX commands: the
+                    // entry's byte bound (`MAX_LOG_ENTRY_BYTES`) is far below.
+                    let offset = u32::try_from(offset).unwrap_or(u32::MAX);
+                    self.apply_command(Position::new(log_index, offset), c, verdict)
+                })
+                .collect(),
+            Entry::Tick { now_ms } => vec![Ok(self.tick(log_index, Timestamp(*now_ms)))],
+            Entry::CertificateIssued(c) => vec![self.record_issued(log_index, c)],
         };
         self.last_index = Some(log_index);
         self.assert_invariants();
-        outcome
+        outcomes
     }
 
     fn apply_command(
         &mut self,
-        log_index: u64,
+        position: Position,
         c: &SignedCommand,
-        check: SignatureCheck<'_>,
+        check: SignatureCheck,
     ) -> Outcome {
         // Admission refuses these before the log; a faulty leader may still
         // order one, and every replica refuses it here the same way.
@@ -361,24 +385,22 @@ impl GovernanceState {
                 max: crate::limits::MAX_COMMAND_BYTES,
             });
         }
-        let owned;
-        let message = match check {
-            SignatureCheck::Valid(m) => m,
+        let message = c.message(&self.chain.chain_id);
+        match check {
+            SignatureCheck::Valid => {}
             SignatureCheck::Invalid => return Err(GovError::BadSignature { author: c.author }),
             SignatureCheck::Unchecked => {
-                owned = c.message(&self.chain.chain_id);
-                if !signature::verify_one(&c.author, &owned, &c.signature.0) {
+                if !signature::verify_one(&c.author, &message, &c.signature.0) {
                     return Err(GovError::BadSignature { author: c.author });
                 }
-                &owned
             }
-        };
+        }
         let account = self
             .accounts
             .get(&c.author)
             .ok_or(GovError::UnknownAccount { account: c.author })?;
         let expected = account.nonce + 1;
-        let digest: [u8; 32] = Sha256::digest(message).into();
+        let digest: [u8; 32] = Sha256::digest(&message).into();
         if c.nonce < expected {
             // An identical retry gets its original outcome and changes nothing.
             return match account.remembered(c.nonce) {
@@ -399,17 +421,21 @@ impl GovernanceState {
         }
         // From here the nonce is used, whatever the outcome: a refused
         // command is answered, remembered and never re-run.
-        let outcome = self.execute(log_index, c.author, &c.command);
+        let outcome = self.execute(position, c.author, &c.command);
         let account = self
             .accounts
             .get_mut(&c.author)
             .expect("author account exists: checked above and never removed");
         account.nonce = c.nonce;
-        account.remember(c.nonce, digest, outcome.clone(), log_index);
+        account.remember(c.nonce, digest, outcome.clone(), position);
         outcome
     }
 
-    fn execute(&mut self, log_index: u64, author: AccountId, command: &Command) -> Outcome {
+    fn execute(&mut self, position: Position, author: AccountId, command: &Command) -> Outcome {
+        // Stake checkpoints are per entry: two commands of one batch that
+        // change one account's stake leave one checkpoint (the later one),
+        // which is what a snapshot between whole entries reads.
+        let log_index = position.log_index;
         let effect = match command {
             Command::Transfer { to, amount } => self.transfer(author, *to, *amount)?,
             Command::Stake { amount } => self.stake(log_index, author, *amount)?,
@@ -422,12 +448,12 @@ impl GovernanceState {
             Command::SubmitEmergency { content } => self.submit_emergency(author, content)?,
             Command::EmergencyApprove { nep } => self.emergency_approve(author, *nep)?,
         };
-        Ok(self.receipt(log_index, effect))
+        Ok(self.receipt(position, effect))
     }
 
-    pub(crate) fn receipt(&self, log_index: u64, effect: Effect) -> Receipt {
+    pub(crate) fn receipt(&self, position: Position, effect: Effect) -> Receipt {
         Receipt {
-            log_index,
+            position,
             committed_ms: self.committed_ms,
             effect,
         }
@@ -959,7 +985,12 @@ mod hash_tests {
                     (c.next_index - 1, e.clone())
                 })
                 .collect();
-            assert!(c.state.apply_batch(&indexed).iter().all(|o| o.is_ok()));
+            assert!(c
+                .state
+                .apply_batch(&indexed)
+                .iter()
+                .flatten()
+                .all(|o| o.is_ok()));
             assert_eq!(c.state.state_hash(), c.state.recompute_state_hash());
             let v = c.state.proposals[&nep].vote.as_ref().unwrap();
             assert_eq!(v.ballots_root(), v.tree().root());

@@ -9,6 +9,7 @@
 
 use crate::certificate::{CertificateKind, CertifiedChange};
 use crate::issuance::Decision;
+use crate::position::Position;
 use crate::proposal::{RejectReason, Stage};
 use crate::receipt::{Effect, Receipt, Transition};
 use crate::state::{EffectKind, GovernanceState};
@@ -24,7 +25,7 @@ impl GovernanceState {
             self.advance_on_time(log_index, nep, &mut transitions);
         }
         self.apply_due_effects(log_index, &mut transitions);
-        self.receipt(log_index, Effect::Ticked { transitions })
+        self.receipt(Position::entry(log_index), Effect::Ticked { transitions })
     }
 
     fn advance_on_time(&mut self, log_index: u64, nep: NepId, out: &mut Vec<Transition>) {

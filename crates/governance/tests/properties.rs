@@ -462,7 +462,7 @@ proptest! {
         let mut batched = chain().state;
         let mut batched_outcomes = Vec::new();
         for part in log.chunks(chunk) {
-            batched_outcomes.extend(batched.apply_batch(part));
+            batched_outcomes.extend(batched.apply_batch(part).into_iter().flatten());
         }
         prop_assert_eq!(&batched_outcomes, &outcomes);
         prop_assert_eq!(batched.state_hash(), hash);

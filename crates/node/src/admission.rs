@@ -42,6 +42,19 @@ pub fn admit(
     command: &SignedCommand,
     encoded_len: usize,
 ) -> Result<Verdict, NodeError> {
+    if encoded_len <= neuroshard_governance::limits::MAX_COMMAND_BYTES {
+        // The signature is checked before the state's read lock is taken
+        // (a check under it would hold apply's write lock back); the
+        // verdict is memoized, so `admit` below finds it, and so do this
+        // validator's apply and its check of the entry that carries it.
+        let chain_id = machine.read().state.chain().chain_id.clone();
+        let message = command.message(&chain_id);
+        neuroshard_governance::signature::verify_one_remembered(
+            &command.author,
+            &message,
+            &command.signature.0,
+        );
+    }
     let verdict = {
         let m = machine.read();
         admission::admit(&m.state, command, encoded_len)
@@ -49,10 +62,10 @@ pub fn admit(
     match verdict {
         Err(e) => Err(NodeError::Admission(e)),
         Ok(Admitted::New) => Ok(Verdict::Propose),
-        // The original answer, receipt or apply refusal, with the index of
-        // the entry that carried it: never proposed again.
-        Ok(Admitted::Retry { outcome, log_index }) => {
-            Ok(Verdict::Answer(Submitted { log_index, outcome }))
+        // The original answer, receipt or apply refusal, with the position
+        // of the command: never proposed again.
+        Ok(Admitted::Retry { outcome, position }) => {
+            Ok(Verdict::Answer(Submitted { position, outcome }))
         }
     }
 }

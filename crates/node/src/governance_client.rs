@@ -390,7 +390,10 @@ mod tests {
             "{text}"
         );
 
-        let apply = ApiError::from(apply_status(&GovError::ZeroAmount, 12));
+        let apply = ApiError::from(apply_status(
+            &GovError::ZeroAmount,
+            neuroshard_governance::Position::entry(12),
+        ));
         assert_eq!(apply.refusal(), Some(Refusal::Apply { log_index: 12 }));
         assert_eq!(apply.nonce_consumed(), Some(true));
         assert!(!apply.is_retryable());
@@ -420,7 +423,7 @@ mod tests {
             &GovError::BadSignature {
                 author: AccountId([9; 32]),
             },
-            13,
+            neuroshard_governance::Position::entry(13),
         ));
         assert_eq!(forged.nonce_consumed(), Some(false));
         assert!(
@@ -441,7 +444,8 @@ mod tests {
             GovError::CommandTooLarge { bytes: 2, max: 1 },
         ] {
             assert_eq!(
-                ApiError::from(apply_status(&e, 14)).nonce_consumed(),
+                ApiError::from(apply_status(&e, neuroshard_governance::Position::entry(14)))
+                    .nonce_consumed(),
                 Some(false),
                 "{e}"
             );

@@ -103,7 +103,7 @@ impl NodeCore {
     /// source quota).
     pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
         let encoded_len = neuroshard_governance::admission::encoded_len(&command);
-        self.submit_from(command, encoded_len, None).await
+        self.submit_from(command, encoded_len, None, None).await
     }
 
     /// The client write path of both APIs. `encoded_len` is the size of the
@@ -112,17 +112,20 @@ impl NodeCore {
     /// could accept (`NodeError::Admission`) or what is over a pending
     /// quota (`NodeError::Quota`) before anything is proposed; an identical
     /// retry of an applied command is answered with its original receipt.
+    /// `original`: the command's postcard bytes as the client sent them
+    /// (forwarded to the leader as they are), if it sent postcard.
     pub async fn submit_from(
         &self,
         command: SignedCommand,
         encoded_len: usize,
         source: Option<IpAddr>,
+        original: Option<Vec<u8>>,
     ) -> Result<Submitted, NodeError> {
         match admission::admit(&self.machine, &command, encoded_len)? {
             Verdict::Answer(original) => Ok(original),
             Verdict::Propose => {
                 let _pending = self.quotas.acquire(command.author, source)?;
-                self.submitter.submit(command).await
+                self.submitter.submit(command, original).await
             }
         }
     }
@@ -462,6 +465,7 @@ impl Node {
         let election_timeout = Duration::from_millis(config.raft.election_timeout_max_ms);
         let submitter = Submitter::new(
             raft.clone(),
+            machine.clone(),
             peers.clone(),
             config.client.clone(),
             election_timeout,

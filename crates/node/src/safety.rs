@@ -409,6 +409,18 @@ impl Safety {
                         return Err(r);
                     }
                 }
+                EntryPayload::Normal(neuroshard_governance::Entry::Commands(cs))
+                    if cs.len() > neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY =>
+                {
+                    return Err(Refusal::MalformedAppend {
+                        what: format!(
+                            "entry {} batches {} commands, more than MAX_COMMANDS_PER_ENTRY = {}",
+                            e.log_id.index,
+                            cs.len(),
+                            neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY
+                        ),
+                    });
+                }
                 EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms }) => {
                     let max_skew_ms = *skew.get_or_insert_with(|| self.max_skew_ms());
                     let clock_ms = self.clock.now_ms();
@@ -650,28 +662,71 @@ fn check_structure(
     Ok(())
 }
 
-/// Verifies the `CertificateIssued` certificates about to be appended, in
-/// a task of their own, so that their apply (under the state's write lock)
-/// finds the verdict memoized (`neuroshard_governance::certificate::
-/// verify_issued`): the pairings run in parallel with the entry's fsync and
-/// replication instead of delaying every command applied after it.
-pub fn preverify_certificates(
+/// Checks, in a task of its own, what the entries about to be appended
+/// carry: every command's signature (`signature::verify_commands`, which
+/// skips the verdicts this validator already reached at admission) and
+/// every `CertificateIssued` certificate. Apply, under the state's write
+/// lock, then finds the verdicts memoized: the checks run in parallel with
+/// the entries' fsync and replication instead of delaying every command
+/// applied after them. A verdict that is not ready (or was evicted) is
+/// simply computed again at apply, with the same result.
+pub fn preverify_entries(machine: &SharedMachine, entries: &[RaftEntry]) {
+    let certificates = certificates_in(entries);
+    let commands: Vec<neuroshard_governance::SignedCommand> = entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Normal(g) => Some(g.commands()),
+            _ => None,
+        })
+        .flatten()
+        .cloned()
+        .collect();
+    preverify(machine, certificates, commands);
+}
+
+/// [`preverify_entries`] for commands the leader is about to propose.
+pub fn preverify_commands(
     machine: &SharedMachine,
-    certificates: &[neuroshard_governance::IssuedCertificate],
+    commands: Vec<neuroshard_governance::SignedCommand>,
 ) {
-    if certificates.is_empty() {
+    preverify(machine, Vec::new(), commands);
+}
+
+fn preverify(
+    machine: &SharedMachine,
+    certificates: Vec<neuroshard_governance::IssuedCertificate>,
+    commands: Vec<neuroshard_governance::SignedCommand>,
+) {
+    if certificates.is_empty() && commands.is_empty() {
         return;
     }
-    let committee = machine.read().state.chain().committee.clone();
-    let certificates = certificates.to_vec();
+    let (committee, chain_id) = {
+        let m = machine.read();
+        let chain = m.state.chain();
+        (chain.committee.clone(), chain.chain_id.clone())
+    };
     // A task of the runtime, not the blocking pool: a few milliseconds of
-    // pairings on one worker, and the simulation stays deterministic (a
-    // blocking-pool thread is scheduled by the OS).
+    // pairings or a batch of ed25519 checks on one worker, and the
+    // simulation stays deterministic (a blocking-pool thread is scheduled
+    // by the OS).
     tokio::spawn(async move {
+        if !commands.is_empty() {
+            let refs: Vec<&neuroshard_governance::SignedCommand> = commands.iter().collect();
+            neuroshard_governance::signature::verify_commands(&chain_id, &refs);
+        }
         for c in &certificates {
             neuroshard_governance::certificate::preverify_issued(&committee, c);
         }
     });
+}
+
+/// Verifies one certificate the leader is about to propose (see
+/// [`preverify_entries`]).
+pub fn preverify_certificates(
+    machine: &SharedMachine,
+    certificates: &[neuroshard_governance::IssuedCertificate],
+) {
+    preverify(machine, certificates.to_vec(), Vec::new());
 }
 
 /// The certificates carried by `entries`.

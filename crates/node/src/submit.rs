@@ -1,12 +1,17 @@
 //! Client writes through any validator.
 //!
-//! On the leader a command becomes one log entry (`client_write`); the
-//! caller's answer is sent only after the entry is applied, and carries its
-//! log index and the governance outcome. Concurrent commands are appended
-//! back to back and made durable by one group-commit sync, and followers
-//! replicate them in AppendEntries batches. A follower does not write: it
-//! queues commands for the leader, and a forwarder sends everything queued
-//! while the previous RPC was in flight as one `ForwardCommands` batch.
+//! On the leader, commands are **batched**: a proposer task takes every
+//! command queued while earlier proposals are in flight (at most
+//! [`MAX_PROPOSALS_IN_FLIGHT`]) and proposes them as one log entry,
+//! `Entry::Commands`, up to `limits::MAX_COMMANDS_PER_ENTRY` commands and
+//! `limits::MAX_BATCH_BYTES` bytes. Each caller is answered once the entry
+//! is applied, with its command's position (log index, offset) and
+//! governance outcome. Ticks and certificates are never batched: they are
+//! entries of their own (`ticker.rs`, `issuance/`). Followers replicate
+//! entries in AppendEntries batches. A follower does not write: it queues
+//! commands for the leader, and a forwarder sends everything queued while
+//! the previous RPC was in flight as one `ForwardCommands` batch, carrying
+//! the commands' original bytes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,13 +21,14 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use neuroshard_governance::admission;
-use neuroshard_governance::limits::MAX_COMMAND_BYTES;
-use neuroshard_governance::{Entry, GovError, Outcome, SignedCommand};
+use neuroshard_governance::limits::{MAX_BATCH_BYTES, MAX_COMMANDS_PER_ENTRY, MAX_COMMAND_BYTES};
+use neuroshard_governance::{Entry, GovError, Outcome, Position, SignedCommand};
 
 use crate::codec;
 use crate::config::ClientSettings;
 use crate::error::NodeError;
 use crate::proto;
+use crate::store::SharedMachine;
 use crate::transport::peer_client::{forward_commands, PeerClients};
 use crate::types::{NodeId, Raft};
 
@@ -30,14 +36,17 @@ use crate::types::{NodeId, Raft};
 pub const MAX_FORWARD_INFLIGHT: usize = 8;
 /// Times one command may be re-routed (leader changes) before giving up.
 pub const MAX_ROUTE_ATTEMPTS: usize = 16;
+/// Batched entries the leader has proposed and not yet seen applied; while
+/// they are in flight, new commands queue and form the next batch.
+pub const MAX_PROPOSALS_IN_FLIGHT: usize = 2;
 
 /// A command's answer: where it landed in the log and what it did. An
 /// `Err` outcome is an apply refusal: the command was ordered at
-/// `log_index` and its nonce is consumed (an admission refusal is a
+/// `position` and its nonce is consumed (an admission refusal is a
 /// `NodeError` instead: `Admission` or `Quota`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submitted {
-    pub log_index: u64,
+    pub position: Position,
     pub outcome: Outcome,
 }
 
@@ -45,10 +54,10 @@ impl Submitted {
     /// The answer in words, saying which kind it is.
     pub fn describe(&self) -> String {
         match &self.outcome {
-            Ok(r) => format!("applied at log index {}: {:?}", self.log_index, r.effect),
+            Ok(r) => format!("applied at position {}: {:?}", self.position, r.effect),
             Err(e) => format!(
-                "refused at log index {} (nonce consumed): {e} [{}]",
-                self.log_index,
+                "refused at position {} (nonce consumed): {e} [{}]",
+                self.position,
                 e.rule()
             ),
         }
@@ -61,6 +70,13 @@ struct ForwardJob {
     reply: oneshot::Sender<Result<Submitted, NodeError>>,
 }
 
+/// A command waiting for the leader's next batch.
+struct Proposal {
+    command: SignedCommand,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Submitted, NodeError>>,
+}
+
 struct Inner {
     raft: Raft,
     self_id: NodeId,
@@ -68,6 +84,7 @@ struct Inner {
     election_timeout: Duration,
     pending: AtomicUsize,
     forward_tx: mpsc::Sender<ForwardJob>,
+    propose_tx: mpsc::Sender<Proposal>,
 }
 
 /// Routes client commands to the leader and waits for them to be applied.
@@ -88,11 +105,13 @@ impl Drop for PendingGuard<'_> {
 impl Submitter {
     pub fn new(
         raft: Raft,
+        machine: SharedMachine,
         peers: PeerClients,
         settings: ClientSettings,
         election_timeout: Duration,
     ) -> Self {
         let (forward_tx, forward_rx) = mpsc::channel(settings.max_pending_commands);
+        let (propose_tx, propose_rx) = mpsc::channel(settings.max_pending_commands);
         let self_id = peers.self_id();
         let timeout = Duration::from_millis(settings.submit_timeout_ms);
         tokio::spawn(run_forwarder(
@@ -104,6 +123,7 @@ impl Submitter {
             },
             timeout,
         ));
+        tokio::spawn(run_proposer(propose_rx, raft.clone(), machine));
         Self {
             inner: Arc::new(Inner {
                 raft,
@@ -112,6 +132,7 @@ impl Submitter {
                 election_timeout,
                 pending: AtomicUsize::new(0),
                 forward_tx,
+                propose_tx,
             }),
         }
     }
@@ -127,18 +148,30 @@ impl Submitter {
     }
 
     /// Orders `command` through the leader (wherever it is) and returns once
-    /// it is applied here or at the leader.
-    pub async fn submit(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+    /// it is applied here or at the leader. `encoded`: the command's bytes
+    /// as the client sent them, forwarded as they are.
+    pub async fn submit(
+        &self,
+        command: SignedCommand,
+        encoded: Option<Vec<u8>>,
+    ) -> Result<Submitted, NodeError> {
         let _pending = self.admit()?;
         let ms = self.inner.settings.submit_timeout_ms;
-        tokio::time::timeout(Duration::from_millis(ms), self.route(command))
+        tokio::time::timeout(Duration::from_millis(ms), self.route(command, encoded))
             .await
             .map_err(|_| NodeError::Timeout { ms })?
     }
 
-    async fn route(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
-        let encoded = codec::encode("signed command", &command)
-            .map_err(|e| NodeError::Malformed(e.to_string()))?;
+    async fn route(
+        &self,
+        command: SignedCommand,
+        encoded: Option<Vec<u8>>,
+    ) -> Result<Submitted, NodeError> {
+        let encoded = match encoded {
+            Some(bytes) => bytes,
+            None => codec::encode("signed command", &command)
+                .map_err(|e| NodeError::Malformed(e.to_string()))?,
+        };
         let mut last_err = NodeError::NoLeader;
         for attempt in 0..MAX_ROUTE_ATTEMPTS {
             if attempt > 0 {
@@ -197,65 +230,49 @@ impl Submitter {
         rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
+    /// Queues `command` for the leader's next batched entry (this node
+    /// must be the leader; it never forwards).
+    async fn enqueue(
+        &self,
+        command: SignedCommand,
+    ) -> Result<oneshot::Receiver<Result<Submitted, NodeError>>, NodeError> {
+        let bytes = check_size(&command)?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .propose_tx
+            .send(Proposal {
+                command,
+                bytes,
+                reply,
+            })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        Ok(rx)
+    }
+
     /// Appends on this node, which must be the leader (it never forwards:
     /// the peer service calls this for commands forwarded to it).
     pub async fn write_local(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
-        check_size(&command)?;
-        let resp = self
-            .inner
-            .raft
-            .client_write(Entry::Command(command))
-            .await
-            .map_err(write_error)?;
-        let applied = resp.data;
-        let outcome = applied.outcome.ok_or_else(|| {
-            NodeError::Internal(format!(
-                "entry {} applied without an outcome",
-                applied.log_index
-            ))
-        })?;
-        Ok(Submitted {
-            log_index: applied.log_index,
-            outcome,
-        })
+        let rx = self.enqueue(command).await?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
     /// Appends a forwarded batch in its order and answers each command once
-    /// applied. Commands are enqueued back to back, so they share syncs.
+    /// applied. Commands are queued back to back, so they share entries.
     pub async fn write_local_batch(
         &self,
         commands: Vec<SignedCommand>,
     ) -> Vec<Result<Submitted, NodeError>> {
         let mut receivers = Vec::with_capacity(commands.len());
         for command in commands {
-            receivers.push(match check_size(&command) {
-                Err(e) => Err(e),
-                Ok(()) => Ok(self
-                    .inner
-                    .raft
-                    .client_write_ff(Entry::Command(command))
-                    .await),
-            });
+            receivers.push(self.enqueue(command).await);
         }
         let mut results = Vec::with_capacity(receivers.len());
         for rx in receivers {
-            let result = match rx {
+            results.push(match rx {
                 Err(refused) => Err(refused),
-                Ok(Err(fatal)) => Err(NodeError::Raft(fatal.to_string())),
-                Ok(Ok(rx)) => match rx.await {
-                    Err(_) => Err(NodeError::ShuttingDown),
-                    Ok(Err(e)) => Err(write_error(RaftError::APIError(e))),
-                    Ok(Ok(resp)) => resp
-                        .data
-                        .outcome
-                        .map(|outcome| Submitted {
-                            log_index: resp.data.log_index,
-                            outcome,
-                        })
-                        .ok_or_else(|| NodeError::Internal("applied without an outcome".into())),
-                },
-            };
-            results.push(result);
+                Ok(rx) => rx.await.unwrap_or(Err(NodeError::ShuttingDown)),
+            });
         }
         results
     }
@@ -265,10 +282,88 @@ impl Submitter {
     }
 }
 
+/// The leader's batcher: waits for a proposal slot and a first command,
+/// takes every command queued behind it (within the entry's bounds), and
+/// proposes them as one `Entry::Commands`; a task per entry answers each
+/// caller from the entry's outcomes, by offset.
+async fn run_proposer(mut rx: mpsc::Receiver<Proposal>, raft: Raft, machine: SharedMachine) {
+    let slots = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
+    let mut carry: Option<Proposal> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.bytes;
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS_PER_ENTRY {
+            match rx.try_recv() {
+                Ok(p) if bytes + p.bytes <= MAX_BATCH_BYTES => {
+                    bytes += p.bytes;
+                    batch.push(p);
+                }
+                Ok(p) => {
+                    carry = Some(p);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        // Forwarded commands were admitted by another validator: their
+        // signatures are checked now, beside the entry's fsync and
+        // replication (this validator's own admissions are memoized).
+        crate::safety::preverify_commands(&machine, commands.clone());
+        let written = raft.client_write_ff(Entry::Commands(commands)).await;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let n = replies.len();
+            let all = |e: NodeError| -> Vec<Result<Submitted, NodeError>> {
+                (0..n).map(|_| Err(same_error(&e))).collect()
+            };
+            let answers: Vec<Result<Submitted, NodeError>> = match written {
+                Err(fatal) => all(NodeError::Raft(fatal.to_string())),
+                Ok(rx) => match rx.await {
+                    Err(_) => all(NodeError::ShuttingDown),
+                    Ok(Err(e)) => all(write_error(RaftError::APIError(e))),
+                    Ok(Ok(resp)) => {
+                        let log_index = resp.data.log_index;
+                        let mut outcomes = resp.data.outcomes.into_iter();
+                        (0..replies.len())
+                            .map(|k| match outcomes.next() {
+                                Some(outcome) => Ok(Submitted {
+                                    position: Position::new(
+                                        log_index,
+                                        u32::try_from(k).unwrap_or(u32::MAX),
+                                    ),
+                                    outcome,
+                                }),
+                                None => Err(NodeError::Internal(format!(
+                                    "entry {log_index} applied without an outcome for offset {k}"
+                                ))),
+                            })
+                            .collect()
+                    }
+                },
+            };
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _caller_gone = reply.send(answer);
+            }
+        });
+    }
+}
+
 /// The log never receives a command its size rule refuses, whoever calls:
 /// admission checked it already (`crate::admission`), this is the last
 /// guard before the entry is encoded (a cheap size measure, no encoding).
-fn check_size(command: &SignedCommand) -> Result<(), NodeError> {
+fn check_size(command: &SignedCommand) -> Result<usize, NodeError> {
     let bytes = admission::encoded_len(command);
     if bytes > MAX_COMMAND_BYTES {
         return Err(NodeError::Admission(GovError::CommandTooLarge {
@@ -276,7 +371,19 @@ fn check_size(command: &SignedCommand) -> Result<(), NodeError> {
             max: MAX_COMMAND_BYTES,
         }));
     }
-    Ok(())
+    Ok(bytes)
+}
+
+/// A copy of an error `write_error` makes, for every caller of one entry.
+fn same_error(e: &NodeError) -> NodeError {
+    match e {
+        NodeError::NotLeader { leader } => NodeError::NotLeader { leader: *leader },
+        NodeError::NoLeader => NodeError::NoLeader,
+        NodeError::ShuttingDown => NodeError::ShuttingDown,
+        NodeError::Internal(m) => NodeError::Internal(m.clone()),
+        NodeError::Raft(m) => NodeError::Raft(m.clone()),
+        other => NodeError::Raft(other.to_string()),
+    }
 }
 
 fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, openraft::EmptyNode>>) -> NodeError {
@@ -297,27 +404,25 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, openraft::EmptyNode
 pub fn result_from_wire(r: proto::CommandResult) -> Result<Submitted, NodeError> {
     match r.result {
         Some(proto::command_result::Result::Applied(a)) => {
-            let outcome: Outcome = serde_json::from_str(&a.outcome_json).map_err(|e| {
-                NodeError::Internal(format!("outcome of entry {}: {e}", a.log_index))
-            })?;
-            Ok(Submitted {
-                log_index: a.log_index,
-                outcome,
-            })
+            let position = Position::new(a.log_index, a.offset);
+            let outcome: Outcome = codec::decode("forwarded outcome", &a.outcome)
+                .map_err(|e| NodeError::Internal(format!("outcome at {position}: {e}")))?;
+            Ok(Submitted { position, outcome })
         }
         Some(proto::command_result::Result::Rejected(r)) => Err(NodeError::from_rejected(&r)),
         None => Err(NodeError::Internal("empty command result".into())),
     }
 }
 
-/// Encodes one result for the wire.
+/// Encodes one result for the wire (the outcome in postcard).
 pub fn result_to_wire(r: &Result<Submitted, NodeError>) -> proto::CommandResult {
     use proto::command_result::Result as P;
     let result = match r {
-        Ok(s) => match serde_json::to_string(&s.outcome) {
-            Ok(outcome_json) => P::Applied(proto::Applied {
-                log_index: s.log_index,
-                outcome_json,
+        Ok(s) => match codec::encode("forwarded outcome", &s.outcome) {
+            Ok(outcome) => P::Applied(proto::Applied {
+                log_index: s.position.log_index,
+                offset: s.position.offset,
+                outcome,
             }),
             Err(e) => {
                 P::Rejected(NodeError::Internal(format!("encoding outcome: {e}")).to_rejected())

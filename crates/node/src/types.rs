@@ -32,9 +32,10 @@ openraft::declare_raft_types!(
 pub struct Applied {
     /// Index of the applied log entry.
     pub log_index: u64,
-    /// The governance result, for entries that carry governance data (blank
-    /// and membership entries have none).
-    pub outcome: Option<Outcome>,
+    /// The governance results: one per command of a batch (outcome `k` is
+    /// the command at position (`log_index`, `k`)), one for a tick or a
+    /// certificate, none for blank and membership entries.
+    pub outcomes: Vec<Outcome>,
 }
 
 pub type LogId = openraft::LogId<NodeId>;

@@ -210,8 +210,8 @@ proptest! {
         let mut chain = TestChain::new(&TestConfig::default());
         let staked = chain.exec(&user_key(user), Command::Stake { amount: Amount(amount) });
         let refused = chain.exec(&user_key(user), Command::Stake { amount: Amount(0) });
-        for outcome in [Some(staked), Some(refused), None] {
-            plain(&Applied { log_index: index, outcome })?;
+        for outcomes in [vec![staked.clone()], vec![staked, refused], vec![]] {
+            plain(&Applied { log_index: index, outcomes })?;
         }
     }
 

@@ -83,12 +83,12 @@ fn final_refusals_are_refused_and_everything_that_may_still_pass_is_admitted() {
     // another command under the used nonce is a final replay.
     let outcome = c.apply(neuroshard_governance::Entry::Command(fresh.clone()));
     let receipt = outcome.clone().expect("transfer applies");
-    let log_index = receipt.log_index;
+    let position = receipt.position;
     assert_eq!(
         admit(&c.state, &fresh, encoded_len(&fresh)),
         Ok(Admitted::Retry {
             outcome: Ok(receipt),
-            log_index
+            position
         })
     );
     let other = signed(0, 1, transfer(6));
@@ -105,7 +105,7 @@ fn final_refusals_are_refused_and_everything_that_may_still_pass_is_admitted() {
         admit(&c.state, &refused, encoded_len(&refused)),
         Ok(Admitted::Retry {
             outcome: original,
-            log_index: refused_at
+            position: neuroshard_governance::Position::entry(refused_at)
         })
     );
 }

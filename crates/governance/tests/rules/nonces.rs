@@ -147,7 +147,12 @@ fn batches_give_the_same_outcomes_as_single_applies() {
         .iter()
         .map(|(i, e)| single.state.apply(*i, e))
         .collect();
-    let in_batch = batched.state.apply_batch(&indexed);
+    let in_batch = batched
+        .state
+        .apply_batch(&indexed)
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     assert_eq!(one_by_one, in_batch);
     assert_eq!(in_batch[6], Err(GovError::BadSignature { author: user(0) }));
     assert_eq!(in_batch.iter().filter(|o| o.is_err()).count(), 1);
@@ -194,7 +199,12 @@ fn a_forged_command_after_a_tick_in_a_batch_is_refused() {
         .iter()
         .map(|(i, e)| single.state.apply(*i, e))
         .collect();
-    let in_batch = batched.state.apply_batch(&indexed);
+    let in_batch = batched
+        .state
+        .apply_batch(&indexed)
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     assert_eq!(in_batch[1], Err(GovError::BadSignature { author: user(0) }));
     assert_eq!(in_batch.iter().filter(|o| o.is_err()).count(), 1);
     assert_eq!(one_by_one, in_batch);

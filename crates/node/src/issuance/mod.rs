@@ -346,7 +346,7 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
         let write = raft.client_write(Entry::CertificateIssued(certificate));
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
             Ok(Ok(resp)) => {
-                match resp.data.outcome {
+                match resp.data.outcomes.into_iter().next() {
                     Some(Ok(_)) => tracing::info!(
                         sequence,
                         log_index = resp.data.log_index,

@@ -93,7 +93,7 @@ impl GovernanceMachine {
             }
             results.push(Applied {
                 log_index: log_id.index,
-                outcome: None,
+                outcomes: Vec::new(),
             });
             self.last_applied = Some(log_id);
         }
@@ -105,7 +105,7 @@ impl GovernanceMachine {
                 "apply_batch returns one outcome per entry"
             );
             for (slot, outcome) in slots.into_iter().zip(outcomes) {
-                results[slot].outcome = Some(outcome);
+                results[slot].outcomes = outcome;
             }
         }
         results

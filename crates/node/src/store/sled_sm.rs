@@ -2,25 +2,30 @@
 //!
 //! The governance state itself lives in memory ([`GovernanceMachine`]); what
 //! sled holds is enough to rebuild it exactly: the latest snapshot image (or
-//! genesis) plus the governance entries applied since, keyed by log index.
-//! Every applied batch writes its entries *and* the new last-applied log id
-//! and membership in one atomic sled batch, so a restart rebuilds precisely
-//! the state at the recorded last-applied id: nothing applied twice, nothing
-//! skipped. Building a snapshot stores it and drops the entries it covers in
-//! one batch; installing one replaces snapshot, entries and last-applied id
-//! in one batch.
+//! genesis) plus the entries applied since, which are read back from the
+//! Raft log itself (tree `raft_log`, `sled_log.rs`): an entry is written to
+//! disk once, by its append. Every applied batch writes the new
+//! last-applied log id (and membership) in one sled batch; a restart
+//! replays the log's entries after the snapshot up to that id: nothing
+//! applied twice, nothing skipped. The log never lacks them: openraft
+//! purges only entries a stored snapshot covers, and truncates only
+//! entries that were never committed, so never applied; and sled recovers
+//! a prefix of its writes, so a recorded last-applied id implies the
+//! appends before it. Building a snapshot stores it; installing one
+//! replaces snapshot and last-applied id in one batch.
 //!
 //! Tree `state` keys: `applied`, `membership`, `snap/meta`, `snap/len`,
 //! `snap/chunk/<u32 BE>` (snapshot bytes in chunks below sled's blob
-//! threshold) and `wal/<u64 BE log index>` (a versioned entry record,
-//! `codec::encode_entry`).
+//! threshold). Stores written before issue 12 also kept a second copy of
+//! every applied entry under `wal/<u64 BE log index>`; they are removed
+//! when such a store is opened.
 
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, RaftLogId, RaftSnapshotBuilder, StorageIOError};
 
-use neuroshard_governance::{Entry as GovEntry, GovernanceState};
+use neuroshard_governance::GovernanceState;
 
 use crate::codec;
 use crate::store::durability::{written, DurableDb, GroupCommit};
@@ -53,12 +58,6 @@ fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(AnyError::new(&e)).into()
 }
 
-fn wal_key(index: u64) -> Vec<u8> {
-    let mut k = PREFIX_WAL.to_vec();
-    k.extend_from_slice(&index.to_be_bytes());
-    k
-}
-
 fn chunk_key(n: u32) -> Vec<u8> {
     let mut k = PREFIX_SNAP_CHUNK.to_vec();
     k.extend_from_slice(&n.to_be_bytes());
@@ -85,8 +84,8 @@ pub enum RecoveryError {
     Image(#[from] crate::store::machine::ImageError),
     #[error("stored snapshot is {found} bytes but its length record says {expected}")]
     SnapshotLength { expected: u64, found: u64 },
-    #[error("stored entry key {0} is not a log index")]
-    BadKey(String),
+    #[error("the Raft log lacks entry {index}, which the state machine applied after its snapshot; the store is damaged")]
+    MissingEntry { index: u64 },
 }
 
 impl SledStateMachine {
@@ -99,28 +98,58 @@ impl SledStateMachine {
         genesis_state: GovernanceState,
     ) -> Result<Self, RecoveryError> {
         let tree = durable.db().open_tree("state")?;
+        let log = durable.db().open_tree("raft_log")?;
         let mut machine = match read_snapshot(&tree)? {
             Some((_meta, data)) => GovernanceMachine::restore(SnapshotImage::decode(&data)?)?,
             None => GovernanceMachine::new(genesis_state),
         };
+        let from = machine.last_applied.map_or(0, |l| l.index + 1);
+        let applied: Option<LogId> = match tree.get(KEY_APPLIED)? {
+            Some(bytes) => codec::decode("last applied log id", &bytes)?,
+            None => None,
+        };
         let mut replay = Vec::new();
-        for item in tree.scan_prefix(PREFIX_WAL) {
-            let (key, value) = item?;
-            let index = key
-                .get(PREFIX_WAL.len()..)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| RecoveryError::BadKey(hex::encode(&key)))?;
-            let entry: GovEntry = codec::decode_entry("applied governance entry", &value)?;
-            replay.push((index, entry));
+        if let Some(applied) = applied.filter(|a| a.index >= from) {
+            let mut expected = from;
+            for item in log.range(from.to_be_bytes()..=applied.index.to_be_bytes()) {
+                let (_, value) = item?;
+                let entry: RaftEntry = codec::decode_entry("log entry", &value)?;
+                let index = entry.get_log_id().index;
+                if index != expected {
+                    return Err(RecoveryError::MissingEntry { index: expected });
+                }
+                expected += 1;
+                if let EntryPayload::Normal(gov) = entry.payload {
+                    replay.push((index, gov));
+                }
+            }
+            if expected != applied.index + 1 {
+                return Err(RecoveryError::MissingEntry { index: expected });
+            }
         }
         let replayed = replay.len();
         machine.replay(&replay);
-        if let Some(bytes) = tree.get(KEY_APPLIED)? {
-            machine.last_applied = codec::decode("last applied log id", &bytes)?;
+        if applied.is_some() {
+            machine.last_applied = applied.max(machine.last_applied);
         }
         if let Some(bytes) = tree.get(KEY_MEMBERSHIP)? {
             machine.membership = codec::decode("applied membership", &bytes)?;
+        }
+        // A store written before issue 12 kept a copy of applied entries.
+        let legacy: Vec<sled::IVec> = tree
+            .scan_prefix(PREFIX_WAL)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        if !legacy.is_empty() {
+            let mut batch = sled::Batch::default();
+            for key in &legacy {
+                batch.remove(key);
+            }
+            tree.apply_batch(batch)?;
+            tracing::info!(
+                removed = legacy.len(),
+                "removed the old copy of applied entries (wal/)"
+            );
         }
         tracing::info!(last_applied = ?machine.last_applied, replayed, "state machine recovered");
         Ok(Self {
@@ -219,12 +248,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
         }
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
-        // The snapshot now covers these entries; later ones stay for replay.
-        if let Some(last) = image.last_applied {
-            for key in self.tree.range(wal_key(0)..=wal_key(last.index)).keys() {
-                batch.remove(key.map_err(|e| snapshot_write_error(&meta, &e))?);
-            }
-        }
         written("store a built snapshot", self.tree.apply_batch(batch));
         tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot built");
         Ok(Snapshot {
@@ -251,21 +274,15 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
             return Ok(Vec::new());
         };
+        // The entries themselves are in the Raft log already (written and
+        // synced by their append); only the position moves here.
         let mut batch = sled::Batch::default();
-        let mut membership = None;
-        for entry in &entries {
-            match &entry.payload {
-                EntryPayload::Normal(gov) => {
-                    let bytes = codec::encode_entry("applied governance entry", gov)
-                        .map_err(sm_write_err)?;
-                    batch.insert(wal_key(entry.get_log_id().index), bytes);
-                }
-                EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(*entry.get_log_id()), m.clone()));
-                }
-                EntryPayload::Blank => {}
+        let membership = entries.iter().rev().find_map(|entry| match &entry.payload {
+            EntryPayload::Membership(m) => {
+                Some(StoredMembership::new(Some(*entry.get_log_id()), m.clone()))
             }
-        }
+            _ => None,
+        });
         batch.insert(
             KEY_APPLIED,
             codec::encode("last applied log id", &Some(last)).map_err(sm_write_err)?,
@@ -279,7 +296,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // Hold the machine's lock across the write so the stored and the
         // in-memory state never disagree for a reader.
         let mut machine = self.machine.write();
-        written("store applied entries", self.tree.apply_batch(batch));
+        written("store the applied position", self.tree.apply_batch(batch));
         Ok(machine.apply(entries))
     }
 
@@ -305,9 +322,6 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let machine = install_image(meta, &data)?;
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, meta, &data)?;
-        for key in self.tree.scan_prefix(PREFIX_WAL).keys() {
-            batch.remove(key.map_err(|e| snapshot_write_error(meta, &e))?);
-        }
         let applied = codec::encode("last applied log id", &meta.last_log_id)
             .map_err(|e| snapshot_write_error(meta, &e))?;
         let membership = codec::encode("applied membership", &meta.last_membership)

@@ -12,7 +12,7 @@ use prost::Message;
 use serde::Serialize;
 use tonic::{Code, Status};
 
-use neuroshard_governance::{GovError, QueryError};
+use neuroshard_governance::{GovError, Position, QueryError};
 
 use crate::api_proto as api;
 use crate::error::{NodeError, QuotaRefusal};
@@ -104,12 +104,12 @@ pub fn gov_code(e: &GovError) -> Code {
 }
 
 /// A governance error as a status: a command the state machine refused
-/// when its entry at `log_index` was applied (an apply refusal,
-/// `REFUSAL_KIND_APPLY`), or, without a log index, a governance answer that
+/// when the command at `position` was applied (an apply refusal,
+/// `REFUSAL_KIND_APPLY`), or, without a position, a governance answer that
 /// is no verdict on a command (an unknown certificate in a read).
-pub fn gov_status(e: &GovError, log_index: Option<u64>) -> Status {
+pub fn gov_status(e: &GovError, position: Option<Position>) -> Status {
     let (_, error_json) = rule_and_json(e);
-    let refusal = match log_index {
+    let refusal = match position {
         Some(_) => api::RefusalKind::Apply,
         None => api::RefusalKind::Unspecified,
     };
@@ -119,18 +119,19 @@ pub fn gov_status(e: &GovError, log_index: Option<u64>) -> Status {
             rule: e.rule().to_owned(),
             message: e.to_string(),
             error_json,
-            log_index,
+            log_index: position.map(|p| p.log_index),
+            offset: position.map(|p| p.offset),
             leader_hint: None,
             refusal: refusal as i32,
         },
     )
 }
 
-/// An apply refusal: the command was ordered at `log_index` and refused
-/// when applied (its nonce is consumed). Today's code mapping, the index
-/// always set.
-pub fn apply_status(e: &GovError, log_index: u64) -> Status {
-    gov_status(e, Some(log_index))
+/// An apply refusal: the command was ordered at `position` and refused
+/// when applied (its nonce is consumed). Today's code mapping, the
+/// position always set.
+pub fn apply_status(e: &GovError, position: Position) -> Status {
+    gov_status(e, Some(position))
 }
 
 /// The gRPC code of an admission refusal: `ALREADY_EXISTS` for a nonce
@@ -272,7 +273,7 @@ mod tests {
             deadline_ms: Timestamp(10),
             committed_ms: Timestamp(12),
         };
-        let status = gov_status(&e, Some(41));
+        let status = gov_status(&e, Some(Position::new(41, 0)));
         assert_eq!(status.code(), Code::FailedPrecondition);
         let detail = detail_of(&status).expect("detail");
         assert_eq!(detail.rule, "voting_closed");
@@ -292,7 +293,7 @@ mod tests {
             nonce: 4,
             expected: 6,
         };
-        let applied = apply_status(&replay, 17);
+        let applied = apply_status(&replay, Position::entry(17));
         assert_eq!(applied.code(), Code::FailedPrecondition);
         let d = detail_of(&applied).expect("detail");
         assert_eq!(d.refusal, api::RefusalKind::Apply as i32);

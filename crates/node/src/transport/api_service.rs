@@ -89,7 +89,12 @@ impl ReplicaAdmin for AdminService {
         let source = source_ip(&req);
         let bytes = req.into_inner().command;
         let result = match decode_command(&bytes) {
-            Ok(command) => self.core.submit_from(command, bytes.len(), source).await,
+            Ok(command) => {
+                let len = bytes.len();
+                self.core
+                    .submit_from(command, len, source, Some(bytes))
+                    .await
+            }
             Err(e) => Err(e),
         };
         Ok(Response::new(proto::SubmitResponse {

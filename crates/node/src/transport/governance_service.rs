@@ -195,11 +195,18 @@ impl GovernanceService {
     /// the postcard form (one above `MAX_COMMAND_BYTES` is refused by its
     /// size alone, undecoded), computed for the JSON form. A request that
     /// does not decode is refused before ordering too.
-    fn decode_command(req: api::SubmitRequest) -> Result<(SignedCommand, usize), Status> {
+    /// The postcard form's bytes come back too, to be forwarded as sent.
+    #[allow(clippy::type_complexity)]
+    fn decode_command(
+        req: api::SubmitRequest,
+    ) -> Result<(SignedCommand, usize, Option<Vec<u8>>), Status> {
         match req.command {
             Some(api::submit_request::Command::Postcard(bytes)) => {
                 match api_service::decode_command(&bytes) {
-                    Ok(command) => Ok((command, bytes.len())),
+                    Ok(command) => {
+                        let len = bytes.len();
+                        Ok((command, len, Some(bytes)))
+                    }
                     Err(NodeError::Malformed(m)) => Err(errors::admission_invalid("postcard", m)),
                     Err(e) => Err(errors::node_status(&e)),
                 }
@@ -208,7 +215,7 @@ impl GovernanceService {
                 serde_json::from_str::<SignedCommand>(&text)
                     .map(|c| {
                         let len = admission::encoded_len(&c);
-                        (c, len)
+                        (c, len, None)
                     })
                     .map_err(|e| errors::admission_invalid("json", e))
             }
@@ -229,15 +236,16 @@ impl Governance for GovernanceService {
         req: Request<api::SubmitRequest>,
     ) -> Result<Response<api::SubmitResponse>, Status> {
         let source = api_service::source_ip(&req);
-        let (command, encoded_len) = Self::decode_command(req.into_inner())?;
+        let (command, encoded_len, original) = Self::decode_command(req.into_inner())?;
         let submitted = self
             .core
-            .submit_from(command, encoded_len, source)
+            .submit_from(command, encoded_len, source, original)
             .await
             .map_err(|e| errors::node_status(&e))?;
         match submitted.outcome {
             Ok(receipt) => Ok(Response::new(api::SubmitResponse {
-                log_index: receipt.log_index,
+                log_index: receipt.position.log_index,
+                offset: receipt.position.offset,
                 committed_ms: receipt.committed_ms.0,
                 effect: serde_json::to_value(&receipt.effect)
                     .ok()
@@ -250,7 +258,7 @@ impl Governance for GovernanceService {
                 receipt_json: serde_json::to_string(&receipt).unwrap_or_default(),
                 nep: effect_nep(&receipt.effect),
             })),
-            Err(e) => Err(errors::apply_status(&e, submitted.log_index)),
+            Err(e) => Err(errors::apply_status(&e, submitted.position)),
         }
     }
 
