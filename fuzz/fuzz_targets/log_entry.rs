@@ -31,7 +31,7 @@ fuzz_target!(init: { fixture(); }, |data: &[u8]| {
         for base in [&fx.fresh, &fx.pending, &fx.certified] {
             let index = Fixture::next_index(base);
             let mut one = base.clone();
-            let outcome = one.apply(index, &entry);
+            let outcome = one.apply_entry(index, &entry);
             let mut batched = base.clone();
             let outcomes = batched.apply_batch(&[(index, entry.clone())]);
             assert_eq!(outcomes, vec![outcome]);

@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
                 let wire = result_to_wire(&decoded);
                 if let Ok(submitted) = decoded {
                     let again = result_from_wire(wire).expect("an applied result reads back");
-                    assert_eq!(again.log_index, submitted.log_index);
+                    assert_eq!(again.position, submitted.position);
                     assert_eq!(again.outcome, submitted.outcome);
                 }
             }

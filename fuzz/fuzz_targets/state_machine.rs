@@ -185,12 +185,12 @@ fn run(data: &[u8]) -> Result<()> {
         expected.push(outcome);
         index += u64::from(u.int_in_range(1u8..=3)?);
         if u.ratio(1u8, 4)? {
-            assert_eq!(batched.apply_batch(&batch), expected);
+            assert_eq!(flat(batched.apply_batch(&batch)), expected);
             batch.clear();
             expected.clear();
         }
     }
-    assert_eq!(batched.apply_batch(&batch), expected);
+    assert_eq!(flat(batched.apply_batch(&batch)), expected);
     assert_eq!(batched.state_hash(), state.state_hash());
     assert!(
         batched == state,
@@ -217,3 +217,8 @@ fn run(data: &[u8]) -> Result<()> {
 fuzz_target!(init: { fixture(); }, |data: &[u8]| {
     let _ = run(data);
 });
+
+/// Every outcome of a run of entries, in order.
+fn flat(outcomes: Vec<Vec<neuroshard_governance::Outcome>>) -> Vec<neuroshard_governance::Outcome> {
+    outcomes.into_iter().flatten().collect()
+}

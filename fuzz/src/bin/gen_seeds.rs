@@ -454,11 +454,11 @@ addr = "[::1]:7103"
     );
     let results = [
         Ok(Submitted {
-            log_index: 41,
+            position: neuroshard_governance::Position::new(41, 0),
             outcome,
         }),
         Ok(Submitted {
-            log_index: 42,
+            position: neuroshard_governance::Position::new(42, 3),
             outcome: Err(GovError::ZeroAmount),
         }),
         Err(NodeError::NotLeader { leader: 2 }),
