@@ -130,6 +130,12 @@ pub const MEMO_CAPACITY: usize = 32 * 1024;
 
 static MEMO: std::sync::Mutex<Option<Memo>> = std::sync::Mutex::new(None);
 
+/// [`usable_account_key`]'s verdicts (two point decompressions each, which
+/// every transfer's admission and apply asked again for the same
+/// receivers), keyed by the account bytes, the most recent
+/// [`MEMO_CAPACITY`].
+static USABLE_KEYS: std::sync::Mutex<Option<Memo>> = std::sync::Mutex::new(None);
+
 /// The memo's key of one signature check: SHA-256 over a domain tag, the
 /// author, the signature and the message.
 pub fn memo_key(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> [u8; 32] {
@@ -144,12 +150,23 @@ pub fn memo_key(author: &AccountId, message: &[u8], signature: &[u8; 64]) -> [u8
 
 /// The remembered verdict of a check, if any.
 pub fn recall(key: &[u8; 32]) -> Option<bool> {
-    let memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    recall_in(&MEMO, key)
+}
+
+fn recall_in(memo: &std::sync::Mutex<Option<Memo>>, key: &[u8; 32]) -> Option<bool> {
+    let memo = memo.lock().unwrap_or_else(|p| p.into_inner());
     memo.as_ref().and_then(|m| m.verdicts.get(key).copied())
 }
 
 fn remember(keys_and_verdicts: impl IntoIterator<Item = ([u8; 32], bool)>) {
-    let mut memo = MEMO.lock().unwrap_or_else(|p| p.into_inner());
+    remember_in(&MEMO, keys_and_verdicts)
+}
+
+fn remember_in(
+    memo: &std::sync::Mutex<Option<Memo>>,
+    keys_and_verdicts: impl IntoIterator<Item = ([u8; 32], bool)>,
+) {
+    let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
     let memo = memo.get_or_insert_with(|| Memo {
         verdicts: std::collections::HashMap::with_capacity(MEMO_CAPACITY),
         order: std::collections::VecDeque::with_capacity(MEMO_CAPACITY),
@@ -219,8 +236,13 @@ pub fn verify_commands(chain_id: &str, commands: &[&crate::SignedCommand]) -> Ve
 /// has one. Signatures themselves are still checked by the plain ZIP-215
 /// rules, so this choice never makes replicas disagree on a signature.
 pub fn usable_account_key(account: &AccountId) -> bool {
-    VerificationKey::try_from(account.0).is_ok()
-        && ed25519_dalek::VerifyingKey::from_bytes(&account.0).is_ok_and(|k| !k.is_weak())
+    if let Some(v) = recall_in(&USABLE_KEYS, &account.0) {
+        return v;
+    }
+    let usable = VerificationKey::try_from(account.0).is_ok()
+        && ed25519_dalek::VerifyingKey::from_bytes(&account.0).is_ok_and(|k| !k.is_weak());
+    remember_in(&USABLE_KEYS, [(account.0, usable)]);
+    usable
 }
 
 #[cfg(test)]
