@@ -409,18 +409,6 @@ impl Safety {
                         return Err(r);
                     }
                 }
-                EntryPayload::Normal(neuroshard_governance::Entry::Commands(cs))
-                    if cs.len() > neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY =>
-                {
-                    return Err(Refusal::MalformedAppend {
-                        what: format!(
-                            "entry {} batches {} commands, more than MAX_COMMANDS_PER_ENTRY = {}",
-                            e.log_id.index,
-                            cs.len(),
-                            neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY
-                        ),
-                    });
-                }
                 EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms }) => {
                     let max_skew_ms = *skew.get_or_insert_with(|| self.max_skew_ms());
                     let clock_ms = self.clock.now_ms();
@@ -626,6 +614,19 @@ fn check_structure(
 ) -> Result<(), Refusal> {
     let term = vote.leader_id().term;
     let bad = |what: String| Err(Refusal::MalformedAppend { what });
+    // A batch above the bound no honest leader builds (`submit.rs`).
+    for e in entries {
+        if let EntryPayload::Normal(neuroshard_governance::Entry::Commands(cs)) = &e.payload {
+            if cs.len() > neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY {
+                return bad(format!(
+                    "entry {} batches {} commands, more than MAX_COMMANDS_PER_ENTRY = {}",
+                    e.log_id.index,
+                    cs.len(),
+                    neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY
+                ));
+            }
+        }
+    }
     if let Some(p) = prev {
         if p.leader_id.term > term {
             return bad(format!(
@@ -952,6 +953,36 @@ mod tests {
                 ),
                 "{what} must be refused"
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_is_refused_above_max_commands_per_entry_only() {
+        use neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY;
+        use neuroshard_governance::testkit::user_key;
+        use neuroshard_governance::{Amount, Command, Entry, SignedCommand};
+        let vote = Vote::new_committed(5, 2);
+        let c = SignedCommand::sign(
+            "chain",
+            &user_key(0),
+            1,
+            Command::Stake { amount: Amount(1) },
+        );
+        let batch = |n: usize| {
+            vec![RaftEntry {
+                log_id: id(5, 2, 11),
+                payload: EntryPayload::Normal(Entry::Commands(vec![c.clone(); n])),
+            }]
+        };
+        let prev = Some(id(4, 1, 10));
+        for n in [0, 1, MAX_COMMANDS_PER_ENTRY - 1, MAX_COMMANDS_PER_ENTRY] {
+            assert_eq!(check_structure(&vote, prev, &batch(n)), Ok(()), "{n}");
+        }
+        match check_structure(&vote, prev, &batch(MAX_COMMANDS_PER_ENTRY + 1)) {
+            Err(Refusal::MalformedAppend { what }) => {
+                assert!(what.contains("MAX_COMMANDS_PER_ENTRY"), "{what}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -210,3 +210,38 @@ fn a_forged_command_after_a_tick_in_a_batch_is_refused() {
     assert_eq!(one_by_one, in_batch);
     assert_eq!(single.state.state_hash(), batched.state.state_hash());
 }
+
+/// A batched entry (`Entry::Commands`): one outcome per command at
+/// position (index, offset); a bad signature or a replay refuses only its
+/// own command; an identical retry in a later batch answers with the
+/// original's position; `apply_entry` and `apply_batch` agree.
+#[test]
+fn a_batch_answers_each_command_at_its_own_position() {
+    use neuroshard_governance::Position;
+    let mut c = chain();
+    let (k0, k1) = (user_key(0), user_key(1));
+    let a = c.sign(&k0, stake(5));
+    let mut forged = c.sign(&k1, stake(6));
+    forged.signature.0[3] ^= 1;
+    let b = c.sign(&k0, stake(7));
+    let index = c.next_index;
+    let mut twin = c.state.clone();
+    let batch = Entry::Commands(vec![a, forged, b.clone()]);
+    let outcomes = c.state.apply_entry(index, &batch);
+    let twin_outcomes = twin.apply_batch(&[(index, batch)]);
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(ok(outcomes[0].clone()).position, Position::new(index, 0));
+    assert_eq!(outcomes[1], Err(GovError::BadSignature { author: user(1) }));
+    assert_eq!(ok(outcomes[2].clone()).position, Position::new(index, 2));
+    assert_eq!(twin_outcomes, vec![outcomes.clone()]);
+    assert_eq!(twin.state_hash(), c.state.state_hash());
+    // The retry of `b` alone in a later batch: its original position.
+    let later = c.state.apply_entry(index + 3, &Entry::Commands(vec![b]));
+    assert_eq!(ok(later[0].clone()).position, Position::new(index, 2));
+    // An empty batch applies nothing and answers nothing.
+    assert!(c
+        .state
+        .apply_entry(index + 4, &Entry::Commands(vec![]))
+        .is_empty());
+    assert_eq!(c.state.last_applied_index(), Some(index + 4));
+}

@@ -444,3 +444,53 @@ async fn a_refused_forwarded_command_does_not_fail_its_batch() {
 
     v.node.shutdown().await;
 }
+
+/// Concurrent commands share log entries: each is answered with its own
+/// position (log index, offset), positions are distinct and follow each
+/// account's nonce order, and the log grows by fewer entries than commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_are_batched_with_distinct_positions() {
+    let v = Arc::new(start(ClientSettings::default()).await);
+    let before = v.last_log_index().expect("entries before");
+    const PER_USER: u64 = 10;
+    let mut tasks = Vec::new();
+    for user in 0..4usize {
+        let v = v.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = testkit::user_key(user);
+            let mut positions = Vec::new();
+            for nonce in 1..=PER_USER {
+                let c = v.sign(&key, nonce, transfer((user + 1) % 4, 1));
+                let r = v.submit(&c).await.expect("applied");
+                positions.push(neuroshard_governance::Position::new(r.log_index, r.offset));
+            }
+            positions
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for t in tasks {
+        let positions = t.await.expect("task");
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "one account's commands are applied in nonce order: {positions:?}"
+        );
+        all.extend(positions);
+    }
+    assert_eq!(
+        all.len(),
+        4 * PER_USER as usize,
+        "every position is distinct"
+    );
+    let after = v.last_log_index().expect("entries after");
+    assert!(
+        after - before < 4 * PER_USER,
+        "{} commands took {} entries: none was batched",
+        4 * PER_USER,
+        after - before
+    );
+    assert!(all.iter().any(|p| p.offset > 0), "{all:?}");
+    match Arc::try_unwrap(v) {
+        Ok(v) => v.node.shutdown().await,
+        Err(_) => panic!("the tasks are done"),
+    }
+}
