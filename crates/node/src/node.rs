@@ -80,6 +80,8 @@ pub struct NodeCore {
     pub issuance: crate::issuance::IssuanceLog,
     /// Pending commands per author account and per source address.
     pub quotas: Quotas,
+    /// Batches the signature checks of commands clients send here.
+    pub signatures: crate::admission::SignatureBatcher,
     /// Connection counters of the API and peer listeners and of the
     /// certificate streams, for the status.
     pub connections: Vec<Arc<ListenerStats>>,
@@ -121,6 +123,7 @@ impl NodeCore {
         source: Option<IpAddr>,
         original: Option<Vec<u8>>,
     ) -> Result<Submitted, NodeError> {
+        self.signatures.check(&command, encoded_len).await;
         match admission::admit(&self.machine, &command, encoded_len)? {
             Verdict::Answer(original) => Ok(original),
             Verdict::Propose => {
@@ -483,6 +486,10 @@ impl Node {
             peers,
             issuance: Default::default(),
             quotas: Quotas::new(&config.client),
+            signatures: crate::admission::SignatureBatcher::start(
+                genesis.chain_id.clone(),
+                config.client.max_pending_commands,
+            ),
             connections: vec![api_stats.clone(), peer_stats.clone(), stream_stats.clone()],
             certificate_streams: SourceCounter::new(
                 config.streams.max_certificate_streams,
