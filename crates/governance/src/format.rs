@@ -25,8 +25,8 @@ pub const READABLE_ENTRY_FORMATS: &[u8] = &[2, 3];
 /// Version of a snapshot of the governance state (after its magic).
 ///
 /// Version 3 (issue 12) records a command's position (log index and offset
-/// in its entry) in receipts and remembered outcomes, and a certificate's
-/// decision position; version-2 snapshots are not readable (no committee
+/// in its entry) in receipts and remembered outcomes; version-2 snapshots
+/// are not readable (no committee
 /// ran them in production: a validator of an older binary catches up from
 /// the log or from a version-3 snapshot).
 pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;

@@ -625,6 +625,17 @@ fn check_structure(
                     neuroshard_governance::limits::MAX_COMMANDS_PER_ENTRY
                 ));
             }
+            let bytes: usize = cs
+                .iter()
+                .map(neuroshard_governance::admission::encoded_len)
+                .fold(0, usize::saturating_add);
+            if bytes > neuroshard_governance::limits::MAX_BATCH_BYTES {
+                return bad(format!(
+                    "entry {} batches {bytes} bytes of commands, more than MAX_BATCH_BYTES = {}",
+                    e.log_id.index,
+                    neuroshard_governance::limits::MAX_BATCH_BYTES
+                ));
+            }
         }
     }
     if let Some(p) = prev {

@@ -123,7 +123,7 @@ impl Submitter {
             },
             timeout,
         ));
-        tokio::spawn(run_proposer(propose_rx, raft.clone(), machine));
+        tokio::spawn(run_proposer(propose_rx, raft.clone(), machine, timeout));
         Self {
             inner: Arc::new(Inner {
                 raft,
@@ -286,7 +286,12 @@ impl Submitter {
 /// takes every command queued behind it (within the entry's bounds), and
 /// proposes them as one `Entry::Commands`; a task per entry answers each
 /// caller from the entry's outcomes, by offset.
-async fn run_proposer(mut rx: mpsc::Receiver<Proposal>, raft: Raft, machine: SharedMachine) {
+async fn run_proposer(
+    mut rx: mpsc::Receiver<Proposal>,
+    raft: Raft,
+    machine: SharedMachine,
+    answer_within: Duration,
+) {
     let slots = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
     let mut carry: Option<Proposal> = None;
     loop {
@@ -328,12 +333,20 @@ async fn run_proposer(mut rx: mpsc::Receiver<Proposal>, raft: Raft, machine: Sha
             let all = |e: NodeError| -> Vec<Result<Submitted, NodeError>> {
                 (0..n).map(|_| Err(same_error(&e))).collect()
             };
+            // openraft answers an entry only when this node applies it or
+            // truncates it; a leader that lost its leadership may do
+            // neither for a long while (it can catch up by a snapshot that
+            // covers the entry). The slot is released after the callers'
+            // own timeout at the latest, and they are told the entry may
+            // still be applied (retry the same bytes).
+            let ms = u64::try_from(answer_within.as_millis()).unwrap_or(u64::MAX);
             let answers: Vec<Result<Submitted, NodeError>> = match written {
                 Err(fatal) => all(NodeError::Raft(fatal.to_string())),
-                Ok(rx) => match rx.await {
-                    Err(_) => all(NodeError::ShuttingDown),
-                    Ok(Err(e)) => all(write_error(RaftError::APIError(e))),
-                    Ok(Ok(resp)) => {
+                Ok(rx) => match tokio::time::timeout(answer_within, rx).await {
+                    Err(_elapsed) => all(NodeError::Timeout { ms }),
+                    Ok(Err(_)) => all(NodeError::ShuttingDown),
+                    Ok(Ok(Err(e))) => all(write_error(RaftError::APIError(e))),
+                    Ok(Ok(Ok(resp))) => {
                         let log_index = resp.data.log_index;
                         let mut outcomes = resp.data.outcomes.into_iter();
                         (0..replies.len())
@@ -380,6 +393,7 @@ fn same_error(e: &NodeError) -> NodeError {
         NodeError::NotLeader { leader } => NodeError::NotLeader { leader: *leader },
         NodeError::NoLeader => NodeError::NoLeader,
         NodeError::ShuttingDown => NodeError::ShuttingDown,
+        NodeError::Timeout { ms } => NodeError::Timeout { ms: *ms },
         NodeError::Internal(m) => NodeError::Internal(m.clone()),
         NodeError::Raft(m) => NodeError::Raft(m.clone()),
         other => NodeError::Raft(other.to_string()),

@@ -37,6 +37,8 @@ pub const PURGE_BATCH_ENTRIES: usize = 512;
 pub struct SledLogStore {
     log: sled::Tree,
     meta: sled::Tree,
+    /// The state machine's tree, read for the stored snapshot's index.
+    state: sled::Tree,
     commit: GroupCommit,
 }
 
@@ -61,6 +63,7 @@ impl SledLogStore {
         Ok(Self {
             log: durable.db().open_tree("raft_log")?,
             meta: durable.db().open_tree("raft_meta")?,
+            state: durable.db().open_tree("state")?,
             commit,
         })
     }
@@ -117,6 +120,13 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        // Entries at or below the purged id may still be on disk (`purge`
+        // keeps what the stored snapshot does not cover yet): never read.
+        let purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let start = match purged {
+            Some(p) => start.max(p.index.saturating_add(1)),
+            None => start,
+        };
         let end = match range.end_bound() {
             Bound::Included(i) => Bound::Included(index_key(*i)),
             Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
@@ -146,7 +156,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
         let last = match self.log.last().map_err(read_logs_err)? {
-            Some((_, value)) => Some(*decode_entry(&value)?.get_log_id()),
+            Some((_, value)) => Some(*decode_entry(&value)?.get_log_id()).max(last_purged),
             None => last_purged,
         };
         Ok(LogState {
@@ -222,12 +232,23 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // durable before the entries can go.
         self.barrier(ErrorSubject::Logs).await?;
         self.put_meta(KEY_PURGED, &log_id)?;
+        // The state machine replays the log after its *stored* snapshot on
+        // restart (sled_sm.rs), and openraft may purge behind a snapshot
+        // it is still installing: entries the stored snapshot does not
+        // cover yet stay on disk (openraft never reads below the purged
+        // id; the next purge removes them).
+        let covered =
+            crate::store::sled_sm::stored_snapshot_index(&self.state).map_err(write_logs_err)?;
+        let upto = match covered {
+            Some(c) => c.min(log_id.index),
+            None => return Ok(()),
+        };
         // In bounded batches: one batch of every purged key (thousands of
         // entries at a snapshot) held a large transient allocation.
         loop {
             let keys: Vec<_> = self
                 .log
-                .range(..=index_key(log_id.index))
+                .range(..=index_key(upto))
                 .keys()
                 .take(PURGE_BATCH_ENTRIES)
                 .collect::<Result<_, _>>()
@@ -237,7 +258,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             }
             let mut batch = sled::Batch::default();
             for key in &keys {
-                debug_assert!(key_index(key).is_some_and(|i| i <= log_id.index));
+                debug_assert!(key_index(key).is_some_and(|i| i <= upto));
                 batch.remove(key);
             }
             written("purge the Raft log", self.log.apply_batch(batch));

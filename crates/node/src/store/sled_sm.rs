@@ -7,9 +7,11 @@
 //! disk once, by its append. Every applied batch writes the new
 //! last-applied log id (and membership) in one sled batch; a restart
 //! replays the log's entries after the snapshot up to that id: nothing
-//! applied twice, nothing skipped. The log never lacks them: openraft
-//! purges only entries a stored snapshot covers, and truncates only
-//! entries that were never committed, so never applied; and sled recovers
+//! applied twice, nothing skipped. The log never lacks them: the log
+//! store's purge removes only entries the snapshot stored here covers
+//! (openraft may ask to purge behind a snapshot it is still installing),
+//! openraft truncates only entries that were never committed, so never
+//! applied; and sled recovers
 //! a prefix of its writes, so a recorded last-applied id implies the
 //! appends before it. Building a snapshot stores it; installing one
 //! replaces snapshot and last-applied id in one batch.
@@ -44,6 +46,8 @@ const KEY_SNAP_META: &[u8] = b"snap/meta";
 const KEY_SNAP_LEN: &[u8] = b"snap/len";
 const PREFIX_SNAP_CHUNK: &[u8] = b"snap/chunk/";
 const PREFIX_WAL: &[u8] = b"wal/";
+/// Entries replayed per `apply_batch` when the state is rebuilt at start.
+const REPLAY_CHUNK_ENTRIES: usize = 64;
 
 /// Snapshot bytes are stored in pieces of this size: below sled 0.34's blob
 /// threshold (segment size / 4), so they live in sled's log file, which the
@@ -108,7 +112,11 @@ impl SledStateMachine {
             Some(bytes) => codec::decode("last applied log id", &bytes)?,
             None => None,
         };
+        // Replayed in chunks of entries: a batched entry holds up to
+        // MAX_COMMANDS_PER_ENTRY commands, so the whole tail at once could
+        // be large.
         let mut replay = Vec::new();
+        let mut replayed = 0usize;
         if let Some(applied) = applied.filter(|a| a.index >= from) {
             let mut expected = from;
             for item in log.range(from.to_be_bytes()..=applied.index.to_be_bytes()) {
@@ -121,13 +129,18 @@ impl SledStateMachine {
                 expected += 1;
                 if let EntryPayload::Normal(gov) = entry.payload {
                     replay.push((index, gov));
+                    if replay.len() >= REPLAY_CHUNK_ENTRIES {
+                        replayed += replay.len();
+                        machine.replay(&replay);
+                        replay.clear();
+                    }
                 }
             }
             if expected != applied.index + 1 {
                 return Err(RecoveryError::MissingEntry { index: expected });
             }
         }
-        let replayed = replay.len();
+        replayed += replay.len();
         machine.replay(&replay);
         if applied.is_some() {
             machine.last_applied = applied.max(machine.last_applied);
@@ -163,6 +176,17 @@ impl SledStateMachine {
     /// The machine, for status and queries.
     pub fn shared(&self) -> SharedMachine {
         self.machine.clone()
+    }
+}
+
+/// The last log index the stored snapshot covers, if one is stored.
+pub fn stored_snapshot_index(tree: &sled::Tree) -> Result<Option<u64>, RecoveryError> {
+    match tree.get(KEY_SNAP_META)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let meta: SnapshotMeta = codec::decode("snapshot metadata", &bytes)?;
+            Ok(Some(meta.last_log_id.map_or(0, |l| l.index)))
+        }
     }
 }
 
@@ -334,8 +358,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             written("store an installed snapshot", self.tree.apply_batch(batch));
             *current = machine;
         }
-        // openraft purges the log behind an installed snapshot next; the
-        // purge syncs first, but make the install durable on its own too.
+        // openraft may purge the log behind this snapshot before it is
+        // stored; the purge keeps what the stored snapshot does not cover
+        // (sled_log.rs). Make the install durable on its own too.
         self.commit
             .barrier()
             .await

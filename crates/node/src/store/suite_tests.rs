@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder};
 
 use neuroshard_governance::testkit::{self, TestConfig};
 use neuroshard_governance::{Command, Entry as GovEntry, Genesis, GovernanceState, SignedCommand};
@@ -228,4 +228,47 @@ async fn a_snapshot_that_lies_about_its_position_is_refused() {
         before,
         "nothing replaced"
     );
+}
+
+/// openraft may purge behind a snapshot it is still installing: the purge
+/// keeps the entries the stored snapshot does not cover, so a crash before
+/// the install is stored still restarts from the stored snapshot plus the
+/// log (and nothing at or below the purged id is read again).
+#[tokio::test]
+async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let entries = workload(60);
+    let (hash, applied) = {
+        let (mut log, mut sm, d) = open_sled(&path, genesis_state()).expect("open");
+        append_to_log(&d, &entries);
+        sm.apply(entries[..20].to_vec()).await.expect("apply");
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot at 20");
+        sm.apply(entries[20..40].to_vec()).await.expect("apply");
+        // The purge a snapshot at 50 being installed would ask for.
+        log.purge(log_id(50)).await.expect("purge");
+        let state = log.get_log_state().await.expect("log state");
+        assert_eq!(state.last_purged_log_id, Some(log_id(50)));
+        let read = log.try_get_log_entries(0..70).await.expect("read");
+        assert_eq!(read.first().map(|e| e.log_id.index), Some(51));
+        let m = sm.shared();
+        let m = m.read();
+        (m.state.state_hash(), m.last_applied)
+    };
+    let mut reopened = open_sled(&path, genesis_state());
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = open_sled(&path, genesis_state());
+    }
+    let (_log, mut sm, _d) =
+        reopened.expect("reopens: the entries after the stored snapshot were kept");
+    assert_eq!(sm.applied_state().await.expect("applied").0, applied);
+    assert_eq!(sm.shared().read().state.state_hash(), hash);
 }
