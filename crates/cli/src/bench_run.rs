@@ -62,6 +62,8 @@ pub struct RunOptions {
     /// Where the committees go (`validators-<n>` each); None: a temporary
     /// directory, removed afterwards.
     pub out: Option<PathBuf>,
+    /// The validators' `client.batch_entries`.
+    pub batch_entries: bool,
 }
 
 /// Balance each worker account is funded with, and its stake.
@@ -186,10 +188,12 @@ impl Bench {
         dir: PathBuf,
         base_port: u16,
         workers: usize,
+        batch_entries: bool,
     ) -> anyhow::Result<Self> {
         let mut kg = KeygenOptions::new(validators, dir);
         kg.chain_id = "neuroshard-bench".into();
         kg.base_port = base_port;
+        kg.client.batch_entries = batch_entries;
         // The vote opens at the tick after its submission and lasts a day.
         kg.parameters
             .insert("gov.review_days".to_owned(), ParamInput::Integer(0));
@@ -387,7 +391,7 @@ pub async fn run(binary: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Summary
         // stopped or killed, also when the run is dropped (SIGTERM).
         let _remove = temporary.then(|| RemoveOnDrop(dir.clone()));
         let result = async {
-            let mut bench = Bench::start(binary, n, dir.clone(), opts.base_port, max_out).await?;
+            let mut bench = Bench::start(binary, n, dir.clone(), opts.base_port, max_out, opts.batch_entries).await?;
             let mut out = Vec::new();
             for &w in &opts.workloads {
                 for &o in &opts.outstanding {

@@ -123,6 +123,10 @@ enum BenchCmd {
         /// Also write the summaries (every round) as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The validators' `client.batch_entries` (batched log entries and
+        /// batched client signature checks; the node's default is off).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        batch_entries: bool,
     },
     /// Signed-command throughput through a local committee of real
     /// validator processes (durable appends).
@@ -234,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     base_port,
                     out,
                     json,
+                    batch_entries,
                 },
         } => {
             if rounds == 0 || round_secs <= 0.0 || warmup_secs < 0.0 {
@@ -250,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 round: Duration::from_secs_f64(round_secs),
                 base_port,
                 out,
+                batch_entries,
             };
             let binary = std::env::current_exe()?;
             let mut term =

@@ -123,7 +123,19 @@ impl NodeCore {
         source: Option<IpAddr>,
         original: Option<Vec<u8>>,
     ) -> Result<Submitted, NodeError> {
-        self.signatures.check(&command, encoded_len).await;
+        if self.submitter.settings().batch_entries {
+            self.signatures.check(&command, encoded_len).await;
+        } else if encoded_len <= neuroshard_governance::limits::MAX_COMMAND_BYTES {
+            // Checked one at a time, before the state's read lock; the
+            // verdict is memoized for admission and apply.
+            let chain_id = self.machine.read().state.chain().chain_id.clone();
+            let message = command.message(&chain_id);
+            neuroshard_governance::signature::verify_one_remembered(
+                &command.author,
+                &message,
+                &command.signature.0,
+            );
+        }
         match admission::admit(&self.machine, &command, encoded_len)? {
             Verdict::Answer(original) => Ok(original),
             Verdict::Propose => {

@@ -721,15 +721,22 @@ fn preverify(
     // pairings or a batch of ed25519 checks on one worker, and the
     // simulation stays deterministic (a blocking-pool thread is scheduled
     // by the OS).
-    tokio::spawn(async move {
-        if !commands.is_empty() {
+    // Certificates and commands in tasks of their own: a certificate's
+    // pairings must not wait behind a batch of ed25519 checks (its apply
+    // would then check it under the lock, holding every command after it).
+    if !certificates.is_empty() {
+        tokio::spawn(async move {
+            for c in &certificates {
+                neuroshard_governance::certificate::preverify_issued(&committee, c);
+            }
+        });
+    }
+    if !commands.is_empty() {
+        tokio::spawn(async move {
             let refs: Vec<&neuroshard_governance::SignedCommand> = commands.iter().collect();
             neuroshard_governance::signature::verify_commands(&chain_id, &refs);
-        }
-        for c in &certificates {
-            neuroshard_governance::certificate::preverify_issued(&committee, c);
-        }
-    });
+        });
+    }
 }
 
 /// Verifies one certificate the leader is about to propose (see

@@ -253,6 +253,16 @@ impl Submitter {
     /// Appends on this node, which must be the leader (it never forwards:
     /// the peer service calls this for commands forwarded to it).
     pub async fn write_local(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+        if !self.inner.settings.batch_entries {
+            check_size(&command)?;
+            let resp = self
+                .inner
+                .raft
+                .client_write(Entry::Command(command))
+                .await
+                .map_err(write_error)?;
+            return single_answer(resp.data);
+        }
         let rx = self.enqueue(command).await?;
         rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
@@ -263,6 +273,34 @@ impl Submitter {
         &self,
         commands: Vec<SignedCommand>,
     ) -> Vec<Result<Submitted, NodeError>> {
+        if !self.inner.settings.batch_entries {
+            // One entry per command, enqueued back to back (they share
+            // syncs).
+            let mut receivers = Vec::with_capacity(commands.len());
+            for command in commands {
+                receivers.push(match check_size(&command) {
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(self
+                        .inner
+                        .raft
+                        .client_write_ff(Entry::Command(command))
+                        .await),
+                });
+            }
+            let mut results = Vec::with_capacity(receivers.len());
+            for rx in receivers {
+                results.push(match rx {
+                    Err(refused) => Err(refused),
+                    Ok(Err(fatal)) => Err(NodeError::Raft(fatal.to_string())),
+                    Ok(Ok(rx)) => match rx.await {
+                        Err(_) => Err(NodeError::ShuttingDown),
+                        Ok(Err(e)) => Err(write_error(RaftError::APIError(e))),
+                        Ok(Ok(resp)) => single_answer(resp.data),
+                    },
+                });
+            }
+            return results;
+        }
         let mut receivers = Vec::with_capacity(commands.len());
         for command in commands {
             receivers.push(self.enqueue(command).await);
@@ -385,6 +423,20 @@ fn check_size(command: &SignedCommand) -> Result<usize, NodeError> {
         }));
     }
     Ok(bytes)
+}
+
+/// The answer of a command that was an entry of its own.
+fn single_answer(applied: crate::types::Applied) -> Result<Submitted, NodeError> {
+    let log_index = applied.log_index;
+    applied
+        .outcomes
+        .into_iter()
+        .next()
+        .map(|outcome| Submitted {
+            position: Position::entry(log_index),
+            outcome,
+        })
+        .ok_or_else(|| NodeError::Internal(format!("entry {log_index} applied without an outcome")))
 }
 
 /// A copy of an error `write_error` makes, for every caller of one entry.

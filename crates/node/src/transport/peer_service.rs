@@ -250,7 +250,14 @@ impl RaftPeer for PeerService {
         {
             return self.refuse(&caller, claimed, r);
         }
-        crate::safety::preverify_entries(&self.machine, &rpc.entries);
+        if self.submitter.settings().batch_entries {
+            crate::safety::preverify_entries(&self.machine, &rpc.entries);
+        } else {
+            crate::safety::preverify_certificates(
+                &self.machine,
+                &crate::safety::certificates_in(&rpc.entries),
+            );
+        }
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
         Ok(Response::new(convert::append_response_to(&resp)))
     }

@@ -450,7 +450,13 @@ async fn a_refused_forwarded_command_does_not_fail_its_batch() {
 /// account's nonce order, and the log grows by fewer entries than commands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_are_batched_with_distinct_positions() {
-    let v = Arc::new(start(ClientSettings::default()).await);
+    let v = Arc::new(
+        start(ClientSettings {
+            batch_entries: true,
+            ..ClientSettings::default()
+        })
+        .await,
+    );
     let before = v.last_log_index().expect("entries before");
     const PER_USER: u64 = 10;
     let mut tasks = Vec::new();
