@@ -124,7 +124,8 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
         /// The validators' `client.batch_entries` (batched log entries and
-        /// batched client signature checks; the node's default is off).
+        /// batched client signature checks; `false` measures the path of one
+        /// entry per command).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         batch_entries: bool,
     },
