@@ -96,6 +96,22 @@ fn workload(count: u64) -> Vec<RaftEntry> {
     out
 }
 
+/// Opens the store at `path` again once the previous handles' group-commit
+/// thread let go of it (it drops its handle just after the last sender).
+async fn reopen(
+    path: &std::path::Path,
+) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
+    let mut reopened = open_sled(path, genesis_state());
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = open_sled(path, genesis_state());
+    }
+    reopened
+}
+
 /// Writes `entries` to the Raft log tree as an append does (the state
 /// machine replays them from there after a restart), and syncs.
 fn append_to_log(durable: &DurableDb, entries: &[RaftEntry]) {
@@ -136,14 +152,7 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
         let m = m.read();
         (m.state.state_hash(), m.last_applied)
     };
-    let mut reopened = open_sled(&path, genesis_state());
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = open_sled(&path, genesis_state());
-    }
+    let reopened = reopen(&path).await;
     let (_log, mut sm, _d) = reopened.expect("reopen");
     let (last, _) = sm.applied_state().await.expect("applied state");
     assert_eq!(last, applied);
@@ -259,14 +268,7 @@ async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
         let m = m.read();
         (m.state.state_hash(), m.last_applied)
     };
-    let mut reopened = open_sled(&path, genesis_state());
-    for _ in 0..100 {
-        if reopened.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = open_sled(&path, genesis_state());
-    }
+    let reopened = reopen(&path).await;
     let (_log, mut sm, _d) =
         reopened.expect("reopens: the entries after the stored snapshot were kept");
     assert_eq!(sm.applied_state().await.expect("applied").0, applied);
