@@ -158,39 +158,40 @@ where
         .take_while(|&b| b <= settings.max_forward_batch_bytes)
         .count()
         .min(settings.max_forward_batch);
-    let decoded: Vec<SignedCommand> = commands[..within]
+    // Each command is decoded once; the ones past the batch's bounds are
+    // answered overloaded below.
+    let decoded: Vec<Result<SignedCommand, NodeError>> = commands[..within]
         .iter()
-        .filter(|c| c.len() <= neuroshard_governance::limits::MAX_COMMAND_BYTES)
-        .filter_map(|c| decode_command(c).ok())
+        .map(|c| decode_command(c))
         .collect();
-    if !decoded.is_empty() {
+    let checkable: Vec<&SignedCommand> = commands[..within]
+        .iter()
+        .zip(&decoded)
+        .filter(|(c, _)| c.len() <= neuroshard_governance::limits::MAX_COMMAND_BYTES)
+        .filter_map(|(_, d)| d.as_ref().ok())
+        .collect();
+    if !checkable.is_empty() {
         let chain_id = machine.read().state.chain().chain_id.clone();
-        let refs: Vec<&SignedCommand> = decoded.iter().collect();
-        neuroshard_governance::signature::verify_commands(&chain_id, &refs);
+        neuroshard_governance::signature::verify_commands(&chain_id, &checkable);
     }
     let mut results: Vec<Option<Result<Submitted, NodeError>>> = Vec::with_capacity(commands.len());
     let mut admitted = Vec::new();
-    let mut bytes = 0usize;
+    let mut decoded = decoded.into_iter();
     for (i, encoded) in commands.iter().enumerate() {
-        bytes = bytes.saturating_add(encoded.len());
-        let answer = if i >= settings.max_forward_batch || bytes > settings.max_forward_batch_bytes
-        {
-            Some(Err(NodeError::Overloaded {
+        let answer = match decoded.next() {
+            None => Some(Err(NodeError::Overloaded {
                 pending: i + 1,
                 limit: settings.max_forward_batch,
-            }))
-        } else {
-            match decode_command(encoded) {
+            })),
+            Some(Err(e)) => Some(Err(e)),
+            Some(Ok(command)) => match admission::admit(machine, &command, encoded.len()) {
                 Err(e) => Some(Err(e)),
-                Ok(command) => match admission::admit(machine, &command, encoded.len()) {
-                    Err(e) => Some(Err(e)),
-                    Ok(Verdict::Answer(original)) => Some(Ok(original)),
-                    Ok(Verdict::Propose) => {
-                        admitted.push(command);
-                        None
-                    }
-                },
-            }
+                Ok(Verdict::Answer(original)) => Some(Ok(original)),
+                Ok(Verdict::Propose) => {
+                    admitted.push(command);
+                    None
+                }
+            },
         };
         results.push(answer);
     }
