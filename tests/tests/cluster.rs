@@ -45,9 +45,9 @@ async fn committee_survives_leader_kill_restart_and_wiped_node() {
     opts.raft.heartbeat_interval_ms = 100;
     opts.raft.election_timeout_min_ms = 500;
     opts.raft.election_timeout_max_ms = 1000;
-    // Snapshots early and small chunks, so the wiped node needs a
+    // Checkpoints (so snapshots) early and small chunks, so the wiped node needs a
     // snapshot of many chunks.
-    opts.raft.snapshot_logs_since_last = 100;
+    opts.checkpoint_interval = Some(100);
     opts.raft.logs_to_keep_after_snapshot = 20;
     opts.raft.snapshot_chunk_bytes = SNAPSHOT_CHUNK_BYTES;
     opts.ticks.tick_interval_ms = 200;

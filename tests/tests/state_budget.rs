@@ -24,7 +24,7 @@ async fn a_full_state_snapshots_restarts_and_installs_on_a_wiped_validator() {
     let mut opts = KeygenOptions::new(4, dir.path().join("committee"));
     opts.chain_id = "neuroshard-budget".into();
     opts.base_port = free_base_port(8);
-    opts.raft.snapshot_logs_since_last = 200;
+    opts.checkpoint_interval = Some(200);
     opts.raft.logs_to_keep_after_snapshot = 20;
     opts.raft.snapshot_chunk_bytes = 64 * 1024;
     opts.ticks.tick_interval_ms = 500;

@@ -37,6 +37,9 @@ pub struct KeygenOptions {
     pub out: PathBuf,
     pub chain_id: String,
     pub day_ms: Option<u64>,
+    /// `checkpoint_interval` of the genesis (default
+    /// `DEFAULT_CHECKPOINT_INTERVAL`).
+    pub checkpoint_interval: Option<u64>,
     /// First port; validator i listens on base+2i (peer) and base+2i+1 (API).
     pub base_port: u16,
     /// Address the validators listen on and are dialled at.
@@ -70,6 +73,7 @@ impl KeygenOptions {
             out,
             chain_id: "neuroshard-local".to_owned(),
             day_ms: None,
+            checkpoint_interval: None,
             base_port: 7100,
             host: "127.0.0.1".to_owned(),
             hosts: None,
@@ -266,6 +270,9 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
         },
         committee_hash: Some(hex::encode(info.committee_hash())),
         parameters,
+        checkpoint_interval: opts
+            .checkpoint_interval
+            .unwrap_or(neuroshard_governance::genesis::DEFAULT_CHECKPOINT_INTERVAL),
     };
     genesis
         .validate()

@@ -39,6 +39,11 @@ enum Cmd {
         /// Length of a governance day in ms (`gov.day_ms`); short for demos.
         #[arg(long)]
         day_ms: Option<u64>,
+        /// Log indexes between certified checkpoints (genesis
+        /// `checkpoint_interval`, 8..=1000000; default 4096): snapshots are
+        /// built and installed only at certified checkpoints.
+        #[arg(long)]
+        checkpoint_interval: Option<u64>,
         /// Validator i listens on base+2i (peer) and base+2i+1 (API).
         #[arg(long, default_value_t = 7100)]
         base_port: u16,
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             chain_id,
             day_ms,
+            checkpoint_interval,
             base_port,
             host,
             hosts,
@@ -177,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut opts = keygen::KeygenOptions::new(validators, out);
             opts.chain_id = chain_id;
             opts.day_ms = day_ms;
+            opts.checkpoint_interval = checkpoint_interval;
             opts.base_port = base_port;
             opts.host = host;
             opts.hosts = hosts;
@@ -215,6 +222,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("applied     {}", opt(s.applied_index));
                 println!("last log    {}", opt(s.last_log_index));
                 println!("snapshot    {}", opt(s.snapshot_index));
+                println!("checkpoint  {} (certified)", opt(s.certified_checkpoint));
+                if !s.diverged.is_empty() {
+                    println!("DIVERGED    {}", s.diverged);
+                }
                 println!("members     {:?}", s.members);
                 println!("state hash  {}", s.state_hash);
                 println!("time (ms)   {}", s.committed_time_ms);

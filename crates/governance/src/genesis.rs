@@ -143,6 +143,16 @@ fn default_block_interval_ms() -> u64 {
     1_000
 }
 
+/// Default of [`Genesis::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 4_096;
+/// Bounds of [`Genesis::checkpoint_interval`].
+pub const MIN_CHECKPOINT_INTERVAL: u64 = 8;
+pub const MAX_CHECKPOINT_INTERVAL: u64 = 1_000_000;
+
+fn default_checkpoint_interval() -> u64 {
+    DEFAULT_CHECKPOINT_INTERVAL
+}
+
 fn default_version() -> ProtocolVersion {
     ProtocolVersion { major: 1, minor: 0 }
 }
@@ -168,6 +178,13 @@ pub struct Genesis {
     /// Overrides of the registry defaults, e.g. `"gov.day_ms" = 1000`.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParamInput>,
+    /// Log indexes between checkpoints: at every multiple of it each
+    /// validator signs (term, index, membership, state hash) with its BLS
+    /// share, and snapshots are built and installed only at certified
+    /// checkpoints (docs/operations.md, "Checkpoints"). Part of the genesis
+    /// every validator shares, so all of them sign at the same indexes.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: u64,
 }
 
 /// Why a genesis is refused.
@@ -183,6 +200,8 @@ pub enum GenesisError {
     BadChainId { chain_id: String, max: usize },
     #[error("block_interval_ms must be greater than 0")]
     ZeroBlockInterval,
+    #[error("checkpoint_interval = {interval} is outside {min}..={max}")]
+    BadCheckpointInterval { interval: u64, min: u64, max: u64 },
     #[error("{count} allocations, more than {max}")]
     TooManyAllocations { count: usize, max: usize },
     #[error("account {account} is allocated twice")]
@@ -273,6 +292,14 @@ impl Genesis {
         }
         if self.block_interval_ms == 0 {
             return Err(GenesisError::ZeroBlockInterval);
+        }
+        if !(MIN_CHECKPOINT_INTERVAL..=MAX_CHECKPOINT_INTERVAL).contains(&self.checkpoint_interval)
+        {
+            return Err(GenesisError::BadCheckpointInterval {
+                interval: self.checkpoint_interval,
+                min: MIN_CHECKPOINT_INTERVAL,
+                max: MAX_CHECKPOINT_INTERVAL,
+            });
         }
         if self.allocations.len() > MAX_GENESIS_ALLOCATIONS {
             return Err(GenesisError::TooManyAllocations {

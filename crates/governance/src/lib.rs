@@ -55,5 +55,5 @@ pub use proposal::{Proposal, RejectReason, Stage};
 pub use queries::{AccountView, ProposalFilter, QueryError, TallyView, VoteReceipt};
 pub use quorum::{byzantine_quorum, max_faulty};
 pub use receipt::{Effect, Outcome, Receipt, Transition};
-pub use state::{GovernanceState, SnapshotError, Supply};
+pub use state::{ChainInfo, GovernanceState, SnapshotError, Supply};
 pub use types::{AccountId, Amount, BasisPoints, Micro, NepId, ProtocolVersion, Timestamp, NEURO};

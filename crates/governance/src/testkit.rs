@@ -30,6 +30,8 @@ pub struct TestConfig {
     /// `gov.day_ms`: a governance day, short so tests run fast.
     pub day_ms: i64,
     pub extra_parameters: Vec<(String, ParamInput)>,
+    /// `Genesis::checkpoint_interval`: short, so tests certify checkpoints.
+    pub checkpoint_interval: u64,
 }
 
 impl Default for TestConfig {
@@ -43,6 +45,7 @@ impl Default for TestConfig {
             genesis_time_ms: 1_700_000_000_000,
             day_ms: 1_000,
             extra_parameters: Vec::new(),
+            checkpoint_interval: 50,
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn genesis(config: &TestConfig) -> (Genesis, DealtKeys) {
         },
         committee_hash: None,
         parameters,
+        checkpoint_interval: config.checkpoint_interval,
     };
     (genesis, dealt)
 }

@@ -124,7 +124,10 @@ pub struct RaftSettings {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many entries since the last one.
+    /// No longer used: snapshots are built at certified checkpoints, every
+    /// genesis `checkpoint_interval` log indexes (the same on every
+    /// validator). Still accepted, and range-checked, so existing node.toml
+    /// files keep loading.
     pub snapshot_logs_since_last: u64,
     /// Bytes per InstallSnapshot chunk.
     pub snapshot_chunk_bytes: u64,

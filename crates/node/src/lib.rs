@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod api_proto;
 pub mod boot;
+pub mod checkpoint;
 pub mod client;
 pub mod clock;
 pub mod codec;

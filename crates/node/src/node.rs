@@ -155,16 +155,34 @@ impl NodeCore {
             .flatten();
         // Index and hash under one read lock: the hash is of the state at
         // that index. Apply maintains it, so reading it is O(1).
-        let (applied_index, state_hash, committed_time_ms, state_bytes, state_budget_bytes) = {
-            let m = self.machine.read();
-            (
-                m.last_applied.map(|l| l.index),
-                m.state.state_hash(),
-                m.state.committed_time_ms(),
-                m.state.state_bytes(),
-                m.state.state_budget(),
-            )
-        };
+        let (
+            applied_index,
+            state_hash,
+            committed_time_ms,
+            state_bytes,
+            state_budget_bytes,
+            certified_checkpoint,
+            diverged,
+        ) =
+            {
+                let m = self.machine.read();
+                (
+                    m.last_applied.map(|l| l.index),
+                    m.state.state_hash(),
+                    m.state.committed_time_ms(),
+                    m.state.state_bytes(),
+                    m.state.state_budget(),
+                    m.checkpoints.certified_index(),
+                    m.checkpoints.diverged.as_ref().map(|d| {
+                        format!(
+                        "at checkpoint {}: this replica computed {}, the committee certified {}",
+                        d.index,
+                        d.own.as_ref().map_or("nothing".to_owned(), |p| p.describe()),
+                        d.certified.describe()
+                    )
+                    }),
+                )
+            };
         let state_hash = hex::encode(state_hash);
         let role = match metrics.state {
             openraft::ServerState::Leader => "leader",
@@ -203,6 +221,8 @@ impl NodeCore {
                 .into_iter()
                 .map(|(rule, n)| (rule.to_owned(), n))
                 .collect(),
+            certified_checkpoint,
+            diverged: diverged.unwrap_or_default(),
         }
     }
 }
@@ -215,6 +235,7 @@ pub struct Node {
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shares: Option<mpsc::Receiver<ReceivedShare>>,
+    checkpoint_shares: Option<mpsc::Receiver<crate::checkpoint::exchange::ReceivedCheckpointShare>>,
     durable: Option<Arc<DurableDb>>,
     keys: Option<ValidatorKeys>,
 }
@@ -247,7 +268,9 @@ fn raft_config(config: &NodeConfig, chain_id: &str) -> Result<openraft::Config, 
         election_timeout_min: r.election_timeout_min_ms,
         election_timeout_max: r.election_timeout_max_ms,
         max_payload_entries: r.max_entries_per_append,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
+        // Snapshots are built only when a checkpoint is certified
+        // (`crate::checkpoint::exchange` triggers them).
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         snapshot_max_chunk_size: r.snapshot_chunk_bytes,
         max_in_snapshot_log_to_keep: r.logs_to_keep_after_snapshot,
         install_snapshot_timeout: r.snapshot_rpc_timeout_ms,
@@ -301,8 +324,8 @@ impl Node {
             .map_err(|e| storage_err(e.to_string()))?;
         }
         tracing::info!(?boot, data_dir = %config.data_dir.display(), "starting");
-        let (log, sm, durable) =
-            open_sled(&config.data_dir, state).map_err(|e| storage_err(e.to_string()))?;
+        let (log, sm, durable) = open_sled(&config.data_dir, state, genesis.checkpoint_interval)
+            .map_err(|e| storage_err(e.to_string()))?;
         let acks = crate::safety::AckRecords::on_disk(durable.db())
             .map_err(|e| storage_err(e.to_string()))?;
         let machine = sm.shared();
@@ -401,6 +424,9 @@ impl Node {
             }
             .into());
         }
+        // Every validator captures checkpoints at the genesis interval (a
+        // sled store was opened with it already and may have replayed).
+        machine.write().checkpoints.interval = genesis.checkpoint_interval;
         let raft_cfg = Arc::new(raft_config(config, &genesis.chain_id)?);
         let addrs: BTreeMap<NodeId, String> = config
             .peers
@@ -515,6 +541,8 @@ impl Node {
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
+        let (checkpoint_tx, checkpoint_rx) =
+            mpsc::channel(crate::checkpoint::exchange::MAX_PENDING_CHECKPOINT_SHARES);
 
         let bind = |addr: String| {
             let network = env.network.clone();
@@ -554,7 +582,8 @@ impl Node {
                 share_tx,
                 safety.clone(),
             )
-            .with_read_batcher(core.leader_reads.clone()),
+            .with_read_batcher(core.leader_reads.clone())
+            .with_checkpoint_inbox(checkpoint_tx),
         )
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
@@ -645,6 +674,7 @@ impl Node {
             shutdown_tx,
             tasks,
             shares: Some(share_rx),
+            checkpoint_shares: Some(checkpoint_rx),
             durable: None,
             keys: None,
         })
@@ -684,15 +714,25 @@ impl Node {
     /// Starts certificate issuance (`crate::issuance`) with this
     /// validator's BLS key share: sign what this replica decided, and
     /// combine shares while leading. Takes the share inbox.
+    /// Starts what this validator signs with its BLS key share: the
+    /// certificate issuer and the checkpoint exchange.
     pub fn start_issuance(&mut self, bls_share: SecretKeyShare, clock: Arc<dyn Clock>) {
         let inbox = self.shares.take();
         self.tasks.push(crate::issuance::spawn(
             self.core.clone(),
-            bls_share,
+            bls_share.clone(),
             clock,
             inbox,
             self.shutdown_tx.subscribe(),
         ));
+        if let Some(inbox) = self.checkpoint_shares.take() {
+            self.tasks.push(crate::checkpoint::exchange::spawn(
+                self.core.clone(),
+                bls_share,
+                inbox,
+                self.shutdown_tx.subscribe(),
+            ));
+        }
     }
 
     /// Signature shares other validators sent to this node, for the

@@ -86,6 +86,13 @@ pub enum Refusal {
     },
     #[error("this validator is recovering its data directory (applied {applied:?}, the others reported {target}): it grants no vote until it holds what it acknowledged")]
     Recovering { applied: Option<u64>, target: u64 },
+    #[error("snapshot {snapshot_id} ({bytes} bytes, up to log index {index}) is not a certified checkpoint of this chain: {reason}")]
+    UncertifiedSnapshot {
+        snapshot_id: String,
+        index: u64,
+        bytes: usize,
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -99,6 +106,7 @@ impl Refusal {
             Refusal::TermTooHigh { .. } => "term_too_high",
             Refusal::Ignored { .. } => "ignored_validator",
             Refusal::Recovering { .. } => "recovering",
+            Refusal::UncertifiedSnapshot { .. } => "uncertified_snapshot",
         }
     }
 
@@ -113,6 +121,7 @@ impl Refusal {
                 | Refusal::TicksWithheld { .. }
                 | Refusal::MalformedAppend { .. }
                 | Refusal::TermTooHigh { .. }
+                | Refusal::UncertifiedSnapshot { .. }
         )
     }
 
@@ -221,6 +230,7 @@ pub struct RefusalCounts {
     ignored_validator: AtomicU64,
     recovering: AtomicU64,
     reverted_followers: AtomicU64,
+    uncertified_snapshot: AtomicU64,
 }
 
 impl RefusalCounts {
@@ -233,6 +243,7 @@ impl RefusalCounts {
             Refusal::TermTooHigh { .. } => &self.term_too_high,
             Refusal::Ignored { .. } => &self.ignored_validator,
             Refusal::Recovering { .. } => &self.recovering,
+            Refusal::UncertifiedSnapshot { .. } => &self.uncertified_snapshot,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -241,6 +252,10 @@ impl RefusalCounts {
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("tick_ahead", self.tick_ahead.load(Ordering::Relaxed)),
+            (
+                "uncertified_snapshot",
+                self.uncertified_snapshot.load(Ordering::Relaxed),
+            ),
             (
                 "foreign_membership",
                 self.foreign_membership.load(Ordering::Relaxed),

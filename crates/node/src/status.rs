@@ -35,6 +35,13 @@ pub struct NodeStatus {
     /// Messages refused before Raft, by rule.
     #[serde(default)]
     pub safety_refusals: std::collections::BTreeMap<String, u64>,
+    /// The latest checkpoint the committee certified.
+    #[serde(default)]
+    pub certified_checkpoint: Option<u64>,
+    /// Why this replica is diverged (empty: it is not); it then signs
+    /// nothing (`crate::checkpoint`).
+    #[serde(default)]
+    pub diverged: String,
 }
 
 impl From<&NodeStatus> for proto::StatusResponse {
@@ -66,6 +73,8 @@ impl From<&NodeStatus> for proto::StatusResponse {
                 })
                 .collect(),
             safety_refusals: s.safety_refusals.clone().into_iter().collect(),
+            certified_checkpoint: s.certified_checkpoint,
+            diverged: s.diverged.clone(),
         }
     }
 }
@@ -95,6 +104,8 @@ impl From<proto::StatusResponse> for NodeStatus {
                 .map(|i| (i.node_id, i.remaining_ms, i.rule))
                 .collect(),
             safety_refusals: s.safety_refusals.into_iter().collect(),
+            certified_checkpoint: s.certified_checkpoint,
+            diverged: s.diverged,
         }
     }
 }

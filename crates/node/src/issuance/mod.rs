@@ -242,6 +242,11 @@ impl Issuer {
                 c.clear();
             }
         }
+        if self.core.machine.read().checkpoints.diverged.is_some() {
+            // A diverged replica's decisions are not the committee's: it
+            // signs nothing (`crate::checkpoint`).
+            return;
+        }
         for (pending, hash) in &scanned.pending {
             let own = match self.signer.share_for(pending, *hash, scanned.max_skew_ms) {
                 Ok(own) => own,

@@ -2,6 +2,7 @@
 //! state plus the Raft bookkeeping applied with it, and the snapshot image
 //! that moves all three between replicas.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::{EntryPayload, RaftLogId};
@@ -9,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use neuroshard_governance::{Entry as GovEntry, GovernanceState};
 
+use crate::checkpoint::{
+    CertifiedCheckpoint, Checkpoint, CheckpointPayload, MAX_UNCERTIFIED_CHECKPOINTS,
+};
 use crate::codec::{self, CodecError};
 use crate::types::{Applied, LogId, RaftEntry, StoredMembership};
 
@@ -39,6 +43,79 @@ pub struct GovernanceMachine {
     pub state: GovernanceState,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// Checkpoints captured and certified (`crate::checkpoint`).
+    pub checkpoints: Checkpoints,
+}
+
+/// This replica's checkpoints. Not part of the replicated state: every
+/// replica captures the same ones from the same log, and a certificate is
+/// the committee's, however a replica learnt it.
+#[derive(Debug)]
+pub struct Checkpoints {
+    /// Genesis `checkpoint_interval`: a checkpoint at every multiple.
+    pub interval: u64,
+    /// Captured and not yet certified, oldest first, above `certified`.
+    pub captured: VecDeque<Arc<Checkpoint>>,
+    /// The latest certified checkpoint (what snapshots are built from).
+    pub certified: Option<CertifiedCheckpoint>,
+    /// Set when t + 1 validators signed a payload at a checkpoint index
+    /// that differs from this replica's own.
+    pub diverged: Option<Divergence>,
+}
+
+/// What made this replica diverged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    pub index: u64,
+    pub own: Option<CheckpointPayload>,
+    pub certified: CheckpointPayload,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self {
+            interval: neuroshard_governance::genesis::DEFAULT_CHECKPOINT_INTERVAL,
+            captured: VecDeque::new(),
+            certified: None,
+            diverged: None,
+        }
+    }
+}
+
+impl Checkpoints {
+    /// Whether the entry at `index` is a checkpoint.
+    pub fn is_checkpoint(&self, index: u64) -> bool {
+        index > 0 && index.is_multiple_of(self.interval.max(1))
+    }
+
+    /// The captured checkpoint at `index`, if still kept.
+    pub fn captured_at(&self, index: u64) -> Option<&Arc<Checkpoint>> {
+        self.captured.iter().find(|c| c.log_id.index == index)
+    }
+
+    /// The certified checkpoint's log index.
+    pub fn certified_index(&self) -> Option<u64> {
+        self.certified.as_ref().map(|c| c.checkpoint.log_id.index)
+    }
+
+    /// Records the committee's signature on the captured checkpoint at
+    /// `index` (already verified by the caller) and forgets the older ones.
+    /// Returns false if that checkpoint is no longer (or not yet) captured,
+    /// or an equal or later one is certified.
+    pub fn certify(&mut self, index: u64, signature: Vec<u8>) -> bool {
+        if self.certified_index().is_some_and(|c| c >= index) {
+            return false;
+        }
+        let Some(checkpoint) = self.captured_at(index).cloned() else {
+            return false;
+        };
+        self.captured.retain(|c| c.log_id.index > index);
+        self.certified = Some(CertifiedCheckpoint {
+            checkpoint,
+            signature,
+        });
+        true
+    }
 }
 
 /// What a snapshot carries: enough to replace a replica's state machine.
@@ -67,13 +144,53 @@ impl GovernanceMachine {
             state,
             last_applied: None,
             membership: StoredMembership::default(),
+            checkpoints: Checkpoints::default(),
         }
+    }
+
+    /// Captures a checkpoint at the last applied entry whatever its index
+    /// (tests certify it with the test committee's keys).
+    #[cfg(test)]
+    pub(crate) fn capture_now(&mut self) {
+        self.capture();
+    }
+
+    /// Captures the checkpoint at the last applied entry: the state's image
+    /// and hash. Called right after the entry at a checkpoint index is
+    /// applied, before any later entry.
+    fn capture(&mut self) {
+        let Some(log_id) = self.last_applied else {
+            return;
+        };
+        let image = match self
+            .image()
+            .and_then(|i| i.encode().map_err(ImageError::from))
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // The state budget bounds the image; this is a bug, and the
+                // replica only loses this checkpoint.
+                tracing::error!(index = log_id.index, error = %e, "cannot capture the checkpoint");
+                return;
+            }
+        };
+        let c = &mut self.checkpoints;
+        while c.captured.len() >= MAX_UNCERTIFIED_CHECKPOINTS {
+            c.captured.pop_front();
+        }
+        c.captured.push_back(Arc::new(Checkpoint {
+            log_id,
+            membership: self.membership.clone(),
+            state_hash: self.state.state_hash(),
+            image: Arc::new(image),
+        }));
     }
 
     /// Applies `entries` in log order and returns one result per entry.
     /// Governance entries go to the state machine as one batch (so it can
-    /// verify their signatures together); blank and membership entries only
-    /// move the Raft bookkeeping.
+    /// verify their signatures together) up to each checkpoint index, where
+    /// the state is captured ([`Self::capture`]); blank and membership
+    /// entries only move the Raft bookkeeping.
     pub fn apply(&mut self, entries: Vec<RaftEntry>) -> Vec<Applied> {
         let mut results = Vec::with_capacity(entries.len());
         let mut batch: Vec<(u64, GovEntry)> = Vec::new();
@@ -96,27 +213,43 @@ impl GovernanceMachine {
                 outcomes: Vec::new(),
             });
             self.last_applied = Some(log_id);
-        }
-        if !batch.is_empty() {
-            let outcomes = self.state.apply_batch(&batch);
-            assert_eq!(
-                outcomes.len(),
-                batch.len(),
-                "apply_batch returns one outcome per entry"
-            );
-            for (slot, outcome) in slots.into_iter().zip(outcomes) {
-                results[slot].outcomes = outcome;
+            if self.checkpoints.is_checkpoint(log_id.index) {
+                self.apply_governance(&mut batch, &mut slots, &mut results);
+                self.capture();
             }
         }
+        self.apply_governance(&mut batch, &mut slots, &mut results);
         results
     }
 
-    /// Replays governance entries that were applied before a restart; their
-    /// outcomes were already delivered.
-    pub fn replay(&mut self, entries: &[(u64, GovEntry)]) {
-        if !entries.is_empty() {
-            self.state.apply_batch(entries);
+    /// Applies the governance entries gathered in `batch` and files their
+    /// outcomes at `slots` of `results`.
+    fn apply_governance(
+        &mut self,
+        batch: &mut Vec<(u64, GovEntry)>,
+        slots: &mut Vec<usize>,
+        results: &mut [Applied],
+    ) {
+        if batch.is_empty() {
+            return;
         }
+        let outcomes = self.state.apply_batch(batch);
+        assert_eq!(
+            outcomes.len(),
+            batch.len(),
+            "apply_batch returns one outcome per entry"
+        );
+        for (slot, outcome) in slots.drain(..).zip(outcomes) {
+            results[slot].outcomes = outcome;
+        }
+        batch.clear();
+    }
+
+    /// Replays entries that were applied before a restart (their outcomes
+    /// were already delivered), capturing checkpoints on the way as
+    /// [`Self::apply`] does.
+    pub fn replay(&mut self, entries: Vec<RaftEntry>) {
+        self.apply(entries);
     }
 
     /// The image of the current state; fails only if the state's snapshot
@@ -147,6 +280,7 @@ impl GovernanceMachine {
             state,
             last_applied: image.last_applied,
             membership: image.membership,
+            checkpoints: Checkpoints::default(),
         })
     }
 }

@@ -8,12 +8,10 @@ use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
-use openraft::{LogState, RaftLogId, RaftLogReader, RaftSnapshotBuilder};
+use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, RaftSnapshotBuilder, StorageIOError};
 
-use crate::store::machine::{GovernanceMachine, ImageError, SharedMachine, SnapshotImage};
-use crate::store::snapshot::{
-    image_build_error, install_image, new_snapshot_meta, snapshot_read_error,
-};
+use crate::store::machine::{GovernanceMachine, SharedMachine};
+use crate::store::snapshot::{certified_snapshot, install_image};
 use crate::store::SnapshotBuffer;
 use crate::types::{
     Applied, LogId, RaftEntry, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -160,20 +158,22 @@ impl MemStateMachine {
     }
 }
 
-/// Captures the image when openraft asks for a builder, so entries applied
-/// while the snapshot is being stored do not leak into it.
+/// Takes the latest certified checkpoint when openraft asks for a builder:
+/// snapshots are built only from certified checkpoints.
 pub struct MemSnapshotBuilder {
-    /// The image captured when the builder was made (or why it could not
-    /// be: reported when openraft builds the snapshot).
-    image: Result<SnapshotImage, ImageError>,
+    built: Result<(SnapshotMeta, Vec<u8>), StorageError>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for MemSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let image = self.image.as_ref().map_err(image_build_error)?;
-        let meta = new_snapshot_meta(image.last_applied, image.membership.clone());
-        let data = image.encode().map_err(|e| snapshot_read_error(&meta, &e))?;
+        let (meta, data) = std::mem::replace(
+            &mut self.built,
+            Err(
+                StorageIOError::write_snapshot(None, AnyError::error("snapshot already built"))
+                    .into(),
+            ),
+        )?;
         let mut stored = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         // Never replace a newer snapshot installed while this one was built.
         if stored
@@ -210,7 +210,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         MemSnapshotBuilder {
-            image: self.machine.read().image(),
+            built: certified_snapshot(&self.machine.read()),
             snapshot: self.snapshot.clone(),
         }
     }
@@ -225,7 +225,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
         snapshot: Box<SnapshotBuffer>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_bytes();
-        let machine = install_image(meta, &data)?;
+        let machine = install_image(meta, &data, &self.machine.read())?;
         let mut stored = self.stored();
         *self.machine.write() = machine;
         *stored = Some(StoredSnapshot {

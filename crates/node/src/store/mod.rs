@@ -25,12 +25,13 @@ use neuroshard_governance::GovernanceState;
 pub fn open_sled(
     dir: &Path,
     genesis_state: GovernanceState,
+    checkpoint_interval: u64,
 ) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
     let durable = DurableDb::open(dir).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
     let commit =
         GroupCommit::start(durable.clone()).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
     let log = SledLogStore::open(&durable, commit.clone())?;
-    let sm = SledStateMachine::open(&durable, commit, genesis_state)?;
+    let sm = SledStateMachine::open(&durable, commit, genesis_state, checkpoint_interval)?;
     Ok((log, sm, durable))
 }
 

@@ -29,12 +29,11 @@ use openraft::{AnyError, EntryPayload, RaftLogId, RaftSnapshotBuilder, StorageIO
 
 use neuroshard_governance::GovernanceState;
 
+use crate::checkpoint::restore_stored;
 use crate::codec;
 use crate::store::durability::{written, DurableDb, GroupCommit};
-use crate::store::machine::{GovernanceMachine, ImageError, SharedMachine, SnapshotImage};
-use crate::store::snapshot::{
-    image_build_error, install_image, new_snapshot_meta, snapshot_write_error,
-};
+use crate::store::machine::{GovernanceMachine, SharedMachine};
+use crate::store::snapshot::{certified_snapshot, install_image, snapshot_write_error};
 use crate::store::SnapshotBuffer;
 use crate::types::{
     Applied, LogId, RaftEntry, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -86,6 +85,8 @@ pub enum RecoveryError {
     Codec(#[from] codec::CodecError),
     #[error("stored snapshot: {0}")]
     Image(#[from] crate::store::machine::ImageError),
+    #[error("stored snapshot: {0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("stored snapshot is {found} bytes but its length record says {expected}")]
     SnapshotLength { expected: u64, found: u64 },
     #[error("the Raft log lacks entry {index}, which the state machine applied after its snapshot; the store is damaged")]
@@ -100,13 +101,15 @@ impl SledStateMachine {
         durable: &Arc<DurableDb>,
         commit: GroupCommit,
         genesis_state: GovernanceState,
+        checkpoint_interval: u64,
     ) -> Result<Self, RecoveryError> {
         let tree = durable.db().open_tree("state")?;
         let log = durable.db().open_tree("raft_log")?;
         let mut machine = match read_snapshot(&tree)? {
-            Some((_meta, data)) => GovernanceMachine::restore(SnapshotImage::decode(&data)?)?,
+            Some((_meta, data)) => restore_stored(&data)?,
             None => GovernanceMachine::new(genesis_state),
         };
+        machine.checkpoints.interval = checkpoint_interval;
         let from = machine.last_applied.map_or(0, |l| l.index + 1);
         let applied: Option<LogId> = match tree.get(KEY_APPLIED)? {
             Some(bytes) => codec::decode("last applied log id", &bytes)?,
@@ -127,13 +130,10 @@ impl SledStateMachine {
                     return Err(RecoveryError::MissingEntry { index: expected });
                 }
                 expected += 1;
-                if let EntryPayload::Normal(gov) = entry.payload {
-                    replay.push((index, gov));
-                    if replay.len() >= REPLAY_CHUNK_ENTRIES {
-                        replayed += replay.len();
-                        machine.replay(&replay);
-                        replay.clear();
-                    }
+                replay.push(entry);
+                if replay.len() >= REPLAY_CHUNK_ENTRIES {
+                    replayed += replay.len();
+                    machine.replay(std::mem::take(&mut replay));
                 }
             }
             if expected != applied.index + 1 {
@@ -141,7 +141,7 @@ impl SledStateMachine {
             }
         }
         replayed += replay.len();
-        machine.replay(&replay);
+        machine.replay(replay);
         if applied.is_some() {
             machine.last_applied = applied.max(machine.last_applied);
         }
@@ -236,23 +236,23 @@ fn stage_snapshot(
     Ok(())
 }
 
-/// Captures the image when openraft asks for a builder, so entries applied
-/// while the snapshot is being stored do not leak into it.
+/// Takes the latest certified checkpoint when openraft asks for a builder:
+/// snapshots are built only from certified checkpoints.
 pub struct SledSnapshotBuilder {
-    /// The image captured when the builder was made (or why it could not
-    /// be: reported when openraft builds the snapshot).
-    image: Result<SnapshotImage, ImageError>,
+    built: Result<(SnapshotMeta, Vec<u8>), StorageError>,
     tree: sled::Tree,
     snapshot_lock: Arc<Mutex<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let image = self.image.as_ref().map_err(image_build_error)?;
-        let meta = new_snapshot_meta(image.last_applied, image.membership.clone());
-        let data = image
-            .encode()
-            .map_err(|e| snapshot_write_error(&meta, &e))?;
+        let (meta, data) = std::mem::replace(
+            &mut self.built,
+            Err(
+                StorageIOError::write_snapshot(None, AnyError::error("snapshot already built"))
+                    .into(),
+            ),
+        )?;
         let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
         let stored: Option<SnapshotMeta> = match self.tree.get(KEY_SNAP_META) {
             Ok(Some(b)) => codec::decode("snapshot metadata", &b).ok(),
@@ -326,7 +326,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SledSnapshotBuilder {
-            image: self.machine.read().image(),
+            built: certified_snapshot(&self.machine.read()),
             tree: self.tree.clone(),
             snapshot_lock: self.snapshot_lock.clone(),
         }
@@ -343,7 +343,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_bytes();
         // Decode and check everything before touching the stored state.
-        let machine = install_image(meta, &data)?;
+        let machine = install_image(meta, &data, &self.machine.read())?;
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, meta, &data)?;
         let applied = codec::encode("last applied log id", &meta.last_log_id)

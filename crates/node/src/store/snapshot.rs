@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::{AnyError, StorageIOError};
 
-use crate::store::machine::{GovernanceMachine, ImageError, SnapshotImage};
+use crate::store::machine::{GovernanceMachine, ImageError};
 use crate::types::{LogId, SnapshotMeta, StorageError, StoredMembership};
 
 /// Distinguishes snapshots built by this process at the same log position
@@ -35,10 +35,39 @@ pub fn snapshot_read_error(
     StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(e)).into()
 }
 
-/// The state could not be captured as an image (see
-/// `GovernanceMachine::image`).
-pub fn image_build_error(e: &ImageError) -> StorageError {
-    StorageIOError::write_snapshot(None, AnyError::new(e)).into()
+#[derive(Debug, thiserror::Error)]
+#[error("no certified checkpoint to build a snapshot from (snapshots are built only when a checkpoint is certified)")]
+pub struct NoCertifiedCheckpoint;
+
+/// The metadata and data of the snapshot `machine` can build now: of its
+/// latest certified checkpoint. A machine that has applied nothing yet
+/// builds the initial state with no signature (every validator holds that
+/// state from genesis; openraft never asks for it, since snapshots are
+/// only triggered by a certification, and no replica would install it).
+pub fn certified_snapshot(
+    machine: &GovernanceMachine,
+) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
+    let Some(certified) = machine.checkpoints.certified.as_ref() else {
+        if machine.last_applied.is_none() {
+            let meta = new_snapshot_meta(None, machine.membership.clone());
+            let image = machine
+                .image()
+                .and_then(|i| i.encode().map_err(ImageError::from))
+                .map_err(|e| snapshot_write_error(&meta, &e))?;
+            let data = crate::checkpoint::CertifiedCheckpoint::encode_parts(&[], &image)
+                .map_err(|e| snapshot_write_error(&meta, &e))?;
+            return Ok((meta, data));
+        }
+        return Err(
+            StorageIOError::write_snapshot(None, AnyError::new(&NoCertifiedCheckpoint)).into(),
+        );
+    };
+    let c = &certified.checkpoint;
+    let meta = new_snapshot_meta(Some(c.log_id), c.membership.clone());
+    let data = certified
+        .encode()
+        .map_err(|e| snapshot_write_error(&meta, &e))?;
+    Ok((meta, data))
 }
 
 pub fn snapshot_write_error(
@@ -48,31 +77,21 @@ pub fn snapshot_write_error(
     StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "snapshot {snapshot_id} says it covers up to {meta:?} but its image covers up to {image:?}"
-)]
-pub struct ImageMismatch {
-    snapshot_id: String,
-    meta: Option<LogId>,
-    image: Option<LogId>,
-}
-
-/// Decodes a received snapshot and checks it is what its metadata claims,
-/// before anything is replaced.
-pub fn install_image(meta: &SnapshotMeta, data: &[u8]) -> Result<GovernanceMachine, StorageError> {
-    let image = SnapshotImage::decode(data).map_err(|e| snapshot_read_error(meta, &e))?;
-    if image.last_applied != meta.last_log_id {
-        let e = ImageMismatch {
-            snapshot_id: meta.snapshot_id.clone(),
-            meta: meta.last_log_id,
-            image: image.last_applied,
-        };
-        return Err(snapshot_read_error(meta, &e));
-    }
-    let mut machine =
-        GovernanceMachine::restore(image).map_err(|e| snapshot_read_error(meta, &e))?;
-    // The metadata's membership is authoritative for openraft.
+/// Decodes a received snapshot and checks that the committee certified it
+/// (`crate::checkpoint::verify_snapshot`, against `current`'s pinned
+/// genesis committee) before anything is replaced. The peer service runs
+/// the same check before openraft sees the snapshot's last chunk, so a
+/// refusal here is a bug, not a peer's doing.
+pub fn install_image(
+    meta: &SnapshotMeta,
+    data: &[u8],
+    current: &GovernanceMachine,
+) -> Result<GovernanceMachine, StorageError> {
+    let mut machine = crate::checkpoint::verify_snapshot(meta, data, current.state.chain())
+        .map_err(|e| snapshot_read_error(meta, &e))?;
+    machine.checkpoints.interval = current.checkpoints.interval;
+    // The metadata's membership is authoritative for openraft (and equal to
+    // the image's: checked).
     machine.membership = meta.last_membership.clone();
     Ok(machine)
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 /// `store::machine::MAX_SNAPSHOT_IMAGE_BYTES`), so the buffer, the image
 /// decoder and the governance decoder all refuse at the same size. The
 /// governance state lives in memory, so its snapshot does too.
-pub const MAX_SNAPSHOT_BYTES: usize = crate::store::machine::MAX_SNAPSHOT_IMAGE_BYTES;
+pub const MAX_SNAPSHOT_BYTES: usize = crate::checkpoint::MAX_CERTIFIED_IMAGE_BYTES;
 
 /// Snapshot bytes being built, sent or received.
 #[derive(Debug, Default)]

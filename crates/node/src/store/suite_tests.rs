@@ -14,9 +14,103 @@ use neuroshard_governance::{Command, Entry as GovEntry, Genesis, GovernanceState
 use super::*;
 use crate::types::{RaftEntry, StorageError, TypeConfig};
 
+fn committee() -> &'static (Genesis, neuroshard_certificate::DealtKeys) {
+    static COMMITTEE: OnceLock<(Genesis, neuroshard_certificate::DealtKeys)> = OnceLock::new();
+    COMMITTEE.get_or_init(|| testkit::genesis(&TestConfig::default()))
+}
+
 fn genesis() -> &'static Genesis {
-    static GENESIS: OnceLock<Genesis> = OnceLock::new();
-    GENESIS.get_or_init(|| testkit::genesis(&TestConfig::default()).0)
+    &committee().0
+}
+
+/// Captures the machine's current state as a checkpoint and certifies it
+/// with the test committee's keys (t + 1 shares), as the checkpoint
+/// exchange does at checkpoint indexes: snapshots are built only from
+/// certified checkpoints.
+pub(crate) fn certify_current(machine: &SharedMachine) {
+    let mut m = machine.write();
+    if m.last_applied.is_none()
+        || m.checkpoints.certified_index() >= m.last_applied.map(|l| l.index)
+    {
+        return;
+    }
+    m.capture_now();
+    let c = m.checkpoints.captured.back().cloned().expect("captured");
+    let payload = crate::checkpoint::CheckpointPayload::new(
+        m.state.chain(),
+        c.log_id,
+        &c.membership,
+        c.state_hash,
+    )
+    .expect("payload");
+    let message = payload.signing_message();
+    let dealt = &committee().1;
+    let keys = &dealt.public_key_set;
+    let scheme = keys.scheme().scheme();
+    let shares: Vec<_> = (0..=keys.threshold())
+        .map(|i| {
+            let share = scheme
+                .sign_share(&dealt.secret_key_shares[i as usize], &message)
+                .expect("sign");
+            (neuroshard_certificate::ShareIndex(i), share)
+        })
+        .collect();
+    let signature = scheme.combine(keys, &shares, &message).expect("combine");
+    assert!(m
+        .checkpoints
+        .certify(c.log_id.index, signature.to_bytes().to_vec()));
+}
+
+/// A store's state machine whose snapshot builder first certifies the
+/// current state (openraft's suite builds snapshots at arbitrary indexes).
+struct Certifying<SM> {
+    inner: SM,
+    machine: SharedMachine,
+}
+
+impl<SM: RaftStateMachine<TypeConfig>> RaftStateMachine<TypeConfig> for Certifying<SM> {
+    type SnapshotBuilder = SM::SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<crate::types::LogId>, crate::types::StoredMembership), StorageError> {
+        self.inner.applied_state().await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<crate::types::Applied>, StorageError>
+    where
+        I: IntoIterator<Item = RaftEntry> + Send,
+        I::IntoIter: Send,
+    {
+        self.inner.apply(entries).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        certify_current(&self.machine);
+        self.inner.get_snapshot_builder().await
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBuffer>, StorageError> {
+        self.inner.begin_receiving_snapshot().await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &crate::types::SnapshotMeta,
+        snapshot: Box<SnapshotBuffer>,
+    ) -> Result<(), StorageError> {
+        self.inner.install_snapshot(meta, snapshot).await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<crate::types::Snapshot>, StorageError> {
+        self.inner.get_current_snapshot().await
+    }
+}
+
+fn certifying<SM>(inner: SM, machine: SharedMachine) -> Certifying<SM> {
+    Certifying { inner, machine }
 }
 
 fn genesis_state() -> GovernanceState {
@@ -25,26 +119,38 @@ fn genesis_state() -> GovernanceState {
 
 struct MemBuilder;
 
-impl StoreBuilder<TypeConfig, MemLogStore, MemStateMachine, ()> for MemBuilder {
-    async fn build(&self) -> Result<((), MemLogStore, MemStateMachine), StorageError> {
-        Ok((
-            (),
-            MemLogStore::new(),
-            MemStateMachine::new(genesis_state()),
-        ))
+impl StoreBuilder<TypeConfig, MemLogStore, Certifying<MemStateMachine>, ()> for MemBuilder {
+    async fn build(&self) -> Result<((), MemLogStore, Certifying<MemStateMachine>), StorageError> {
+        let sm = MemStateMachine::new(genesis_state());
+        let machine = sm.shared();
+        Ok(((), MemLogStore::new(), certifying(sm, machine)))
     }
 }
 
 struct SledBuilder;
 
-impl StoreBuilder<TypeConfig, SledLogStore, SledStateMachine, tempfile::TempDir> for SledBuilder {
+impl StoreBuilder<TypeConfig, SledLogStore, Certifying<SledStateMachine>, tempfile::TempDir>
+    for SledBuilder
+{
     async fn build(
         &self,
-    ) -> Result<(tempfile::TempDir, SledLogStore, SledStateMachine), StorageError> {
+    ) -> Result<
+        (
+            tempfile::TempDir,
+            SledLogStore,
+            Certifying<SledStateMachine>,
+        ),
+        StorageError,
+    > {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, sm, _durable) =
-            open_sled(&dir.path().join("store"), genesis_state()).expect("open sled store");
-        Ok((dir, log, sm))
+        let (log, sm, _durable) = open_sled(
+            &dir.path().join("store"),
+            genesis_state(),
+            genesis().checkpoint_interval,
+        )
+        .expect("open sled store");
+        let machine = sm.shared();
+        Ok((dir, log, certifying(sm, machine)))
     }
 }
 
@@ -101,13 +207,13 @@ fn workload(count: u64) -> Vec<RaftEntry> {
 async fn reopen(
     path: &std::path::Path,
 ) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
-    let mut reopened = open_sled(path, genesis_state());
+    let mut reopened = open_sled(path, genesis_state(), genesis().checkpoint_interval);
     for _ in 0..100 {
         if reopened.is_ok() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        reopened = open_sled(path, genesis_state());
+        reopened = open_sled(path, genesis_state(), genesis().checkpoint_interval);
     }
     reopened
 }
@@ -131,7 +237,8 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
     let entries = workload(200);
     let (first, rest) = entries.split_at(120);
     let (hash, applied) = {
-        let (_log, mut sm, d) = open_sled(&path, genesis_state()).expect("open");
+        let (_log, mut sm, d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
         append_to_log(&d, &entries);
         let results = sm.apply(first.to_vec()).await.expect("apply");
         assert!(
@@ -142,6 +249,7 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
             "transfers succeed"
         );
         // A snapshot in the middle: later entries are replayed on top of it.
+        certify_current(&sm.shared());
         sm.get_snapshot_builder()
             .await
             .build_snapshot()
@@ -166,8 +274,14 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
 #[tokio::test]
 async fn snapshot_of_a_large_state_installs_on_an_empty_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_log_a, mut a, _da) = open_sled(&dir.path().join("a"), genesis_state()).expect("open a");
+    let (_log_a, mut a, _da) = open_sled(
+        &dir.path().join("a"),
+        genesis_state(),
+        genesis().checkpoint_interval,
+    )
+    .expect("open a");
     a.apply(workload(300)).await.expect("apply");
+    certify_current(&a.shared());
     let snap = a
         .get_snapshot_builder()
         .await
@@ -180,8 +294,12 @@ async fn snapshot_of_a_large_state_installs_on_an_empty_replica() {
         "state must span many 1 KiB chunks, got {size} bytes"
     );
 
-    let (mut log_b, mut b, _db) =
-        open_sled(&dir.path().join("b"), genesis_state()).expect("open b");
+    let (mut log_b, mut b, _db) = open_sled(
+        &dir.path().join("b"),
+        genesis_state(),
+        genesis().checkpoint_interval,
+    )
+    .expect("open b");
     let mut incoming = b.begin_receiving_snapshot().await.expect("begin");
     // Feed it the way openraft's chunked transport does: 1 KiB at a time.
     use tokio::io::AsyncWriteExt;
@@ -215,8 +333,14 @@ async fn snapshot_of_a_large_state_installs_on_an_empty_replica() {
 #[tokio::test]
 async fn a_snapshot_that_lies_about_its_position_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_l, mut a, _d) = open_sled(&dir.path().join("a"), genesis_state()).expect("open");
+    let (_l, mut a, _d) = open_sled(
+        &dir.path().join("a"),
+        genesis_state(),
+        genesis().checkpoint_interval,
+    )
+    .expect("open");
     a.apply(workload(3)).await.expect("apply");
+    certify_current(&a.shared());
     let snap = a
         .get_snapshot_builder()
         .await
@@ -225,13 +349,18 @@ async fn a_snapshot_that_lies_about_its_position_is_refused() {
         .expect("build");
     let mut meta = snap.meta.clone();
     meta.last_log_id = Some(log_id(99));
-    let (_l2, mut b, _d2) = open_sled(&dir.path().join("b"), genesis_state()).expect("open");
+    let (_l2, mut b, _d2) = open_sled(
+        &dir.path().join("b"),
+        genesis_state(),
+        genesis().checkpoint_interval,
+    )
+    .expect("open");
     let before = b.shared().read().state.state_hash();
     let err = b
         .install_snapshot(&meta, snap.snapshot)
         .await
         .expect_err("must refuse");
-    assert!(err.to_string().contains("covers up to"), "{err}");
+    assert!(err.to_string().contains("says it covers"), "{err}");
     assert_eq!(
         b.shared().read().state.state_hash(),
         before,
@@ -249,9 +378,11 @@ async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
     let path = dir.path().join("store");
     let entries = workload(60);
     let (hash, applied) = {
-        let (mut log, mut sm, d) = open_sled(&path, genesis_state()).expect("open");
+        let (mut log, mut sm, d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
         append_to_log(&d, &entries);
         sm.apply(entries[..20].to_vec()).await.expect("apply");
+        certify_current(&sm.shared());
         sm.get_snapshot_builder()
             .await
             .build_snapshot()

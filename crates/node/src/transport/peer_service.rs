@@ -12,6 +12,8 @@ use tonic::{Request, Response, Status};
 use neuroshard_governance::SignedCommand;
 
 use crate::admission::{self, Verdict};
+use crate::checkpoint::exchange::{ReceivedCheckpointShare, MAX_PENDING_CHECKPOINT_SHARES};
+use crate::checkpoint::CheckpointPayload;
 use crate::config::ClientSettings;
 use crate::error::NodeError;
 use crate::proto;
@@ -46,6 +48,12 @@ pub struct PeerService {
     machine: SharedMachine,
     members: BTreeSet<NodeId>,
     shares: mpsc::Sender<ReceivedShare>,
+    /// InstallSnapshot data received so far from each validator: a snapshot
+    /// is verified whole (`crate::checkpoint::verify_snapshot`) before its
+    /// last chunk reaches openraft.
+    assembling: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, Assembly>>>,
+    /// Checkpoint shares for the checkpoint exchange (`crate::checkpoint`).
+    checkpoint_shares: Option<mpsc::Sender<ReceivedCheckpointShare>>,
     /// Coalesces followers' `ReadIndex` calls into heartbeat rounds.
     reads: std::sync::Arc<crate::reads::ReadIndexBatcher>,
     /// What is refused before Raft sees it (`crate::safety`).
@@ -67,9 +75,17 @@ impl PeerService {
             machine,
             members,
             shares,
+            checkpoint_shares: None,
+            assembling: Default::default(),
             reads: crate::reads::ReadIndexBatcher::new(),
             safety,
         }
+    }
+
+    /// Hands received checkpoint shares to the checkpoint exchange.
+    pub fn with_checkpoint_inbox(mut self, tx: mpsc::Sender<ReceivedCheckpointShare>) -> Self {
+        self.checkpoint_shares = Some(tx);
+        self
     }
 
     /// Shares `reads` with the node's own linearizable reads, so one
@@ -104,10 +120,75 @@ impl PeerService {
     }
 
     /// Counts, logs and answers a refusal of what `from` sent.
+    /// Keeps the chunk; on the last one, verifies the whole snapshot
+    /// against the genesis committee this replica pinned. Chunks must come
+    /// in order from offset 0, one snapshot per sender at a time, at most
+    /// `MAX_SNAPSHOT_BYTES` in all.
+    async fn assemble_and_verify(
+        &self,
+        from: NodeId,
+        rpc: &openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig>,
+    ) -> Result<(), String> {
+        let data = {
+            let mut all = self.assembling.lock().unwrap_or_else(|p| p.into_inner());
+            if rpc.offset == 0 {
+                all.insert(
+                    from,
+                    Assembly {
+                        snapshot_id: rpc.meta.snapshot_id.clone(),
+                        data: Vec::new(),
+                    },
+                );
+            }
+            let Some(a) = all.get_mut(&from) else {
+                return Err(format!(
+                    "chunk at offset {} of a snapshot whose start never arrived",
+                    rpc.offset
+                ));
+            };
+            if a.snapshot_id != rpc.meta.snapshot_id || a.data.len() as u64 != rpc.offset {
+                all.remove(&from);
+                return Err(format!(
+                    "chunk at offset {} does not continue snapshot the sender started",
+                    rpc.offset
+                ));
+            }
+            if a.data.len() + rpc.data.len() > crate::store::MAX_SNAPSHOT_BYTES {
+                all.remove(&from);
+                return Err(format!(
+                    "more than {} bytes (MAX_SNAPSHOT_BYTES)",
+                    crate::store::MAX_SNAPSHOT_BYTES
+                ));
+            }
+            a.data.extend_from_slice(&rpc.data);
+            if !rpc.done {
+                return Ok(());
+            }
+            all.remove(&from).map(|a| a.data).unwrap_or_default()
+        };
+        let pinned = self.machine.read().state.chain().clone();
+        let meta = rpc.meta.clone();
+        // Restoring and rehashing the whole state is O(state): off the
+        // runtime's workers.
+        tokio::task::spawn_blocking(move || {
+            crate::checkpoint::verify_snapshot(&meta, &data, &pinned)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("verification did not finish: {e}"))?
+    }
+
     fn refuse<T>(&self, req_who: &str, from: NodeId, refusal: Refusal) -> Result<T, Status> {
         self.safety.refused(from, req_who, &refusal);
         Err(refusal.to_status())
     }
+}
+
+/// One snapshot being received from one validator.
+struct Assembly {
+    snapshot_id: String,
+    data: Vec<u8>,
 }
 
 /// The caller's certificate and address, for the log of a refusal.
@@ -305,6 +386,15 @@ impl RaftPeer for PeerService {
             return self.refuse(&caller, claimed, r);
         }
         self.safety.snapshot_chunk_received();
+        if let Err(reason) = self.assemble_and_verify(claimed, &rpc).await {
+            let refusal = Refusal::UncertifiedSnapshot {
+                snapshot_id: rpc.meta.snapshot_id.clone(),
+                index: rpc.meta.last_log_id.map_or(0, |l| l.index),
+                bytes: rpc.offset as usize + rpc.data.len(),
+                reason,
+            };
+            return self.refuse(&caller, claimed, refusal);
+        }
         let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
         Ok(Response::new(proto::InstallSnapshotResponse {
             vote: Some(convert::vote_to(&resp.vote)),
@@ -428,6 +518,67 @@ impl RaftPeer for PeerService {
             }
         };
         Ok(Response::new(proto::SignatureShareResponse {
+            accepted,
+            message,
+        }))
+    }
+
+    async fn submit_checkpoint_share(
+        &self,
+        req: Request<proto::CheckpointShareRequest>,
+    ) -> Result<Response<proto::CheckpointShareResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let msg = req.into_inner();
+        let hash32 = |what: &str, bytes: &[u8]| -> Result<[u8; 32], Status> {
+            bytes
+                .try_into()
+                .map_err(|_| invalid(format!("{what} must be 32 bytes, got {}", bytes.len())))
+        };
+        let membership_sha256 = hash32("membership_sha256", &msg.membership_sha256)?;
+        let state_hash = hash32("state_hash", &msg.state_hash)?;
+        if msg.share.is_empty() || msg.share.len() > MAX_SHARE_BYTES {
+            return Err(invalid(format!(
+                "share is {} bytes, allowed 1..={MAX_SHARE_BYTES}",
+                msg.share.len()
+            )));
+        }
+        let Some(tx) = &self.checkpoint_shares else {
+            return Ok(Response::new(proto::CheckpointShareResponse {
+                accepted: false,
+                message: "this node does not certify checkpoints".to_owned(),
+            }));
+        };
+        let payload = {
+            let m = self.machine.read();
+            let chain = m.state.chain();
+            CheckpointPayload {
+                chain_id: chain.chain_id.clone(),
+                committee_hash: chain.committee_hash,
+                term: msg.term,
+                leader: msg.leader,
+                index: msg.index,
+                membership_sha256,
+                state_hash,
+            }
+        };
+        let share = ReceivedCheckpointShare {
+            from: msg.from,
+            payload,
+            share: msg.share,
+        };
+        let (accepted, message) = match tx.try_send(share) {
+            Ok(()) => (true, String::new()),
+            Err(mpsc::error::TrySendError::Full(_)) => (
+                false,
+                format!(
+                    "{MAX_PENDING_CHECKPOINT_SHARES} checkpoint shares are waiting; resend later"
+                ),
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                (false, "this node does not certify checkpoints".to_owned())
+            }
+        };
+        Ok(Response::new(proto::CheckpointShareResponse {
             accepted,
             message,
         }))

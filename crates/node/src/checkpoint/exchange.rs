@@ -1,0 +1,423 @@
+//! Every validator's side of checkpoint certification: sign the checkpoints
+//! its own replica captured, send the shares to every other validator,
+//! verify the shares it receives, and combine t + 1 that sign its own
+//! payload into the committee's signature. No leader is involved, so a
+//! faulty leader can neither withhold nor forge a checkpoint certificate.
+//!
+//! Bounded: shares are kept only for checkpoint indexes above the certified
+//! one and at most [`MAX_AHEAD_CHECKPOINTS`] intervals beyond this
+//! replica's applied index, one per validator and index (a later share from
+//! the same validator replaces the earlier one); the inbox holds
+//! [`MAX_PENDING_CHECKPOINT_SHARES`].
+//!
+//! t + 1 verified shares on a payload that is not this replica's own at the
+//! same index mean this replica diverged from what a Byzantine quorum
+//! derived: it records the divergence (status, log) and stops signing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+// The runtime's clock, not the OS's: a simulation drives time.
+use tokio::time::Instant;
+
+use neuroshard_certificate::{PublicKeySet, SecretKeyShare, ShareIndex, SignatureShare};
+
+use crate::checkpoint::{Checkpoint, CheckpointPayload};
+use crate::node::NodeCore;
+use crate::proto;
+use crate::store::machine::Divergence;
+use crate::types::NodeId;
+
+/// Received checkpoint shares waiting for the exchange task.
+pub const MAX_PENDING_CHECKPOINT_SHARES: usize = 256;
+/// Shares are kept for checkpoints at most this many intervals beyond this
+/// replica's applied index (a lagging replica hears of later ones first).
+pub const MAX_AHEAD_CHECKPOINTS: u64 = 4;
+/// This validator's latest share is sent again this often (peers that
+/// restarted or lagged need it).
+pub const RESEND_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the task looks for newly captured checkpoints.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Deadline of one share RPC.
+pub const SHARE_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Share RPCs in flight at once.
+pub const MAX_SENDS_IN_FLIGHT: usize = 16;
+
+/// A share another validator sent (its identity checked against its TLS
+/// certificate by the peer service).
+#[derive(Clone, Debug)]
+pub struct ReceivedCheckpointShare {
+    pub from: NodeId,
+    pub payload: CheckpointPayload,
+    pub share: Vec<u8>,
+}
+
+/// The request carrying `payload` and `share` from `from`.
+pub fn share_request(
+    from: NodeId,
+    payload: &CheckpointPayload,
+    share: &[u8],
+) -> proto::CheckpointShareRequest {
+    proto::CheckpointShareRequest {
+        from,
+        term: payload.term,
+        leader: payload.leader,
+        index: payload.index,
+        membership_sha256: payload.membership_sha256.to_vec(),
+        state_hash: payload.state_hash.to_vec(),
+        share: share.to_vec(),
+    }
+}
+
+/// A received share: the payload it claims, its bytes, and the parsed
+/// share once verified.
+type Held = (CheckpointPayload, Vec<u8>, Option<SignatureShare>);
+
+/// This validator's share at one index.
+struct OwnShare {
+    payload: CheckpointPayload,
+    share: SignatureShare,
+    sent_at: Option<Instant>,
+}
+
+/// Starts the exchange of validator `core`. It stops when `shutdown`
+/// changes.
+pub fn spawn(
+    core: Arc<NodeCore>,
+    key: SecretKeyShare,
+    inbox: mpsc::Receiver<ReceivedCheckpointShare>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let keys = {
+        let machine = core.machine.read();
+        let committee = &machine.state.chain().committee;
+        committee.public_key_set.as_deref().map(|bytes| {
+            committee
+                .info
+                .scheme
+                .scheme()
+                .public_key_set_from_bytes(bytes)
+        })
+    };
+    let keys = match keys {
+        Some(Ok(keys)) => keys,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "genesis public key set does not parse: this validator cannot certify checkpoints");
+            return tokio::spawn(async {});
+        }
+        None => {
+            tracing::error!(
+                "genesis carries no public key set: this validator cannot certify checkpoints"
+            );
+            return tokio::spawn(async {});
+        }
+    };
+    let exchange = Exchange {
+        core,
+        key,
+        needed: keys.threshold() as usize + 1,
+        keys,
+        own: BTreeMap::new(),
+        received: BTreeMap::new(),
+        sends: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+    };
+    tokio::spawn(exchange.run(inbox, shutdown))
+}
+
+struct Exchange {
+    core: Arc<NodeCore>,
+    key: SecretKeyShare,
+    keys: PublicKeySet,
+    /// t + 1.
+    needed: usize,
+    own: BTreeMap<u64, OwnShare>,
+    /// index → validator → what it sent.
+    received: BTreeMap<u64, BTreeMap<u32, Held>>,
+    sends: Arc<Semaphore>,
+}
+
+impl Exchange {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<ReceivedCheckpointShare>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                received = inbox.recv() => match received {
+                    Some(s) => self.receive(s),
+                    None => return,
+                },
+                _ = poll.tick() => {}
+            }
+            self.round();
+        }
+    }
+
+    fn n(&self) -> u32 {
+        self.keys.size()
+    }
+
+    /// Keeps a received share if it is for a checkpoint this replica may
+    /// still need.
+    fn receive(&mut self, s: ReceivedCheckpointShare) {
+        let Some(from) = u32::try_from(s.from).ok().filter(|i| *i < self.n()) else {
+            return;
+        };
+        let (low, high) = self.window();
+        if s.payload.index <= low || s.payload.index > high {
+            return;
+        }
+        if s.payload.chain_id != self.core.chain_id {
+            return;
+        }
+        let at = self.received.entry(s.payload.index).or_default();
+        if at
+            .get(&from)
+            .is_some_and(|(p, b, _)| *p == s.payload && *b == s.share)
+        {
+            return;
+        }
+        at.insert(from, (s.payload, s.share, None));
+    }
+
+    /// Checkpoint indexes for which shares are kept: above the certified
+    /// one, at most `MAX_AHEAD_CHECKPOINTS` intervals beyond the applied
+    /// index.
+    fn window(&self) -> (u64, u64) {
+        let m = self.core.machine.read();
+        let low = m.checkpoints.certified_index().unwrap_or(0);
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let high = applied.saturating_add(MAX_AHEAD_CHECKPOINTS * m.checkpoints.interval);
+        (low, high)
+    }
+
+    fn round(&mut self) {
+        let (captured, certified, diverged) = {
+            let m = self.core.machine.read();
+            (
+                m.checkpoints.captured.iter().cloned().collect::<Vec<_>>(),
+                m.checkpoints.certified_index().unwrap_or(0),
+                m.checkpoints.diverged.is_some(),
+            )
+        };
+        self.own.retain(|index, _| *index >= certified);
+        self.received.retain(|index, _| *index > certified);
+        if diverged {
+            return;
+        }
+        for checkpoint in &captured {
+            if checkpoint.log_id.index <= certified {
+                continue;
+            }
+            self.sign_and_send(checkpoint);
+            self.try_certify(checkpoint);
+        }
+        // The latest own share (certified or not) goes out again now and
+        // then, for validators that restarted or lag.
+        let resend = self
+            .own
+            .iter()
+            .next_back()
+            .filter(|(_, o)| o.sent_at.is_none_or(|t| t.elapsed() >= RESEND_INTERVAL))
+            .map(|(i, _)| *i);
+        if let Some(index) = resend {
+            self.send(index);
+        }
+    }
+
+    fn sign_and_send(&mut self, checkpoint: &Checkpoint) {
+        let index = checkpoint.log_id.index;
+        if self.own.contains_key(&index) {
+            return;
+        }
+        let payload = {
+            let m = self.core.machine.read();
+            CheckpointPayload::new(
+                m.state.chain(),
+                checkpoint.log_id,
+                &checkpoint.membership,
+                checkpoint.state_hash,
+            )
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot build the checkpoint payload");
+                return;
+            }
+        };
+        let scheme = self.keys.scheme().scheme();
+        let share = match scheme.sign_share(&self.key, &payload.signing_message()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(index, error = %e, "cannot sign the checkpoint");
+                return;
+            }
+        };
+        tracing::debug!(checkpoint = %payload.describe(), "signed the checkpoint");
+        self.own.insert(
+            index,
+            OwnShare {
+                payload,
+                share,
+                sent_at: None,
+            },
+        );
+        self.send(index);
+    }
+
+    fn send(&mut self, index: u64) {
+        let from = self.core.id;
+        let Some(own) = self.own.get_mut(&index) else {
+            return;
+        };
+        own.sent_at = Some(Instant::now());
+        let bytes = own.share.to_bytes().to_vec();
+        for &peer in &self.core.members {
+            if peer == from {
+                continue;
+            }
+            let Ok(permit) = self.sends.clone().try_acquire_owned() else {
+                return;
+            };
+            let Ok(mut client) = self.core.peers.client(peer) else {
+                continue;
+            };
+            let mut req = tonic::Request::new(share_request(from, &own.payload, &bytes));
+            req.set_timeout(SHARE_RPC_TIMEOUT);
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(s) = client.submit_checkpoint_share(req).await {
+                    tracing::debug!(index, peer, code = ?s.code(), message = %s.message(), "sending the checkpoint share failed");
+                }
+            });
+        }
+    }
+
+    /// Verifies the shares received for `checkpoint`'s index and, with
+    /// t + 1 on this replica's payload, certifies it; t + 1 on another
+    /// payload is a divergence.
+    fn try_certify(&mut self, checkpoint: &Checkpoint) {
+        let index = checkpoint.log_id.index;
+        let Some(own) = self.own.get(&index) else {
+            return;
+        };
+        let own_payload = own.payload.clone();
+        let own_share = own.share.clone();
+        let scheme = self.keys.scheme().scheme();
+        let me = u32::try_from(self.core.id).unwrap_or(u32::MAX);
+        // payload → validator → share, verified.
+        let mut by_payload: BTreeMap<CheckpointPayload, BTreeMap<u32, SignatureShare>> =
+            BTreeMap::new();
+        by_payload
+            .entry(own_payload.clone())
+            .or_default()
+            .insert(me, own_share);
+        if let Some(at) = self.received.get_mut(&index) {
+            let mut refused = Vec::new();
+            for (from, (payload, bytes, verified)) in at.iter_mut() {
+                if verified.is_none() {
+                    let checked = scheme.signature_share_from_bytes(bytes).and_then(|s| {
+                        scheme
+                            .verify_share(
+                                &self.keys,
+                                ShareIndex(*from),
+                                &s,
+                                &payload.signing_message(),
+                            )
+                            .map(|()| s)
+                    });
+                    match checked {
+                        Ok(s) => *verified = Some(s),
+                        Err(e) => {
+                            tracing::warn!(index, validator = from, error = %e, "a checkpoint share does not verify; dropped");
+                            refused.push(*from);
+                            continue;
+                        }
+                    }
+                }
+                if let Some(s) = verified {
+                    by_payload
+                        .entry(payload.clone())
+                        .or_default()
+                        .insert(*from, s.clone());
+                }
+            }
+            for from in refused {
+                at.remove(&from);
+            }
+        }
+        for (payload, shares) in &by_payload {
+            if shares.len() < self.needed {
+                continue;
+            }
+            if *payload != own_payload {
+                self.diverge(
+                    index,
+                    &own_payload,
+                    payload,
+                    shares.keys().copied().collect(),
+                );
+                return;
+            }
+            let picked: Vec<(ShareIndex, SignatureShare)> = shares
+                .iter()
+                .take(self.needed)
+                .map(|(i, s)| (ShareIndex(*i), s.clone()))
+                .collect();
+            let message = payload.signing_message();
+            let signature = match scheme.combine(&self.keys, &picked, &message) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(index, error = %e, "combining verified checkpoint shares failed");
+                    return;
+                }
+            };
+            let signature = signature.to_bytes().to_vec();
+            let certified = self
+                .core
+                .machine
+                .write()
+                .checkpoints
+                .certify(index, signature);
+            if certified {
+                tracing::info!(checkpoint = %payload.describe(), signers = ?shares.keys().collect::<Vec<_>>(), "checkpoint certified");
+                let raft = self.core.raft.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = raft.trigger().snapshot().await {
+                        tracing::warn!(index, error = %e, "could not trigger the snapshot of a certified checkpoint");
+                    }
+                });
+            }
+            return;
+        }
+    }
+
+    fn diverge(
+        &mut self,
+        index: u64,
+        own: &CheckpointPayload,
+        certified: &CheckpointPayload,
+        signers: Vec<u32>,
+    ) {
+        tracing::error!(
+            index,
+            own = %own.describe(),
+            certified = %certified.describe(),
+            ?signers,
+            "DIVERGED: a Byzantine quorum of validators signed a different state at this checkpoint; this validator stops signing checkpoints and certificates (docs/operations.md, \"A diverged validator\")"
+        );
+        self.core.machine.write().checkpoints.diverged = Some(Divergence {
+            index,
+            own: Some(own.clone()),
+            certified: certified.clone(),
+        });
+    }
+}
