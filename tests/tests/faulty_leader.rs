@@ -250,3 +250,174 @@ async fn a_faulty_leader_is_refused_before_raft_and_replaced() {
     println!("all four at applied index {index}, state hash {hash}");
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }
+
+/// The attack of issue 13, with nothing but validator 0's own key files:
+/// an `InstallSnapshot` to validator 1 carrying the genesis state plus one
+/// account holding 10⁹ NEURO, claimed at log index 1 000 000 of a higher
+/// term — as a plain image (what worked before checkpoints), with no
+/// signature, and signed by validator 0's BLS share alone. Validator 1 must
+/// refuse each before Raft, naming the rule and ignoring validator 0; no
+/// validator may ever hold the made-up state; the committee goes on
+/// certifying checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_made_up_snapshot_is_refused_before_raft() {
+    use neuroshard_governance::{Allocation, Amount, GovernanceState, NEURO};
+    use neuroshard_node::checkpoint::{CertifiedCheckpoint, CheckpointPayload};
+    use neuroshard_node::store::GovernanceMachine;
+    use neuroshard_node::types::{SnapshotMeta, StoredMembership};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = KeygenOptions::new(4, dir.path().join("committee"));
+    opts.chain_id = "neuroshard-forged-snapshot".into();
+    opts.base_port = free_base_port(8);
+    opts.ticks.tick_interval_ms = 200;
+    opts.checkpoint_interval = Some(20);
+    // Ignored briefly (each offence doubles it), so every variant is judged
+    // on its own content, not refused as from an ignored validator.
+    opts.safety.ignore_refused_leader_ms = 2_000;
+    let ceremony = keygen::run(&opts).expect("keygen");
+    let genesis = ceremony.genesis.clone();
+    let mut cluster = LocalCluster::start(&neuroshard_binary(), ceremony).expect("start");
+    let (_, term) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+
+    // The made-up state.
+    let rich = neuroshard_governance::AccountId(
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let mut forged_genesis = genesis.clone();
+    forged_genesis.allocations.push(Allocation {
+        account: rich,
+        balance: Amount(1_000_000_000 * NEURO),
+        staked: Amount(0),
+    });
+    let mut forged =
+        GovernanceMachine::new(GovernanceState::from_genesis(&forged_genesis).expect("state"));
+    let claimed = LogId::new(CommittedLeaderId::new(term + 1, 0), 1_000_000);
+    forged.last_applied = Some(claimed);
+    forged.membership = StoredMembership::new(
+        Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
+        Membership::new(vec![BTreeSet::from([0, 1, 2, 3])], None),
+    );
+    let image = forged.image().expect("image").encode().expect("encode");
+    let payload = CheckpointPayload::new(
+        forged.state.chain(),
+        claimed,
+        &forged.membership,
+        forged.state.state_hash(),
+    )
+    .expect("payload");
+    let config = NodeConfig::load(&cluster.ceremony.node_configs[0]).expect("config");
+    let keys = neuroshard_node::keys::load_validator_keys(
+        0,
+        &genesis,
+        &config.keys.identity,
+        &config.keys.bls_share,
+    )
+    .expect("validator 0's keys");
+    let scheme = genesis.committee.info.scheme.scheme();
+    let own_share = scheme
+        .sign_share(&keys.bls_share, &payload.signing_message())
+        .expect("sign")
+        .to_bytes()
+        .to_vec();
+    let variants = [
+        ("a plain image", image.clone()),
+        (
+            "no signature",
+            CertifiedCheckpoint::encode_parts(&[], &image).expect("encode"),
+        ),
+        (
+            "validator 0's share alone",
+            CertifiedCheckpoint::encode_parts(&own_share, &image).expect("encode"),
+        ),
+    ];
+    let meta = SnapshotMeta {
+        last_log_id: Some(claimed),
+        last_membership: forged.membership.clone(),
+        snapshot_id: "made-up".into(),
+    };
+    for (what, data) in variants {
+        let mut client = peer_as(&cluster, 0, 1).await;
+        let rpc = openraft::raft::InstallSnapshotRequest {
+            vote: Vote::new_committed(term + 1, 0),
+            meta: meta.clone(),
+            offset: 0,
+            data,
+            done: true,
+        };
+        let status = client
+            .install_snapshot(convert::install_request_to(&rpc))
+            .await
+            .expect_err("validator 1 must refuse a made-up snapshot");
+        assert_eq!(
+            status.code(),
+            tonic::Code::FailedPrecondition,
+            "{what}: {status:?}"
+        );
+        assert!(
+            status.message().contains("uncertified_snapshot"),
+            "{what}: the refusal names the rule: {}",
+            status.message()
+        );
+        println!("{what}: refused: {}", status.message());
+        let victim = cluster.status(1).await.expect("validator 1 answers");
+        assert!(
+            victim.applied_index < Some(1_000_000),
+            "{what}: validator 1 applied the made-up state: {victim:?}"
+        );
+        assert!(
+            victim
+                .ignored
+                .iter()
+                .any(|(id, _, rule)| *id == 0 && rule == "uncertified_snapshot"),
+            "{what}: validator 1 ignores validator 0: {:?}",
+            victim.ignored
+        );
+        // Wait for the ignore to lapse before the next variant.
+        let quiet_by = Instant::now() + Duration::from_secs(60);
+        while cluster
+            .status(1)
+            .await
+            .is_some_and(|s| !s.ignored.is_empty())
+        {
+            assert!(Instant::now() < quiet_by, "the ignore never expired");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The committee certifies checkpoints and agrees; nobody holds the
+    // made-up state.
+    let certified_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses = cluster.statuses().await;
+        if statuses
+            .iter()
+            .all(|s| s.as_ref().is_some_and(|s| s.certified_checkpoint.is_some()))
+        {
+            for s in statuses.iter().flatten() {
+                assert!(s.applied_index < Some(1_000_000), "{s:?}");
+                assert!(s.diverged.is_empty(), "{s:?}");
+                println!(
+                    "validator {}: applied {:?}, certified checkpoint {:?}",
+                    s.node_id, s.applied_index, s.certified_checkpoint
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < certified_by,
+            "no certified checkpoint on every validator: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (index, hash) = cluster
+        .wait_for_agreement(&[0, 1, 2, 3], Duration::from_secs(60))
+        .await
+        .expect("every validator agrees");
+    println!("all four at applied index {index}, state hash {hash}");
+    assert_eq!(cluster.stop_all(), Vec::<usize>::new());
+}
