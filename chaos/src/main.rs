@@ -68,6 +68,16 @@ enum Cmd {
         /// Regular voters (plus a latecomer and an author).
         #[arg(long, default_value_t = 6)]
         voters: usize,
+        /// Replace the seed's faults with its power-loss crash point: the
+        /// whole committee's power cut around NEP-1's deadline (every
+        /// validator's disk drops what it had not synced).
+        #[arg(long, conflicts_with = "no_faults")]
+        power_cut: bool,
+        /// TEST ONLY: the validators' simulated disks acknowledge writes
+        /// without syncing them (the fdatasync removed), to see the
+        /// checkers catch what a power cut then loses.
+        #[arg(long, hide = true)]
+        unsynced_acks: bool,
     },
     /// Runs one of issue 11's named simulation cases (a leader whose clock
     /// jumps or that withholds ticks; a wiped validator's recovery for
@@ -200,12 +210,16 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
             out: out_file,
             no_faults,
             voters,
+            power_cut,
+            unsynced_acks,
         } => {
-            let config = SimConfig {
+            let mut config = SimConfig {
                 faults: !no_faults,
                 voters,
+                plan: power_cut.then(|| sim::power_cut_faults(seed)),
                 ..SimConfig::new(seed)
             };
+            config.disk.unsynced_acks = unsynced_acks;
             if !sim::DETERMINISTIC {
                 eprintln!(
                     "neuroshard-chaos: warning: this build cannot reproduce a seed exactly: it was built without --cfg tokio_unstable (the workspace's .cargo/config.toml sets it; a RUSTFLAGS variable replaces that list; see docs/chaos.md)"
@@ -221,8 +235,9 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
             let c = &s.clients;
             let _ = writeln!(
                 out,
-                "sim seed {seed}: {}; {} ms simulated, {} entries, {} ops ({} sends, {} unanswered), {} votes acknowledged, {} refused voting_closed, {} certificates, {} faults, {} restarts, {} snapshots installed, {} connection resets, {} leader changes{}; history sha256 {digest}",
+                "sim seed {seed}: {}{}; {} ms simulated, {} entries, {} ops ({} sends, {} unanswered), {} votes acknowledged, {} refused voting_closed, {} certificates, {} faults, {} restarts, {} snapshots installed, {} connection resets, {} leader changes{}; {} crash points, {} power losses dropped {} bytes ({} writes, {} log entries, {} acknowledged), {} syncs; history sha256 {digest}",
                 run.scenario,
+                if unsynced_acks { " [TEST ONLY: unsynced acks]" } else { "" },
                 s.sim_ms,
                 s.entries,
                 c.ops,
@@ -236,7 +251,14 @@ fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
                 s.snapshots_installed,
                 s.connection_resets,
                 s.leader_changes,
-                if s.settled { "" } else { ", NOT SETTLED" }
+                if s.settled { "" } else { ", NOT SETTLED" },
+                s.crash_points,
+                s.disk.power_losses,
+                s.disk.bytes_dropped,
+                s.disk.writes_dropped,
+                s.disk.entries_dropped,
+                s.disk.acknowledged_entries_dropped,
+                s.disk.syncs,
             );
             let report = check(&run.history);
             let _ = write!(out, "{}", report.table());

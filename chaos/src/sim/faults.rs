@@ -20,7 +20,7 @@ use crate::sim::clock::Skews;
 use crate::sim::journal::Journal;
 use crate::sim::net::NetControl;
 use crate::sim::pki::host_name;
-use crate::sim::validator::{Registry, Withholds};
+use crate::sim::validator::{power_cut, DiskSlot, Registry, Withholds};
 
 /// Host name of the simulated machine the clients run on.
 pub const CLIENTS_HOST: &str = "clients";
@@ -42,8 +42,9 @@ pub const MAX_FAULTS: usize = 2;
 pub enum Target {
     Leader,
     Follower,
-    /// Every validator (only the hand-written cases' sabotage runs plan it:
-    /// a clock or a withholding that no honest follower can notice).
+    /// Every validator (only the hand-written cases' sabotage runs plan it
+    /// — a clock or a withholding that no honest follower can notice — and
+    /// the power-loss runs: a power cut of the whole committee).
     All,
 }
 
@@ -67,7 +68,10 @@ pub enum FaultKind {
         reset_per_mille: u32,
         max_latency_ms: u64,
     },
-    /// A validator's process dies; it restarts from its disk when healed.
+    /// A validator's process dies and its machine loses power (its disk
+    /// drops what it had not synced); it restarts from its disk when
+    /// healed. `Target::All`: the whole committee's power fails at once
+    /// (never in a seed's random plan; [`power_cut_plan`]).
     Crash { target: Target },
     /// A validator's clock runs `skew_ms` off until healed.
     ClockSkew { target: Target, skew_ms: i64 },
@@ -249,6 +253,22 @@ pub fn plan(rng: &mut ChaCha8Rng, validators: u32) -> Vec<PlannedFault> {
     out
 }
 
+/// A power cut of the whole committee (every validator crashes at once and
+/// its disk drops what it had not synced), at an offset from NEP-1's
+/// deadline and for a duration drawn from `rng` as a random plan's: the
+/// power-loss crash points (`sim --power-cut`, `.ci/chaos`).
+pub fn power_cut_plan(rng: &mut ChaCha8Rng) -> Vec<PlannedFault> {
+    let (offset_ms, duration_ms) = random_timing(rng);
+    vec![PlannedFault {
+        id: 1,
+        kind: FaultKind::Crash {
+            target: Target::All,
+        },
+        offset_ms,
+        duration_ms,
+    }]
+}
+
 /// One end of a simulated link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum End {
@@ -312,6 +332,8 @@ pub struct Actuators<'s, 'a> {
     pub withholds: &'s Withholds,
     pub net: &'s NetControl,
     pub journal: &'s Journal,
+    /// Each validator's disk, by id.
+    pub disks: &'s [DiskSlot],
 }
 
 /// The faults of a run and their progress.
@@ -329,6 +351,8 @@ pub struct Schedule {
     pub restarts: u64,
     /// Faults started so far.
     pub started: u64,
+    /// Crash faults started so far (a crash of every validator is one).
+    pub crash_points: u64,
 }
 
 impl Schedule {
@@ -350,6 +374,7 @@ impl Schedule {
             rng,
             restarts: 0,
             started: 0,
+            crash_points: 0,
         }
     }
 
@@ -536,15 +561,27 @@ impl Schedule {
                 )
             }
             FaultKind::Crash { target } => {
-                let v = self.pick(target, act);
-                let ip = act.sim.lookup(host_name(v));
-                act.net.crashing(ip);
-                act.sim.crash(host_name(v));
-                act.net.crashed();
-                act.registry.remove(v);
+                self.crash_points += 1;
+                let targets = self.pick_all(target, act);
+                let mut dropped = Vec::new();
+                for v in &targets {
+                    let Some(disk) = act.disks.get(*v as usize) else {
+                        continue;
+                    };
+                    let loss = power_cut(act.sim, act.net, act.registry, disk, *v);
+                    dropped.push(format!(
+                        "validator-{v}'s disk dropped {} unsynced writes ({} bytes, {} log entries)",
+                        loss.writes, loss.bytes, loss.entries
+                    ));
+                }
                 (
-                    vec![v],
-                    format!("validator-{v} ({}) killed", target_name(target)),
+                    targets.clone(),
+                    format!(
+                        "{} ({}) killed, power cut: {}",
+                        validators_named(&targets),
+                        target_name(target),
+                        dropped.join(", ")
+                    ),
                 )
             }
             FaultKind::ClockSkew { target, skew_ms } => {
@@ -606,10 +643,11 @@ impl Schedule {
         self.apply_links(act);
         let detail = match fault.kind {
             FaultKind::Crash { .. } => {
-                let v = targets.first().copied().unwrap_or(0);
-                act.sim.bounce(host_name(v));
-                self.restarts += 1;
-                format!("validator-{v} restarted from its disk")
+                for v in targets {
+                    act.sim.bounce(host_name(*v));
+                    self.restarts += 1;
+                }
+                format!("{} restarted from its disk", validators_named(targets))
             }
             FaultKind::ClockSkew { .. } => {
                 for v in targets {

@@ -37,7 +37,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use neuroshard_governance::genesis::ParamInput;
 use neuroshard_governance::testkit::{self, TestConfig};
 use neuroshard_governance::{GenesisError, GovernanceState, NepId, ProposalFilter};
-use neuroshard_node::store::{MemLogStore, MemStateMachine};
+use neuroshard_node::store::{DiskStats, MemDiskOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -50,7 +50,7 @@ use faults::{Actuators, PlannedFault, Schedule, CLIENTS_HOST};
 use journal::Journal;
 use net::{NetControl, SimNetwork};
 use pki::{host_name, Pki, PkiError};
-use validator::{Disk, Registry, ValidatorSetup, Withholds};
+use validator::{Disk, DiskSlot, Registry, ValidatorSetup, Withholds};
 
 /// Whether a seed reproduces its run exactly. turmoil seeds each simulated
 /// host's tokio runtime (whose RNG picks `tokio::select!` branches and
@@ -106,6 +106,9 @@ pub struct SimConfig {
     /// so that a vote closed early by more than `gov.max_clock_skew_ms`
     /// is possible at all).
     pub voting_days: i64,
+    /// The validators' simulated disks (`validator::disk_options`; the
+    /// test-only `unsynced_acks` removes the fdatasync).
+    pub disk: MemDiskOptions,
 }
 
 /// The liveness bound of the simulation: after the last heal, a NEP must
@@ -130,6 +133,7 @@ impl SimConfig {
             max_attempts: 6,
             client_reset_per_mille: 15,
             voting_days: 2,
+            disk: validator::disk_options(),
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct SimStats {
     pub clients: ClientStats,
     pub certificates: u64,
     pub faults: u64,
+    /// Crash faults (each a power cut of one validator, or of all).
+    pub crash_points: u64,
     pub restarts: u64,
     pub snapshots_installed: u64,
     pub connection_resets: u64,
@@ -170,6 +176,9 @@ pub struct SimStats {
     /// The leaders in the order they led, with the harness time each was
     /// first seen leading.
     pub leaders: Vec<(u64, u32)>,
+    /// The validators' simulated disks, summed: syncs, power losses and
+    /// what they dropped.
+    pub disk: DiskStats,
 }
 
 pub struct SimRun {
@@ -225,6 +234,13 @@ pub fn planned_faults(seed: u64) -> Vec<PlannedFault> {
     faults::plan(&mut stream(seed, 1), SIM_VALIDATORS)
 }
 
+/// The power-loss crash point of `seed`: the whole committee's power cut
+/// at an offset from NEP-1's deadline and for a duration drawn from the
+/// seed (`faults::power_cut_plan`), in place of the seed's plan.
+pub fn power_cut_faults(seed: u64) -> Vec<PlannedFault> {
+    faults::power_cut_plan(&mut stream(seed, 5))
+}
+
 /// Runs the simulation and returns its history.
 pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
     validate(config)?;
@@ -273,12 +289,16 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
     let registry = Registry::default();
     let disks = (0..n)
         .map(|_| {
-            Ok(Disk {
-                log: MemLogStore::new(),
-                machine: MemStateMachine::new(GovernanceState::from_genesis(&genesis)?),
-            })
+            Ok(Disk::new(
+                GovernanceState::from_genesis(&genesis)?,
+                config.disk,
+            ))
         })
         .collect::<Result<Vec<_>, GenesisError>>()?;
+    let slots: Vec<DiskSlot> = disks
+        .iter()
+        .map(|d| Arc::new(Mutex::new(d.clone())))
+        .collect();
 
     let mut sim = sim_builder(epoch_ms, Duration::from_millis(MAX_SIM_MS) * 2, config.seed).build();
 
@@ -289,7 +309,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
             genesis: genesis.clone(),
             tls: pki.validators[v as usize].clone(),
             bls_share: dealt.secret_key_shares[v as usize].clone(),
-            disk: Arc::new(Mutex::new(disks[v as usize].clone())),
+            disk: slots[v as usize].clone(),
             boot: Arc::new(Mutex::new(neuroshard_node::boot::Boot::Auto)),
             withhold: withholds.flag(v),
             journal: journal.clone(),
@@ -334,6 +354,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
         withholds: &withholds,
         net: &net,
         journal: &journal,
+        disks: &slots,
     });
     let mut stats = SimStats::default();
     let mut leader = None;
@@ -360,6 +381,7 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
                 withholds: &withholds,
                 net: &net,
                 journal: &journal,
+                disks: &slots,
             };
             schedule.step(now, first.deadline_ms, &mut act);
             if end_ms.is_none() && votes.len() == contents.len() {
@@ -430,6 +452,10 @@ pub fn run(config: &SimConfig) -> Result<SimRun, SimError> {
     stats.certificates = issued.len() as u64;
     stats.faults = schedule.started;
     stats.restarts = schedule.restarts;
+    stats.crash_points = schedule.crash_points;
+    for disk in &disks {
+        stats.disk.add(&disk.stats());
+    }
     stats.connection_resets = net.resets();
     let header = Header {
         format: HISTORY_FORMAT,

@@ -43,7 +43,6 @@ use neuroshard_governance::genesis::ParamInput;
 use neuroshard_governance::testkit::{self, TestConfig};
 use neuroshard_governance::{GenesisError, GovernanceState};
 use neuroshard_node::boot::Boot;
-use neuroshard_node::store::{MemLogStore, MemStateMachine};
 
 use crate::history::{Event, Header, History, HISTORY_FORMAT};
 use crate::invariants::replicas_agree;
@@ -244,10 +243,10 @@ pub fn run(case: &RecoveryCase) -> Result<RecoveryRun, SimError> {
     let withholds = Withholds::new(n as usize);
     let registry = Registry::default();
     let fresh = || -> Result<Disk, GenesisError> {
-        Ok(Disk {
-            log: MemLogStore::new(),
-            machine: MemStateMachine::new(GovernanceState::from_genesis(&genesis)?),
-        })
+        Ok(Disk::new(
+            GovernanceState::from_genesis(&genesis)?,
+            validator::disk_options(),
+        ))
     };
     let disks = (0..n)
         .map(|_| Ok(Arc::new(Mutex::new(fresh()?))))
@@ -278,12 +277,9 @@ pub fn run(case: &RecoveryCase) -> Result<RecoveryRun, SimError> {
     let mut phase = Phase::Settle;
     let mut x_restarted = None;
     let mut last_leader = None;
+    // A crash is a power cut: the disk keeps only what it synced.
     let crash = |sim: &mut turmoil::Sim<'_>, v: u32| {
-        let ip = sim.lookup(host_name(v));
-        net.crashing(ip);
-        sim.crash(host_name(v));
-        net.crashed();
-        registry.remove(v);
+        let _lost = validator::power_cut(sim, &net, &registry, &disks[v as usize], v);
     };
     let hold = |sim: &mut turmoil::Sim<'_>, a: &[u32], b: &[u32], held: bool| {
         for x in a {

@@ -2,11 +2,15 @@
 //! in-memory store, the simulated network and a skewable clock, with
 //! certificate issuance, running as a turmoil host.
 //!
-//! The store lives outside the host. turmoil's crash drops the host's
-//! runtime and every task in it (the process dies); the restart builds a
-//! new node on the same log and state machine, as a validator restarting
-//! from its disk would. The in-memory log acknowledges an append once it
-//! holds it, which is what the sled store acknowledges once synced.
+//! The store lives outside the host, on a simulated disk
+//! (`neuroshard_node::store::mem`) that keeps what was synced apart from
+//! what was only written. A crash ([`power_cut`]) drops the host's runtime
+//! and every task in it (the process dies, its group-commit task with it)
+//! and then the disk's unsynced writes (the machine lost power); the
+//! restart rebuilds the state machine from what the disk kept and builds
+//! a new node on it, as a validator restarting from its disk would. An
+//! append is acknowledged only after the simulated fdatasync that covers
+//! it, as in the sled store.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use neuroshard_certificate::SecretKeyShare;
 use neuroshard_governance::Genesis;
+use neuroshard_governance::GovernanceState;
 use neuroshard_node::boot::Boot;
 use neuroshard_node::clock::Clock;
 use neuroshard_node::config::{
@@ -21,14 +26,15 @@ use neuroshard_node::config::{
 };
 use neuroshard_node::node::BootOptions;
 use neuroshard_node::safety::AckRecords;
-use neuroshard_node::store::{MemLogStore, MemStateMachine};
+use neuroshard_node::store::mem::{self, MemDiskOptions, PowerLoss};
+use neuroshard_node::store::{DiskStats, MemLogStore, MemStateMachine};
 use neuroshard_node::transport::tls::TlsMaterial;
 use neuroshard_node::types::Raft;
 use neuroshard_node::{Environment, Node, NodeCore};
 
 use crate::sim::clock::{SimClock, Skews};
 use crate::sim::journal::Journal;
-use crate::sim::net::SimNetwork;
+use crate::sim::net::{NetControl, SimNetwork};
 use crate::sim::pki::host_name;
 use crate::sim::recording::RecordingMachine;
 
@@ -46,11 +52,55 @@ pub const HEARTBEAT_MS: u64 = 50;
 /// `min`, so elections are decided by the seeded network latencies alone.
 pub const ELECTION_TIMEOUT_MS: u64 = 300;
 
-/// What a validator keeps across a crash: its Raft log and state machine.
+/// How long one simulated fdatasync takes: a write waits this long (and
+/// for the sync already running) before it is durable and acknowledged.
+pub const SYNC_DELAY_MS: u64 = 2;
+
+/// The simulated disk of the runs: syncs take [`SYNC_DELAY_MS`].
+pub fn disk_options() -> MemDiskOptions {
+    MemDiskOptions {
+        sync_delay: std::time::Duration::from_millis(SYNC_DELAY_MS),
+        unsynced_acks: false,
+    }
+}
+
+/// What a validator keeps across a crash: its Raft log and state machine,
+/// on one simulated disk.
 #[derive(Clone)]
 pub struct Disk {
     pub log: MemLogStore,
     pub machine: MemStateMachine,
+}
+
+impl Disk {
+    /// An empty disk (the state machine at `genesis`).
+    pub fn new(genesis: GovernanceState, options: MemDiskOptions) -> Self {
+        let (log, machine) = mem::open(genesis, options);
+        Self { log, machine }
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        self.log.disk().stats()
+    }
+}
+
+/// Kills validator `v`'s process and cuts its machine's power: turmoil
+/// drops its runtime (every task, the group-commit task included), the
+/// network closes its connections, and its disk drops everything not
+/// synced. It restarts from what its disk kept when bounced.
+pub fn power_cut(
+    sim: &mut turmoil::Sim<'_>,
+    net: &NetControl,
+    registry: &Registry,
+    disk: &DiskSlot,
+    v: u32,
+) -> PowerLoss {
+    let ip = sim.lookup(host_name(v));
+    net.crashing(ip);
+    sim.crash(host_name(v));
+    net.crashed();
+    registry.remove(v);
+    slot(disk).log.disk().power_loss()
 }
 
 /// A validator's disk as the driver holds it: the recovery cases replace
@@ -229,6 +279,11 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
 pub async fn run(setup: Arc<ValidatorSetup>) -> turmoil::Result {
     let id = setup.id;
     let disk = slot(&setup.disk).clone();
+    // The process starts on what the disk holds (after a power cut: what
+    // was synced), as `SledStateMachine::open` does.
+    disk.machine
+        .reopen()
+        .map_err(|e| format!("validator {id}: its disk cannot be opened: {e}"))?;
     let boot = *slot(&setup.boot);
     let machine = RecordingMachine::new(
         id,

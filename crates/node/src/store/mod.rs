@@ -1,5 +1,6 @@
 //! Raft storage: the log and the governance state machine, on sled (durable
-//! against power loss) and in memory (simulation and tests).
+//! against power loss) and in memory on a simulated disk that loses what was
+//! not synced when its power fails (simulation and tests).
 
 pub mod durability;
 pub mod machine;
@@ -13,7 +14,7 @@ use std::path::Path;
 
 pub use durability::{DurableDb, GroupCommit};
 pub use machine::{GovernanceMachine, SharedMachine, SnapshotImage};
-pub use mem::{MemLogStore, MemStateMachine};
+pub use mem::{DiskStats, MemDisk, MemDiskOptions, MemLogStore, MemStateMachine, PowerLoss};
 pub use sled_log::SledLogStore;
 pub use sled_sm::{RecoveryError, SledStateMachine};
 pub use snapshot_buffer::{SnapshotBuffer, MAX_SNAPSHOT_BYTES};

@@ -121,9 +121,11 @@ struct MemBuilder;
 
 impl StoreBuilder<TypeConfig, MemLogStore, Certifying<MemStateMachine>, ()> for MemBuilder {
     async fn build(&self) -> Result<((), MemLogStore, Certifying<MemStateMachine>), StorageError> {
-        let sm = MemStateMachine::new(genesis_state());
+        // The log and the state machine on one simulated disk, as the
+        // simulation runs them.
+        let (log, sm) = mem::open(genesis_state(), MemDiskOptions::default());
         let machine = sm.shared();
-        Ok(((), MemLogStore::new(), certifying(sm, machine)))
+        Ok(((), log, certifying(sm, machine)))
     }
 }
 
