@@ -72,6 +72,52 @@ pub fn share_request(
     }
 }
 
+/// What the verified shares at one checkpoint index say.
+#[derive(Debug)]
+pub enum Decision {
+    /// Fewer than t + 1 on any payload.
+    Wait,
+    /// t + 1 on this replica's own payload: these (the lowest indexes).
+    Certify {
+        picked: Vec<(ShareIndex, SignatureShare)>,
+    },
+    /// t + 1 on another payload: this replica diverged.
+    Diverged {
+        certified: CheckpointPayload,
+        signers: Vec<u32>,
+    },
+}
+
+/// Decides from verified shares grouped by payload. Honest validators sign
+/// one payload per index, so two payloads cannot both reach t + 1 (a
+/// Byzantine quorum) unless more than f validators are faulty; another
+/// payload with t + 1 wins over waiting on the own one.
+pub fn decide(
+    own: &CheckpointPayload,
+    by_payload: &BTreeMap<CheckpointPayload, BTreeMap<u32, SignatureShare>>,
+    needed: usize,
+) -> Decision {
+    for (payload, shares) in by_payload {
+        if shares.len() < needed {
+            continue;
+        }
+        if payload != own {
+            return Decision::Diverged {
+                certified: payload.clone(),
+                signers: shares.keys().copied().collect(),
+            };
+        }
+        return Decision::Certify {
+            picked: shares
+                .iter()
+                .take(needed)
+                .map(|(i, s)| (ShareIndex(*i), s.clone()))
+                .collect(),
+        };
+    }
+    Decision::Wait
+}
+
 /// A received share: the payload it claims, its bytes, and the parsed
 /// share once verified.
 type Held = (CheckpointPayload, Vec<u8>, Option<SignatureShare>);
@@ -354,49 +400,38 @@ impl Exchange {
                 at.remove(&from);
             }
         }
-        for (payload, shares) in &by_payload {
-            if shares.len() < self.needed {
-                continue;
+        match decide(&own_payload, &by_payload, self.needed) {
+            Decision::Wait => {}
+            Decision::Diverged { certified, signers } => {
+                self.diverge(index, &own_payload, &certified, signers);
             }
-            if *payload != own_payload {
-                self.diverge(
-                    index,
-                    &own_payload,
-                    payload,
-                    shares.keys().copied().collect(),
-                );
-                return;
-            }
-            let picked: Vec<(ShareIndex, SignatureShare)> = shares
-                .iter()
-                .take(self.needed)
-                .map(|(i, s)| (ShareIndex(*i), s.clone()))
-                .collect();
-            let message = payload.signing_message();
-            let signature = match scheme.combine(&self.keys, &picked, &message) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(index, error = %e, "combining verified checkpoint shares failed");
-                    return;
-                }
-            };
-            let signature = signature.to_bytes().to_vec();
-            let certified = self
-                .core
-                .machine
-                .write()
-                .checkpoints
-                .certify(index, signature);
-            if certified {
-                tracing::info!(checkpoint = %payload.describe(), signers = ?shares.keys().collect::<Vec<_>>(), "checkpoint certified");
-                let raft = self.core.raft.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = raft.trigger().snapshot().await {
-                        tracing::warn!(index, error = %e, "could not trigger the snapshot of a certified checkpoint");
+            Decision::Certify { picked } => {
+                let message = own_payload.signing_message();
+                let signature = match scheme.combine(&self.keys, &picked, &message) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(index, error = %e, "combining verified checkpoint shares failed");
+                        return;
                     }
-                });
+                };
+                let signature = signature.to_bytes().to_vec();
+                let certified = self
+                    .core
+                    .machine
+                    .write()
+                    .checkpoints
+                    .certify(index, signature);
+                if certified {
+                    let signers: Vec<u32> = picked.iter().map(|(i, _)| i.0).collect();
+                    tracing::info!(checkpoint = %own_payload.describe(), ?signers, "checkpoint certified");
+                    let raft = self.core.raft.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = raft.trigger().snapshot().await {
+                            tracing::warn!(index, error = %e, "could not trigger the snapshot of a certified checkpoint");
+                        }
+                    });
+                }
             }
-            return;
         }
     }
 
@@ -419,5 +454,81 @@ impl Exchange {
             own: Some(own.clone()),
             certified: certified.clone(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use neuroshard_certificate::SchemeId;
+
+    fn payload(state: u8) -> CheckpointPayload {
+        CheckpointPayload {
+            chain_id: "c".into(),
+            committee_hash: [1; 32],
+            term: 2,
+            leader: 0,
+            index: 64,
+            membership_sha256: [3; 32],
+            state_hash: [state; 32],
+        }
+    }
+
+    /// Validators `who` sign `p` with the test committee (t = 2, n = 4).
+    fn signed(
+        by: &mut BTreeMap<CheckpointPayload, BTreeMap<u32, SignatureShare>>,
+        p: &CheckpointPayload,
+        who: &[u32],
+    ) {
+        let scheme = SchemeId::G2Rfc9380.scheme();
+        let dealt = scheme.deal(2, 4, &[9; 32]).expect("deal");
+        for &i in who {
+            let s = scheme
+                .sign_share(&dealt.secret_key_shares[i as usize], &p.signing_message())
+                .expect("sign");
+            by.entry(p.clone()).or_default().insert(i, s);
+        }
+    }
+
+    #[test]
+    fn t_plus_one_on_the_own_payload_certifies_at_under_and_over() {
+        let own = payload(7);
+        for (signers, certifies) in [
+            (&[0u32, 1][..], false),
+            (&[0, 1, 2], true),
+            (&[0, 1, 2, 3], true),
+        ] {
+            let mut by = BTreeMap::new();
+            signed(&mut by, &own, signers);
+            match decide(&own, &by, 3) {
+                Decision::Certify { picked } => {
+                    assert!(certifies, "{signers:?}");
+                    assert_eq!(picked.len(), 3, "exactly t + 1 combined");
+                }
+                Decision::Wait => assert!(!certifies, "{signers:?}"),
+                other => panic!("{signers:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn t_plus_one_on_another_payload_is_a_divergence_and_fewer_is_not() {
+        let own = payload(7);
+        let theirs = payload(8);
+        let mut by = BTreeMap::new();
+        signed(&mut by, &own, &[1]);
+        signed(&mut by, &theirs, &[0, 2]);
+        assert!(
+            matches!(decide(&own, &by, 3), Decision::Wait),
+            "one faulty plus one is not a quorum"
+        );
+        signed(&mut by, &theirs, &[3]);
+        match decide(&own, &by, 3) {
+            Decision::Diverged { certified, signers } => {
+                assert_eq!(certified, theirs);
+                assert_eq!(signers, vec![0, 2, 3]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
