@@ -421,3 +421,142 @@ async fn a_made_up_snapshot_is_refused_before_raft() {
     println!("all four at applied index {index}, state hash {hash}");
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }
+
+/// Equivocation: with the leader's own TLS key, the test sends one
+/// follower an entry the leader never wrote — a correctly signed transfer
+/// from the treasury that no other validator ever sees — at a log id of the
+/// leader's term, so Raft takes it for the leader's own and nothing before
+/// the state machine can tell. That follower's state differs from the others' from then on. At
+/// the next checkpoint the three others certify their state and the victim
+/// must find itself diverged (t + 1 signatures on another payload), within
+/// one checkpoint interval of the entries being applied, while the others
+/// go on certifying and agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
+    const INTERVAL: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = KeygenOptions::new(4, dir.path().join("committee"));
+    opts.chain_id = "neuroshard-equivocation".into();
+    opts.base_port = free_base_port(8);
+    opts.ticks.tick_interval_ms = 200;
+    opts.checkpoint_interval = Some(INTERVAL);
+    let ceremony = keygen::run(&opts).expect("keygen");
+    let mut cluster = LocalCluster::start(&neuroshard_binary(), ceremony).expect("start");
+    let (leader, term) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let victim = (0..4usize)
+        .find(|i| *i as u64 != leader)
+        .expect("a follower");
+
+    // One entry after the victim's last one: a valid transfer only the
+    // victim will hold.
+    let treasury = neuroshard_cli::bench::read_key(
+        cluster
+            .ceremony
+            .treasury_key
+            .as_ref()
+            .expect("treasury key"),
+    )
+    .expect("treasury key");
+    let chain_id = cluster.ceremony.genesis.chain_id.clone();
+    let receiver = neuroshard_governance::AccountId(
+        ed25519_dalek::SigningKey::from_bytes(&[77; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let transfer = neuroshard_governance::SignedCommand::sign(
+        &chain_id,
+        &treasury,
+        1,
+        neuroshard_governance::Command::Transfer {
+            to: receiver,
+            amount: neuroshard_governance::Amount(5 * neuroshard_governance::NEURO),
+        },
+    );
+    let mut sent_at = None;
+    for _attempt in 0..50 {
+        let last = cluster
+            .status(victim)
+            .await
+            .and_then(|s| s.last_log_index)
+            .unwrap_or(0);
+        let log_id = |index| LogId::new(CommittedLeaderId::new(term, leader), index);
+        let rpc = openraft::raft::AppendEntriesRequest {
+            vote: Vote::new_committed(term, leader),
+            prev_log_id: Some(log_id(last)),
+            leader_commit: None,
+            entries: vec![RaftEntry {
+                log_id: log_id(last + 1),
+                payload: EntryPayload::Normal(Entry::Command(transfer.clone())),
+            }],
+        };
+        let mut client = peer_as(&cluster, leader as usize, victim).await;
+        if let Ok(answer) = client
+            .append_entries(convert::append_request_to(&rpc).expect("encode"))
+            .await
+        {
+            let answer = answer.into_inner();
+            println!(
+                "equivocated entry {} sent to validator {victim}: {answer:?}",
+                last + 1
+            );
+            sent_at = Some((Instant::now(), last + 1));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (sent_at, entry_index) = sent_at.expect("the victim took the equivocated entry");
+
+    // Detected within one checkpoint interval: the next checkpoint comes
+    // after at most INTERVAL entries (ticks every 200 ms: about 4 s), plus
+    // the shares' exchange; the bound leaves room for a loaded machine.
+    let detect_by = sent_at + Duration::from_secs(60);
+    let diverged = loop {
+        if let Some(s) = cluster.status(victim).await {
+            if !s.diverged.is_empty() {
+                break s;
+            }
+        }
+        assert!(
+            Instant::now() < detect_by,
+            "validator {victim} never found itself diverged: {:?}",
+            cluster.statuses().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detected_after = sent_at.elapsed();
+    println!(
+        "validator {victim} diverged after {detected_after:?}: {}",
+        diverged.diverged
+    );
+    // Caught at the first checkpoint after the entries, not later.
+    let first_after = diverged
+        .diverged
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.trim_end_matches(':').parse::<u64>().ok())
+        .expect("the checkpoint index in the status");
+    let first_checkpoint = entry_index.div_ceil(INTERVAL) * INTERVAL;
+    assert_eq!(
+        first_after, first_checkpoint,
+        "the entry at {entry_index} is caught at the first checkpoint after it"
+    );
+    // The others certify on and agree among themselves.
+    let others: Vec<usize> = (0..4).filter(|i| *i != victim).collect();
+    let (index, hash) = cluster
+        .wait_for_agreement(&others, Duration::from_secs(60))
+        .await
+        .expect("the three others agree");
+    for &i in &others {
+        let s = cluster.status(i).await.expect("status");
+        assert!(s.diverged.is_empty(), "validator {i}: {s:?}");
+        assert!(
+            s.certified_checkpoint >= Some(first_after),
+            "validator {i} certified the checkpoint the victim diverged at: {s:?}"
+        );
+    }
+    println!("the three others at applied index {index}, state hash {hash}");
+    assert_eq!(cluster.stop_all(), Vec::<usize>::new());
+}
