@@ -41,6 +41,17 @@ async fn peer_as(
     as_validator: usize,
     to: usize,
 ) -> RaftPeerClient<tonic::transport::Channel> {
+    try_peer_as(cluster, as_validator, to)
+        .await
+        .expect("connect to the peer listener")
+}
+
+/// As [`peer_as`]; `None` while the peer listener does not accept.
+async fn try_peer_as(
+    cluster: &LocalCluster,
+    as_validator: usize,
+    to: usize,
+) -> Option<RaftPeerClient<tonic::transport::Channel>> {
     let config = NodeConfig::load(&cluster.ceremony.node_configs[as_validator]).expect("config");
     let tls = TlsMaterial::load(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)
         .expect("the faulty validator's TLS material");
@@ -57,8 +68,8 @@ async fn peer_as(
         .connect_timeout(Duration::from_secs(3))
         .connect_with_connector(connector)
         .await
-        .expect("connect to the peer listener");
-    RaftPeerClient::new(channel)
+        .ok()?;
+    Some(RaftPeerClient::new(channel))
 }
 
 /// What the faulty leader sends: one entry after the follower's last one,
@@ -267,11 +278,21 @@ async fn a_made_up_snapshot_is_refused_before_raft() {
     use neuroshard_node::types::{SnapshotMeta, StoredMembership};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = KeygenOptions::new(4, dir.path().join("committee"));
+    // NEUROSHARD_KEEP_TEST_DIR=1 keeps the committee (configs, data, node.log).
+    let dir_path = if std::env::var_os("NEUROSHARD_KEEP_TEST_DIR").is_some() {
+        dir.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    println!("committee directory: {}", dir_path.display());
+    let mut opts = KeygenOptions::new(4, dir_path.join("committee"));
     opts.chain_id = "neuroshard-forged-snapshot".into();
     opts.base_port = free_base_port(8);
     opts.ticks.tick_interval_ms = 200;
     opts.checkpoint_interval = Some(20);
+    // Little log behind a snapshot, so a validator that fell behind needs
+    // one (the catch-up phase).
+    opts.raft.logs_to_keep_after_snapshot = 5;
     // Ignored briefly (each offence doubles it), so every variant is judged
     // on its own content, not refused as from an ignored validator.
     opts.safety.ignore_refused_leader_ms = 2_000;
@@ -414,10 +435,94 @@ async fn a_made_up_snapshot_is_refused_before_raft() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (index, hash) = cluster
-        .wait_for_agreement(&[0, 1, 2, 3], Duration::from_secs(60))
+    // Catching up from another validator: validator 1 falls behind every
+    // log the others keep, comes back, and is sent a made-up snapshot by
+    // the leader's identity first. It refuses it and fetches a certified
+    // snapshot from one of the others (`FetchCheckpoint`) — or, if the
+    // leader's own certified snapshot is faster, installs that. Either way
+    // it ends in agreement with the others.
+    cluster.kill(1).expect("kill validator 1");
+    let behind = cluster
+        .status(0)
         .await
-        .expect("every validator agrees");
+        .and_then(|s| s.applied_index)
+        .unwrap_or(0);
+    let purged_by = Instant::now() + Duration::from_secs(60);
+    while cluster
+        .status(0)
+        .await
+        .and_then(|s| s.purged_index)
+        .unwrap_or(0)
+        <= behind + 20
+    {
+        assert!(
+            Instant::now() < purged_by,
+            "the others never purged past validator 1"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.spawn(1).expect("restart validator 1");
+    let (leader, term) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let offender = if leader == 1 { 0 } else { leader as usize };
+    let refused_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rpc = openraft::raft::InstallSnapshotRequest {
+            vote: Vote::new_committed(term, offender as u64),
+            meta: meta.clone(),
+            offset: 0,
+            data: CertifiedCheckpoint::encode_parts(&[], &image).expect("encode"),
+            done: true,
+        };
+        if let Some(mut client) = try_peer_as(&cluster, offender, 1).await {
+            if let Err(status) = client
+                .install_snapshot(convert::install_request_to(&rpc))
+                .await
+            {
+                if status.message().contains("uncertified_snapshot") {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < refused_by,
+            "validator 1 never refused the made-up snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let agreed = cluster
+        .wait_for_agreement(&[0, 1, 2, 3], Duration::from_secs(60))
+        .await;
+    let log = cluster.node_log(1);
+    let (index, hash) = agreed.unwrap_or_else(|e| {
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("panic") || l.contains("ERROR"))
+            .take(10)
+            .collect();
+        panic!(
+            "every validator agrees: {e}; validator 1's log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    });
+    let how = if log.contains("caught up from another validator's certified snapshot") {
+        "fetched from another validator (FetchCheckpoint)"
+    } else {
+        "installed the leader's certified snapshot first"
+    };
+    assert!(
+        log.contains("catching up from this validator failed")
+            || log.contains("caught up from another validator")
+            || log.contains("is not ahead of this one"),
+        "validator 1 tried to catch up from another validator: {}",
+        log.lines()
+            .filter(|l| l.contains("snapshot") || l.contains("catch") || l.contains("refused"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("validator 1 caught up: {how}");
     println!("all four at applied index {index}, state hash {hash}");
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }

@@ -583,7 +583,8 @@ impl Node {
                 safety.clone(),
             )
             .with_read_batcher(core.leader_reads.clone())
-            .with_checkpoint_inbox(checkpoint_tx),
+            .with_checkpoint_inbox(checkpoint_tx)
+            .with_peers(core.peers.clone()),
         )
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);

@@ -25,6 +25,7 @@
 //! checkpoints and certificates and says so in its status and log.
 
 pub mod exchange;
+pub mod fetch;
 
 use std::sync::Arc;
 

@@ -52,6 +52,13 @@ pub struct PeerService {
     /// is verified whole (`crate::checkpoint::verify_snapshot`) before its
     /// last chunk reaches openraft.
     assembling: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, Assembly>>>,
+    /// The certified snapshot `FetchCheckpoint` serves, encoded once per
+    /// checkpoint.
+    fetch_cache: std::sync::Arc<crate::checkpoint::fetch::FetchCache>,
+    /// Clients of the other validators (a catch-up after a refused
+    /// snapshot fetches from them); absent in tests that build the service
+    /// alone.
+    peers: Option<crate::transport::peer_client::PeerClients>,
     /// Checkpoint shares for the checkpoint exchange (`crate::checkpoint`).
     checkpoint_shares: Option<mpsc::Sender<ReceivedCheckpointShare>>,
     /// Coalesces followers' `ReadIndex` calls into heartbeat rounds.
@@ -77,9 +84,17 @@ impl PeerService {
             shares,
             checkpoint_shares: None,
             assembling: Default::default(),
+            fetch_cache: Default::default(),
+            peers: None,
             reads: crate::reads::ReadIndexBatcher::new(),
             safety,
         }
+    }
+
+    /// Lets a validator that refused a snapshot catch up from the others.
+    pub fn with_peers(mut self, peers: crate::transport::peer_client::PeerClients) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// Hands received checkpoint shares to the checkpoint exchange.
@@ -393,6 +408,16 @@ impl RaftPeer for PeerService {
                 bytes: rpc.offset as usize + rpc.data.len(),
                 reason,
             };
+            if let Some(peers) = &self.peers {
+                crate::checkpoint::fetch::spawn_catch_up(
+                    peers.self_id(),
+                    claimed,
+                    self.members.iter().copied().collect(),
+                    peers.clone(),
+                    self.raft.clone(),
+                    self.machine.clone(),
+                );
+            }
             return self.refuse(&caller, claimed, refusal);
         }
         let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
@@ -521,6 +546,23 @@ impl RaftPeer for PeerService {
             accepted,
             message,
         }))
+    }
+
+    async fn fetch_checkpoint(
+        &self,
+        req: Request<proto::FetchCheckpointRequest>,
+    ) -> Result<Response<proto::FetchCheckpointResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let offset = req.get_ref().offset;
+        let (machine, cache) = (self.machine.clone(), self.fetch_cache.clone());
+        // Encoding the snapshot is O(state): off the runtime's workers.
+        let resp = tokio::task::spawn_blocking(move || {
+            crate::checkpoint::fetch::serve(&machine, &cache, offset)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::internal)?;
+        Ok(Response::new(resp))
     }
 
     async fn submit_checkpoint_share(
