@@ -271,6 +271,8 @@ pub fn node_config(id: u32, n: u32) -> NodeConfig {
             // recovery cases; `Boot::Auto` never probes).
             startup_probe_ms: 500,
         },
+        metrics: Default::default(),
+        log: Default::default(),
     }
 }
 

@@ -64,9 +64,25 @@ pub struct KeygenOptions {
     /// its vote at once with `gov.review_days = 0`); `day_ms` wins for
     /// `gov.day_ms`.
     pub parameters: BTreeMap<String, ParamInput>,
+    /// Metrics listeners (`[metrics] listen`): validator i on
+    /// 127.0.0.1:base+i side by side, on 0.0.0.0:base in its own host
+    /// (`hosts`, for a Prometheus on the containers' network). None: no
+    /// metrics listener (the library default, so tests that reserve only
+    /// the peer and API ports never collide; the CLI writes one).
+    pub metrics_base_port: Option<u16>,
 }
 
 impl KeygenOptions {
+    /// The CLI's default metrics base port: right after the peer and API
+    /// ports (base + 2n side by side, base + 2 with `hosts`).
+    pub fn default_metrics_base_port(&self) -> Option<u16> {
+        let next = match self.hosts {
+            Some(_) => u32::from(self.base_port) + 2,
+            None => u32::from(self.base_port) + 2 * self.validators,
+        };
+        u16::try_from(next).ok()
+    }
+
     pub fn new(validators: u32, out: PathBuf) -> Self {
         Self {
             validators,
@@ -86,6 +102,7 @@ impl KeygenOptions {
             streams: Default::default(),
             safety: Default::default(),
             parameters: BTreeMap::new(),
+            metrics_base_port: None,
         }
     }
 }
@@ -160,10 +177,16 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
     }
     // Side by side on one host, validator i takes base+2i and base+2i+1;
     // one host each, all take base and base+1.
-    let last = match opts.hosts {
+    let mut last = match opts.hosts {
         Some(_) => u32::from(opts.base_port) + 1,
         None => u32::from(opts.base_port) + 2 * n - 1,
     };
+    if let Some(m) = opts.metrics_base_port {
+        last = last.max(match opts.hosts {
+            Some(_) => u32::from(m),
+            None => u32::from(m) + n - 1,
+        });
+    }
     if last > 65535 {
         return Err(KeygenError::Ports {
             base: opts.base_port,
@@ -317,6 +340,14 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
     let spread = u32::from(opts.hosts.is_none());
     let peer_port = |i: u32| u32::from(opts.base_port) + 2 * i * spread;
     let api_port = |i: u32| u32::from(opts.base_port) + 2 * i * spread + 1;
+    // Plain HTTP: on loopback side by side; a validator on its own host
+    // (container) listens on all its addresses for the monitoring network.
+    let metrics_listen = |i: u32| {
+        opts.metrics_base_port.map(|m| match &opts.hosts {
+            Some(_) => format!("0.0.0.0:{m}"),
+            None => format!("127.0.0.1:{}", u32::from(m) + i),
+        })
+    };
     let host = |i: u32| match &opts.hosts {
         Some(hosts) => hosts[i as usize].as_str(),
         None => opts.host.as_str(),
@@ -391,6 +422,10 @@ pub fn run(opts: &KeygenOptions) -> Result<Ceremony, KeygenError> {
             peer_listener: opts.peer_listener.clone(),
             streams: opts.streams.clone(),
             safety: opts.safety.clone(),
+            metrics: neuroshard_node::config::MetricsSettings {
+                listen: metrics_listen(i),
+            },
+            log: Default::default(),
         };
         config
             .validate()

@@ -59,6 +59,15 @@ enum Cmd {
         /// staked); default: one treasury account, key in DIR/treasury.key.
         #[arg(long)]
         allocations: Option<PathBuf>,
+        /// Validator i's metrics listener (/metrics, /healthz, /readyz):
+        /// 127.0.0.1:PORT+i side by side, 0.0.0.0:PORT with --hosts.
+        /// Default: right after the peer and API ports (base + 2n, or
+        /// base + 2 with --hosts).
+        #[arg(long)]
+        metrics_base_port: Option<u16>,
+        /// Write no metrics listener.
+        #[arg(long, conflicts_with = "metrics_base_port")]
+        no_metrics: bool,
     },
     /// Runs a validator until SIGTERM.
     Node {
@@ -69,6 +78,11 @@ enum Cmd {
         /// then vote again (docs/operations.md, "Recovering a validator").
         #[arg(long)]
         recover: bool,
+        /// Log lines as `text` (default) or `json` (one object per line,
+        /// for log shippers); overrides `[log] format` of node.toml.
+        /// Per-module levels: `RUST_LOG` (e.g. `info,neuroshard_node::safety=debug`).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Role, leader, term, commit/applied index, members and state hash of
     /// one validator.
@@ -154,10 +168,23 @@ enum BenchCmd {
     },
 }
 
-fn init_tracing() {
+/// Logs to stderr, as text or as one JSON object per line; `RUST_LOG` sets
+/// per-module levels (default `info` with openraft, sled, h2 and tower at
+/// `warn`).
+fn init_tracing_as(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
     });
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .with_target(true)
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    }
     // Colours only on a terminal: log files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -179,6 +206,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             host,
             hosts,
             allocations,
+            metrics_base_port,
+            no_metrics,
         } => {
             let mut opts = keygen::KeygenOptions::new(validators, out);
             opts.chain_id = chain_id;
@@ -188,6 +217,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             opts.host = host;
             opts.hosts = hosts;
             opts.allocations = allocations;
+            opts.metrics_base_port = if no_metrics {
+                None
+            } else {
+                metrics_base_port.or_else(|| opts.default_metrics_base_port())
+            };
             let c = keygen::run(&opts)?;
             println!(
                 "genesis ceremony for {validators} validators written to {}",
@@ -203,8 +237,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("treasury key: {}", t.display());
             }
         }
-        Cmd::Node { config, recover } => {
-            init_tracing();
+        Cmd::Node {
+            config,
+            recover,
+            log_format,
+        } => {
+            // The flag, else node.toml's `[log] format` (a config that does
+            // not load is reported by the node itself, below).
+            let format = log_format.or_else(|| {
+                neuroshard_node::NodeConfig::load(&config)
+                    .ok()
+                    .and_then(|c| c.log.format)
+            });
+            init_tracing_as(format.as_deref() == Some("json"));
             run_node::run(&config, recover).await?;
         }
         Cmd::Status { endpoint, ca, json } => {
@@ -225,6 +270,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("checkpoint  {} (certified)", opt(s.certified_checkpoint));
                 if !s.diverged.is_empty() {
                     println!("DIVERGED    {}", s.diverged);
+                }
+                if s.not_serving.is_empty() {
+                    println!("health      SERVING");
+                } else {
+                    println!("health      NOT_SERVING: {}", s.not_serving.join("; "));
                 }
                 println!("members     {:?}", s.members);
                 println!("state hash  {}", s.state_hash);

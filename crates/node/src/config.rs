@@ -92,6 +92,45 @@ pub struct NodeConfig {
     /// (`[safety]`).
     #[serde(default)]
     pub safety: SafetySettings,
+    /// The metrics listener (`[metrics]`): Prometheus `/metrics`,
+    /// `/healthz` and `/readyz` over plain HTTP; off when `listen` is unset.
+    #[serde(default, skip_serializing_if = "MetricsSettings::is_off")]
+    pub metrics: MetricsSettings,
+    /// Log output (`[log]`): `format = "text"` or `"json"`; `RUST_LOG`
+    /// sets per-module levels.
+    #[serde(default, skip_serializing_if = "LogSettings::is_default")]
+    pub log: LogSettings,
+}
+
+/// `[metrics]`: where Prometheus scrapes this validator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `host:port` of the metrics listener (plain HTTP: keep it on
+    /// loopback or a monitoring network). Unset: no metrics listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl MetricsSettings {
+    fn is_off(&self) -> bool {
+        self.listen.is_none()
+    }
+}
+
+/// `[log]`: how the validator writes its log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// "text" (default) or "json" (one JSON object per line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl LogSettings {
+    fn is_default(&self) -> bool {
+        self.format.is_none()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -576,6 +615,27 @@ impl NodeConfig {
         }
         check_addr("peer_listen", &self.peer_listen)?;
         check_addr("api_listen", &self.api_listen)?;
+        if let Some(listen) = &self.metrics.listen {
+            check_addr("metrics.listen", listen)?;
+            if (listen == &self.api_listen || listen == &self.peer_listen)
+                && !listen.ends_with(":0")
+            {
+                return Err(invalid(
+                    "metrics.listen",
+                    listen,
+                    "must differ from peer_listen and api_listen",
+                ));
+            }
+        }
+        if let Some(format) = &self.log.format {
+            if format != "text" && format != "json" {
+                return Err(invalid(
+                    "log.format",
+                    format,
+                    "must be \"text\" or \"json\"",
+                ));
+            }
+        }
         if self.peer_listen == self.api_listen && !self.peer_listen.ends_with(":0") {
             return Err(invalid(
                 "api_listen",
@@ -844,6 +904,31 @@ addr = "127.0.0.1:7101"
             NodeConfig::parse(&c.to_toml().expect("toml")).expect("round trip"),
             c
         );
+    }
+
+    #[test]
+    fn metrics_and_log_keys() {
+        let c = NodeConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.metrics.listen, None, "no metrics listener by default");
+        let text = format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9100\"\n[log]\nformat = \"json\"\n"
+        );
+        let c = NodeConfig::parse(&text).expect("valid");
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(c.log.format.as_deref(), Some("json"));
+        assert_eq!(
+            NodeConfig::parse(&c.to_toml().expect("toml")).expect("round trip"),
+            c
+        );
+        for (extra, key) in [
+            ("[metrics]\nlisten = \"9100\"", "metrics.listen"),
+            ("[metrics]\nlisten = \"127.0.0.1:7200\"", "metrics.listen"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            ("[metrics]\nport = 1", "port"),
+        ] {
+            let err = NodeConfig::parse(&format!("{MINIMAL}\n{extra}\n")).expect_err(extra);
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct NodeCore {
     /// What this validator refuses from the others, whom it ignores, what
     /// it recorded of their acknowledgements, and its recovery.
     pub safety: Arc<Safety>,
+    /// Set when shutdown starts: health answers NOT_SERVING from then on.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl NodeCore {
@@ -136,13 +138,20 @@ impl NodeCore {
                 &command.signature.0,
             );
         }
-        match admission::admit(&self.machine, &command, encoded_len)? {
-            Verdict::Answer(original) => Ok(original),
-            Verdict::Propose => {
-                let _pending = self.quotas.acquire(command.author, source)?;
-                self.submitter.submit(command, original).await
+        let result = async {
+            match admission::admit(&self.machine, &command, encoded_len)? {
+                Verdict::Answer(original) => Ok(original),
+                Verdict::Propose => {
+                    let _pending = self.quotas.acquire(command.author, source)?;
+                    self.submitter.submit(command, original).await
+                }
             }
         }
+        .await;
+        if let Err(e) = &result {
+            crate::metrics::submit_failed(e);
+        }
+        result
     }
 
     pub async fn status(&self) -> NodeStatus {
@@ -191,7 +200,7 @@ impl NodeCore {
             openraft::ServerState::Learner => "learner",
             openraft::ServerState::Shutdown => "shutdown",
         };
-        NodeStatus {
+        let mut status = NodeStatus {
             node_id: self.id,
             role: role.to_owned(),
             leader: metrics.current_leader,
@@ -223,7 +232,11 @@ impl NodeCore {
                 .collect(),
             certified_checkpoint,
             diverged: diverged.unwrap_or_default(),
-        }
+            not_serving: Vec::new(),
+        };
+        status.not_serving =
+            status.not_serving_reasons(self.stopping.load(std::sync::atomic::Ordering::Relaxed));
+        status
     }
 }
 
@@ -232,6 +245,8 @@ pub struct Node {
     core: Arc<NodeCore>,
     peer_addr: SocketAddr,
     api_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    health: tonic_health::server::HealthReporter,
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     shares: Option<mpsc::Receiver<ReceivedShare>>,
@@ -511,6 +526,7 @@ impl Node {
             config.client.clone(),
             election_timeout,
         );
+        crate::metrics::init(config.node_id, members.iter().copied());
         let api_stats = ListenerStats::new("api");
         let peer_stats = ListenerStats::new("peer");
         let stream_stats = ListenerStats::new("certificate_streams");
@@ -538,6 +554,7 @@ impl Node {
             leader_reads: crate::reads::ReadIndexBatcher::new(),
             follower_reads: crate::reads::ReadIndexBatcher::new(),
             safety: safety.clone(),
+            stopping: Default::default(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
@@ -601,7 +618,7 @@ impl Node {
             ConnectionLimiter::new(config.peer_listener.clone(), Some(committee), peer_stats),
         );
         let mut stop = shutdown_rx.clone();
-        let peer_server = grpc_server(&config.peer_listener, server_timeout);
+        let peer_server = grpc_server(&config.peer_listener, server_timeout, "peer");
         tasks.push(tokio::spawn(async move {
             let mut peer_server = peer_server;
             let result = peer_server
@@ -618,8 +635,9 @@ impl Node {
             .max_decoding_message_size(crate::transport::api_service::MAX_API_REQUEST_BYTES)
             .max_encoding_message_size(crate::transport::api_service::MAX_API_MESSAGE_BYTES);
         let public = PublicApi::new(core.clone(), genesis, shutdown_rx.clone()).await?;
-        let api_router =
-            public.add_to(grpc_server(&config.api_listener, server_timeout).add_service(admin))?;
+        let health = public.health_reporter();
+        let api_router = public
+            .add_to(grpc_server(&config.api_listener, server_timeout, "api").add_service(admin))?;
         let incoming = tls_incoming(
             api_listener,
             TlsAcceptor::from(tls.api_server_config()?),
@@ -637,6 +655,34 @@ impl Node {
                 tracing::error!(error = %e, "API listener stopped");
             }
         }));
+        let metrics_addr = match &config.metrics.listen {
+            Some(addr) => {
+                let listener =
+                    tokio::net::TcpListener::bind(addr.as_str())
+                        .await
+                        .map_err(|source| NodeError::Bind {
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                let bound = listener.local_addr().map_err(|source| NodeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+                tasks.push(tokio::spawn(crate::metrics::server::serve(
+                    listener,
+                    core.clone(),
+                    env.clock.clone(),
+                    shutdown_rx.clone(),
+                )));
+                Some(bound)
+            }
+            None => None,
+        };
+        tasks.push(tokio::spawn(crate::metrics::observe(
+            core.clone(),
+            health.clone(),
+            shutdown_rx.clone(),
+        )));
         let tick_interval = Duration::from_millis(config.ticks.tick_interval_ms);
         tasks.push(tokio::spawn(crate::safety::run_tick_watchdog(
             safety.clone(),
@@ -653,6 +699,10 @@ impl Node {
         )));
         if recovery.is_some() {
             let done = boot.on_recovered.unwrap_or_else(|| Box::new(|| {}));
+            let done: Box<dyn FnOnce() + Send> = Box::new(move || {
+                crate::metrics::metrics().recoveries.inc();
+                done()
+            });
             tasks.push(tokio::spawn(crate::safety::run_recovery_watch(
                 safety.clone(),
                 raft.clone(),
@@ -667,11 +717,13 @@ impl Node {
             env.withhold_ticks.clone(),
             shutdown_rx,
         )));
-        tracing::info!(node = config.node_id, %peer_addr, %api_addr, "validator started");
+        tracing::info!(node = config.node_id, %peer_addr, %api_addr, ?metrics_addr, "validator started");
         Ok(Node {
             core,
             peer_addr,
             api_addr,
+            metrics_addr,
+            health,
             shutdown_tx,
             tasks,
             shares: Some(share_rx),
@@ -705,6 +757,16 @@ impl Node {
     /// The bound API listener (useful with port 0).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// What `grpc.health.v1` answers (shared with the API listener).
+    pub fn health(&self) -> &tonic_health::server::HealthReporter {
+        &self.health
+    }
+
+    /// The bound metrics listener, if `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The validator's verified keys (when started from files).
@@ -775,6 +837,12 @@ impl Node {
     /// Stops the listeners and the ticker, then Raft (which waits for its
     /// storage tasks), so the store is closed cleanly.
     pub async fn shutdown(self) {
+        // Health answers NOT_SERVING before anything stops.
+        self.core
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::set_health(&self.health, false).await;
+        tracing::info!(node = self.core.id, "shutting down: health NOT_SERVING");
         let _ = self.shutdown_tx.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -897,8 +965,13 @@ where
 fn grpc_server(
     s: &ListenerSettings,
     timeout: Duration,
-) -> tonic::transport::Server<tower::layer::util::Stack<ActivityLayer, tower::layer::util::Identity>>
-{
+    listener: &'static str,
+) -> tonic::transport::Server<
+    tower::layer::util::Stack<
+        crate::metrics::layer::RequestMetricsLayer,
+        tower::layer::util::Stack<ActivityLayer, tower::layer::util::Identity>,
+    >,
+> {
     let mut server = tonic::transport::Server::builder()
         .timeout(timeout)
         .max_concurrent_streams(s.max_streams_per_connection)
@@ -909,5 +982,7 @@ fn grpc_server(
             .max_connection_age(Duration::from_millis(s.max_connection_age_ms))
             .max_connection_age_grace(Duration::from_millis(s.max_connection_age_grace_ms));
     }
-    server.layer(ActivityLayer)
+    server
+        .layer(ActivityLayer)
+        .layer(crate::metrics::layer::RequestMetricsLayer { listener })
 }

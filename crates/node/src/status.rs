@@ -42,6 +42,39 @@ pub struct NodeStatus {
     /// nothing (`crate::checkpoint`).
     #[serde(default)]
     pub diverged: String,
+    /// Why this validator answers NOT_SERVING to gRPC health and 503 to
+    /// `/readyz` (empty: serving): shutting down, no leader, catching up,
+    /// recovering, diverged.
+    #[serde(default)]
+    pub not_serving: Vec<String>,
+}
+
+impl NodeStatus {
+    /// The reasons this validator should not take traffic, from its own
+    /// status (`stopping`: its shutdown started).
+    pub fn not_serving_reasons(&self, stopping: bool) -> Vec<String> {
+        let mut why = Vec::new();
+        if stopping || self.role == "shutdown" {
+            why.push("shutting down".to_owned());
+        }
+        if self.leader.is_none() {
+            why.push("no leader".to_owned());
+        }
+        let committed = self.commit_index.unwrap_or(0);
+        let applied = self.applied_index.unwrap_or(0);
+        if committed.saturating_sub(applied) > crate::metrics::CATCHING_UP_ENTRIES {
+            why.push(format!(
+                "catching up: applied {applied} of {committed} committed"
+            ));
+        }
+        if let Some(target) = self.recovering_until {
+            why.push(format!("recovering until log index {target}"));
+        }
+        if !self.diverged.is_empty() {
+            why.push("diverged from a certified checkpoint".to_owned());
+        }
+        why
+    }
 }
 
 impl From<&NodeStatus> for proto::StatusResponse {
@@ -75,6 +108,7 @@ impl From<&NodeStatus> for proto::StatusResponse {
             safety_refusals: s.safety_refusals.clone().into_iter().collect(),
             certified_checkpoint: s.certified_checkpoint,
             diverged: s.diverged.clone(),
+            not_serving: s.not_serving.clone(),
         }
     }
 }
@@ -106,6 +140,67 @@ impl From<proto::StatusResponse> for NodeStatus {
             safety_refusals: s.safety_refusals.into_iter().collect(),
             certified_checkpoint: s.certified_checkpoint,
             diverged: s.diverged,
+            not_serving: s.not_serving,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> NodeStatus {
+        NodeStatus {
+            node_id: 1,
+            role: "follower".into(),
+            leader: Some(0),
+            term: 2,
+            commit_index: Some(500),
+            applied_index: Some(500),
+            last_log_index: Some(500),
+            snapshot_index: None,
+            purged_index: None,
+            members: vec![0, 1, 2, 3],
+            state_hash: String::new(),
+            committed_time_ms: 0,
+            chain_id: "c".into(),
+            state_bytes: 0,
+            state_budget_bytes: 1,
+            recovering_until: None,
+            ignored: Vec::new(),
+            safety_refusals: Default::default(),
+            certified_checkpoint: None,
+            diverged: String::new(),
+            not_serving: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn not_serving_names_every_reason() {
+        assert!(healthy().not_serving_reasons(false).is_empty());
+        assert_eq!(healthy().not_serving_reasons(true), ["shutting down"]);
+        let mut s = healthy();
+        s.leader = None;
+        s.applied_index = Some(100);
+        s.recovering_until = Some(600);
+        s.diverged = "at checkpoint 4096".into();
+        let why = s.not_serving_reasons(false);
+        assert_eq!(why.len(), 4, "{why:?}");
+        assert_eq!(why[0], "no leader");
+        assert!(why[1].starts_with("catching up: applied 100 of 500"));
+        assert!(why[2].starts_with("recovering"));
+        assert!(why[3].starts_with("diverged"));
+        // Within the catch-up allowance: serving.
+        let mut s = healthy();
+        s.applied_index = Some(500 - crate::metrics::CATCHING_UP_ENTRIES);
+        assert!(s.not_serving_reasons(false).is_empty());
+    }
+
+    #[test]
+    fn the_reasons_travel_in_the_status_response() {
+        let mut s = healthy();
+        s.not_serving = vec!["no leader".into()];
+        let back = NodeStatus::from(proto::StatusResponse::from(&s));
+        assert_eq!(back, s);
     }
 }

@@ -315,6 +315,11 @@ impl Submitter {
         results
     }
 
+    /// Client commands waiting at this node (admitted, not answered).
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
+    }
+
     pub fn settings(&self) -> &ClientSettings {
         &self.inner.settings
     }

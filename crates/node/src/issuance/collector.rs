@@ -46,6 +46,18 @@ pub enum ShareRefusal {
     },
 }
 
+impl ShareRefusal {
+    /// A bounded name for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ShareRefusal::UnknownValidator { .. } => "unknown_validator",
+            ShareRefusal::OutsideWindow { .. } => "outside_window",
+            ShareRefusal::OtherPayload { .. } => "other_payload",
+            ShareRefusal::Invalid { .. } => "invalid",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Collection {
     /// Received, not yet checked against the payload (it may arrive before

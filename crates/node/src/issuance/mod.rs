@@ -179,7 +179,12 @@ impl Issuer {
             // Not leading: the sender re-sends to whoever leads.
             return;
         };
+        let m = crate::metrics::metrics();
+        m.shares_received.inc();
         if let Err(e) = c.receive(s.from, s.sequence, s.payload_sha256, s.share, self.low) {
+            m.shares_refused
+                .get_or_create(&crate::metrics::label("reason", e.reason()))
+                .inc();
             tracing::debug!(error = %e, "signature share not kept");
         }
     }
@@ -288,6 +293,10 @@ impl Issuer {
             }
             let (certificate, refused) = c.ready(pending, *hash, now);
             for r in refused {
+                crate::metrics::metrics()
+                    .shares_refused
+                    .get_or_create(&crate::metrics::label("reason", r.reason()))
+                    .inc();
                 tracing::warn!(refusal = %r, "signature share refused");
             }
             if let Some(certificate) = certificate {

@@ -46,8 +46,26 @@ impl IssuanceLog {
     /// The issuer saw `sequence` issued; ignored unless it saw it pending.
     pub fn issued(&self, sequence: u64, at: Instant) {
         if let Some(t) = self.lock().get_mut(&sequence) {
+            if t.issued.is_none() {
+                crate::metrics::metrics()
+                    .issuance_seconds
+                    .observe(at.duration_since(t.decided).as_secs_f64());
+            }
             t.issued.get_or_insert(at);
         }
+    }
+
+    /// Certificates seen decided and not yet issued, and the age of the
+    /// oldest of them at `now`.
+    pub fn unissued(&self, now: Instant) -> (u64, std::time::Duration) {
+        let map = self.lock();
+        let mut count = 0;
+        let mut oldest = std::time::Duration::ZERO;
+        for t in map.values().filter(|t| t.issued.is_none()) {
+            count += 1;
+            oldest = oldest.max(now.saturating_duration_since(t.decided));
+        }
+        (count, oldest)
     }
 
     /// Milliseconds from decided to issued, when both were seen.

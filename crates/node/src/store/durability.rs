@@ -120,10 +120,12 @@ impl DurableDb {
 
     /// Makes every write that completed before this call durable.
     pub fn sync(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         self.db.flush().map_err(io::Error::other)?;
         self.data_file.sync_data()?;
         self.sync_new_files()?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::observe_since(&crate::metrics::metrics().fsync_seconds, started);
         Ok(())
     }
 

@@ -213,6 +213,7 @@ impl GovernanceMachine {
                 outcomes: Vec::new(),
             });
             self.last_applied = Some(log_id);
+            crate::metrics::metrics().entries_applied.inc();
             if self.checkpoints.is_checkpoint(log_id.index) {
                 self.apply_governance(&mut batch, &mut slots, &mut results);
                 self.capture();
@@ -233,12 +234,37 @@ impl GovernanceMachine {
         if batch.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let outcomes = self.state.apply_batch(batch);
         assert_eq!(
             outcomes.len(),
             batch.len(),
             "apply_batch returns one outcome per entry"
         );
+        let m = crate::metrics::metrics();
+        crate::metrics::observe_since(&m.apply_seconds, started);
+        for ((_, entry), outcome) in batch.iter().zip(&outcomes) {
+            match entry {
+                GovEntry::Commands(cs) => m.commands_per_entry.observe(cs.len() as f64),
+                GovEntry::CertificateIssued(c) if outcome.iter().all(|o| o.is_ok()) => {
+                    let kind = self
+                        .state
+                        .certificate(c.sequence)
+                        .map_or("unknown".to_owned(), |r| {
+                            format!("{:?}", r.event.kind).to_lowercase()
+                        });
+                    m.certificates_issued
+                        .get_or_create(&crate::metrics::label("kind", kind))
+                        .inc();
+                }
+                _ => {}
+            }
+            for refused in outcome.iter().filter_map(|o| o.as_ref().err()) {
+                m.apply_refusals
+                    .get_or_create(&crate::metrics::label("rule", refused.rule()))
+                    .inc();
+            }
+        }
         for (slot, outcome) in slots.drain(..).zip(outcomes) {
             results[slot].outcomes = outcome;
         }

@@ -197,6 +197,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I: IntoIterator<Item = RaftEntry> + Send,
         I::IntoIter: Send,
     {
+        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         for entry in entries {
             // The same bound as the read above: a record that could not be
@@ -205,10 +206,13 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             batch.insert(&index_key(entry.get_log_id().index), bytes);
         }
         written("append to the Raft log", self.log.apply_batch(batch));
-        self.commit
+        let synced = self
+            .commit
             .after_sync(callback)
             .await
-            .map_err(write_logs_err)
+            .map_err(write_logs_err);
+        crate::metrics::observe_since(&crate::metrics::metrics().append_seconds, started);
+        synced
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -246,6 +246,7 @@ pub struct SledSnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let _timer = crate::metrics::Timer::new(&crate::metrics::metrics().snapshot_build_seconds);
         let (meta, data) = std::mem::replace(
             &mut self.built,
             Err(
@@ -274,6 +275,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
         stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
         written("store a built snapshot", self.tree.apply_batch(batch));
         tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot built");
+        crate::metrics::metrics()
+            .snapshot_bytes
+            .set(i64::try_from(data.len()).unwrap_or(i64::MAX));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotBuffer::from_bytes(data)),
@@ -341,6 +345,8 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotBuffer>,
     ) -> Result<(), StorageError> {
+        let _timer =
+            crate::metrics::Timer::new(&crate::metrics::metrics().snapshot_install_seconds);
         let data = snapshot.into_bytes();
         // Decode and check everything before touching the stored state.
         let machine = install_image(meta, &data, &self.machine.read())?;
@@ -366,6 +372,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             .await
             .map_err(|e| snapshot_write_error(meta, &e))?;
         tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot installed");
+        crate::metrics::metrics()
+            .snapshot_bytes
+            .set(i64::try_from(data.len()).unwrap_or(i64::MAX));
         Ok(())
     }
 

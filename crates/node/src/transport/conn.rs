@@ -48,6 +48,21 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, in declaration order.
+    pub const ALL: [Refusal; 11] = [
+        Self::TooManyConnections,
+        Self::TooManyFromSource,
+        Self::TooManyHandshakes,
+        Self::TooManyHandshakesFromSource,
+        Self::HandshakeFailed,
+        Self::HandshakeTimeout,
+        Self::NotAValidator,
+        Self::Idle,
+        Self::TooManyStreams,
+        Self::TooManyStreamsFromSource,
+        Self::SlowReader,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooManyConnections => "too_many_connections",

@@ -52,10 +52,15 @@ pub struct GovernanceService {
     shutdown: watch::Receiver<bool>,
 }
 
+/// The governance service's name in `grpc.health.v1`.
+pub const SERVICE_NAME: &str =
+    <GovernanceServer<GovernanceService> as tonic::server::NamedService>::NAME;
+
 /// The services of the public API, ready to be added to the API listener.
 pub struct PublicApi {
     governance: GovernanceServer<GovernanceService>,
     health: tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>,
+    reporter: tonic_health::server::HealthReporter,
 }
 
 impl PublicApi {
@@ -84,11 +89,12 @@ impl PublicApi {
             genesis: Arc::new(view),
             shutdown,
         };
+        // NOT_SERVING until the validator knows a leader and is caught up
+        // (`crate::metrics::observe` keeps it up to date).
         let reporter = tonic_health::server::HealthReporter::new();
-        reporter
-            .set_serving::<GovernanceServer<GovernanceService>>()
-            .await;
+        crate::metrics::set_health(&reporter, false).await;
         Ok(Self {
+            reporter: reporter.clone(),
             // Requests are bounded by the largest command (`Submit`), every
             // other request is far smaller; answers by the message bound.
             governance: GovernanceServer::new(service)
@@ -98,6 +104,11 @@ impl PublicApi {
                 tonic_health::server::HealthService::from_health_reporter(reporter),
             ),
         })
+    }
+
+    /// Sets what `grpc.health.v1` answers.
+    pub fn health_reporter(&self) -> tonic_health::server::HealthReporter {
+        self.reporter.clone()
     }
 
     /// Adds the governance service, health and reflection (v1 and v1alpha,

@@ -430,7 +430,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
         let mut req = tonic::Request::new(msg);
         req.set_timeout(timeout);
+        let started = std::time::Instant::now();
         let resp = self.client()?.append_entries(req).await;
+        crate::metrics::peer_rpc(self.target, "append_entries", started, &resp);
         self.clients.observe(self.target, &resp);
         let resp = resp.map_err(|s| {
             rpc_error(
@@ -465,7 +467,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.snapshot_rpc_timeout);
         let mut req = tonic::Request::new(convert::install_request_to(&rpc));
         req.set_timeout(timeout);
+        let started = std::time::Instant::now();
         let resp = self.client()?.install_snapshot(req).await;
+        crate::metrics::peer_rpc(self.target, "install_snapshot", started, &resp);
         self.clients.observe(self.target, &resp);
         let resp = resp.map_err(|s| {
             rpc_error(
@@ -494,7 +498,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let timeout = self.deadline(&option, self.clients.settings.rpc_timeout);
         let mut req = tonic::Request::new(convert::vote_request_to(&rpc));
         req.set_timeout(timeout);
+        let started = std::time::Instant::now();
         let resp = self.client()?.vote(req).await;
+        crate::metrics::peer_rpc(self.target, "vote", started, &resp);
         self.clients.observe(self.target, &resp);
         let resp = resp.map_err(|s| {
             rpc_error(

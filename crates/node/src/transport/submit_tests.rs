@@ -81,6 +81,8 @@ fn config(client: ClientSettings) -> NodeConfig {
         peer_listener: crate::config::ListenerSettings::peer_default(),
         streams: Default::default(),
         safety: Default::default(),
+        metrics: Default::default(),
+        log: Default::default(),
     }
 }
 
