@@ -15,6 +15,7 @@ use neuroshard_chaos::sim::{self, SimConfig};
 use neuroshard_chaos::{check, History, Report};
 
 mod hostile;
+mod powerloss;
 mod real;
 
 #[derive(Parser)]
@@ -103,6 +104,12 @@ enum Cmd {
     /// commands, garbage and forged signatures, replays, growth loops) and
     /// prints a table (docs/chaos.md, "Hostile clients").
     Hostile(hostile::HostileArgs),
+    /// Runs the `neuroshard` binary as a committee whose data directories
+    /// are lazyfs mounts (chaos/lazyfs: unsynced bytes are dropped on a
+    /// crash), cuts the power under load at every crash point and checks
+    /// that every acknowledged command survived (docs/chaos.md, "Power
+    /// loss on real processes").
+    Powerloss(powerloss::PowerlossArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         Cmd::Real(args) => return real::main(args),
         Cmd::Hostile(args) => return hostile::main(args),
+        Cmd::Powerloss(args) => return powerloss::main(args),
         Cmd::Case {
             name,
             list,
@@ -147,7 +155,7 @@ fn main() -> ExitCode {
 /// the exit status still tells the verdict.
 fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
     match cli.command {
-        Cmd::Real(_) | Cmd::Hostile(_) | Cmd::Case { .. } => {
+        Cmd::Real(_) | Cmd::Hostile(_) | Cmd::Powerloss(_) | Cmd::Case { .. } => {
             Err("`real`, `hostile` and `case` are run by main".to_owned())
         }
         Cmd::Check { file } => {
