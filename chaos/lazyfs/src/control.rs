@@ -3,10 +3,11 @@
 //!
 //! | command | answer |
 //! |---|---|
-//! | `status` | `ok crashed=0 armed=0 pending_bytes=N pending_files=N written=N synced=N fsyncs=N crashes=N dropped_total=N` |
+//! | `status` | `ok crashed=0 lying=0 armed=0 pending_bytes=N pending_files=N written=N synced=N fsyncs=N crashes=N dropped_total=N` |
 //! | `arm K` | `ok armed=K`: crash inside the K-th write from now |
 //! | `crash` | `ok dropped_bytes=N dropped_files=N dropped_truncations=N` (a crash already armed or done: what it dropped) |
 //! | `restart` | `ok` |
+//! | `lie 1` / `lie 0` | `ok lying=1`: fsync/fdatasync succeed and make nothing durable (test of the test) / `ok lying=0` |
 //!
 //! Anything else: `error <what>`.
 
@@ -29,8 +30,9 @@ pub fn answer(shared: &Shared, line: &str, invalidate: &Invalidate) -> String {
         (Some("status"), None, None) => {
             let s = shared.status();
             format!(
-                "ok crashed={} armed={} pending_bytes={} pending_files={} written={} synced={} fsyncs={} crashes={} dropped_total={}",
+                "ok crashed={} lying={} armed={} pending_bytes={} pending_files={} written={} synced={} fsyncs={} crashes={} dropped_total={}",
                 u8::from(s.crashed),
+                u8::from(s.lying),
                 s.armed.unwrap_or(0),
                 s.pending_bytes,
                 s.pending_files,
@@ -48,6 +50,10 @@ pub fn answer(shared: &Shared, line: &str, invalidate: &Invalidate) -> String {
             }
             Err(e) => format!("error arm {k}: {e}"),
         },
+        (Some("lie"), Some(on @ ("0" | "1")), None) => {
+            shared.lie(on == "1");
+            format!("ok lying={on}")
+        }
         (Some("crash"), None, None) => {
             let d = shared.crash();
             format!(

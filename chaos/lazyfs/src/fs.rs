@@ -23,6 +23,12 @@
 //!   happen inside the k-th `write` from now ([`Shared::arm`]), after that
 //!   write reached memory, so a crash point always finds unsynced bytes.
 //!
+//! * **Lying** ([`Shared::lie`], test of the test): `fsync` and `fdatasync`
+//!   answer success and make nothing durable, as a drive that acknowledges
+//!   a cache flush it never did. A crash then drops bytes the program was
+//!   told were durable; `chaos/powerloss --sabotage-lying-disks` must see
+//!   acknowledged commands lost.
+//!
 //! The backing directory stands for the platter: the machine running the
 //! test never loses power, so its own page cache is as good as the disk and
 //! the backing files are not fsynced.
@@ -75,6 +81,7 @@ pub struct Dropped {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Status {
     pub crashed: bool,
+    pub lying: bool,
     /// Writes left before an armed crash.
     pub armed: Option<u64>,
     pub pending_bytes: u64,
@@ -105,6 +112,7 @@ struct State {
     dirty: HashMap<u64, Dirty>,
     crashed: bool,
     armed: Option<u64>,
+    lying: bool,
     stats: Stats,
     last: Dropped,
 }
@@ -242,6 +250,9 @@ impl State {
     fn sync(&mut self, ino: u64) -> Result<(), Errno> {
         self.alive()?;
         self.stats.fsyncs += 1;
+        if self.lying {
+            return Ok(());
+        }
         let Some(dirty) = self.dirty.get(&ino) else {
             return Ok(());
         };
@@ -275,6 +286,7 @@ impl Shared {
             dirty: HashMap::new(),
             crashed: false,
             armed: None,
+            lying: false,
             stats: Stats::default(),
             last: Dropped::default(),
         };
@@ -308,6 +320,12 @@ impl Shared {
         state.armed = (writes > 0).then_some(writes);
     }
 
+    /// From now on fsync/fdatasync succeed without making anything
+    /// durable (`true`), or work again (`false`).
+    pub fn lie(&self, lying: bool) {
+        self.lock().lying = lying;
+    }
+
     /// Power back: operations work again, on the durable bytes only.
     /// Returns our inode numbers (for the kernel's caches to be
     /// invalidated).
@@ -322,6 +340,7 @@ impl Shared {
         let state = self.lock();
         Status {
             crashed: state.crashed,
+            lying: state.lying,
             armed: state.armed,
             pending_bytes: state.dirty.values().map(Dirty::bytes).sum(),
             pending_files: state.dirty.len() as u64,

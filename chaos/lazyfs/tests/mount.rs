@@ -192,3 +192,21 @@ fn unsynced_truncation_is_undone_by_a_crash() {
     m.shared.restart();
     assert_eq!(read(&m.path("t")), b"0123456789");
 }
+
+#[test]
+fn a_lying_disk_loses_what_it_acknowledged() {
+    let Some(m) = mounted() else { return };
+    m.shared.lie(true);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(m.path("f"))
+        .expect("create");
+    file.write_all_at(b"acknowledged", 0).expect("write");
+    file.sync_data().expect("the lying fdatasync succeeds");
+    drop(file);
+    assert_eq!(m.shared.crash().bytes, 12);
+    m.shared.restart();
+    assert_eq!(read(&m.path("f")), b"");
+}

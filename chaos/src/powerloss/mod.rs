@@ -71,6 +71,12 @@ pub struct PowerlossArgs {
     pub arm_writes: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Test of the test: from the last crash point's load on, every disk
+    /// answers fsync/fdatasync without making anything durable (a drive
+    /// that ignores cache flushes). The run must then report acknowledged
+    /// commands lost (chaos/powerloss runs it and expects that).
+    #[arg(long, hide = true)]
+    pub sabotage_lying_disks: bool,
 }
 
 const TIMING: Timing = Timing {
@@ -359,6 +365,19 @@ async fn receipts(load: &Load, pool: &Pool, acks: &[workload::Ack]) -> Vec<Strin
     findings
 }
 
+/// At most [`SHOWN_FINDINGS`] lines, then how many more.
+fn print_findings(indent: &str, findings: &[String]) {
+    for f in findings.iter().take(SHOWN_FINDINGS) {
+        println!("{indent}! {f}");
+    }
+    if findings.len() > SHOWN_FINDINGS {
+        println!("{indent}! ... and {} more", findings.len() - SHOWN_FINDINGS);
+    }
+}
+
+/// Findings printed per crash point.
+const SHOWN_FINDINGS: usize = 8;
+
 async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
     let run_started = Instant::now();
     if args.validators < 3 {
@@ -459,9 +478,21 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
     );
     for point in 1..=args.crash_points {
         let load_ms = rng.gen_range(args.load_min_ms..=args.load_max_ms.max(args.load_min_ms));
+        let lying = args.sabotage_lying_disks && point == args.crash_points;
+        if lying {
+            println!("      (sabotage: from here on every disk ignores fsync/fdatasync)");
+            for i in 0..mounts.len() {
+                mounts.request(i, "lie 1")?;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(load_ms)).await;
         let (fired, dropped_bytes, dropped_files) =
             power_loss(&mounts, &mut validators, &mut rng, args.arm_writes).await?;
+        if lying {
+            for i in 0..mounts.len() {
+                mounts.request(i, "lie 0")?;
+            }
+        }
         // The clients finish what they have in flight (answered after
         // the restart) and wait, so the restarted state is checked quiet.
         load.pause();
@@ -523,9 +554,7 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
             row.recovery_ms,
             row.lost
         );
-        for f in &row.findings {
-            println!("      ! {f}");
-        }
+        print_findings("      ", &row.findings);
         rows.push(row);
         load.resume();
     }
@@ -560,9 +589,7 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
         findings,
         run_started.elapsed().as_secs_f64()
     );
-    for f in &fatal {
-        println!("  ! {f}");
-    }
+    print_findings("  ", &fatal);
     let mut pass = true;
     if lost > 0 || findings > 0 {
         println!("powerloss: FAIL: acknowledged commands lost or the restarted state inconsistent");

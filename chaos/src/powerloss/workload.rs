@@ -166,27 +166,30 @@ pub async fn run(load: Arc<Load>, pool: Pool, chain_id: String, id: usize) {
                     nonce += 1;
                     break;
                 }
-                Reply::Refused(r) if r.kind == Kind::Apply => {
-                    load.refused_at_apply
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())[id] += 1;
-                    eprintln!(
-                        "powerloss: client {id} nonce {nonce} refused at apply [{}]: {}",
-                        r.rule, r.message
-                    );
-                    nonce += 1;
-                    break;
-                }
                 Reply::Refused(r) if !client::QUOTA_RULES.contains(&r.rule.as_str()) => {
-                    // Refused before ordering: ask which nonce is next.
+                    // None expected. A refusal at apply that is not about
+                    // the nonce consumed it without moving money.
+                    if r.kind == Kind::Apply && !r.rule.starts_with("nonce") {
+                        load.refused_at_apply
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())[id] += 1;
+                    }
                     eprintln!(
-                        "powerloss: client {id} nonce {nonce} refused [{}]: {}",
-                        r.rule, r.message
+                        "powerloss: client {id} nonce {nonce} refused ({:?}) [{}]: {}",
+                        r.kind, r.rule, r.message
                     );
-                    if let Some(a) =
-                        client::account(&pool, replica, &load.account(id), ATTEMPT_TIMEOUT).await
-                    {
-                        nonce = a.next_nonce;
+                    // As a real client must: ask which nonce is next.
+                    let mut asked = 0;
+                    while asked < 3 * n && !load.stopped() {
+                        let replica = (id + asked) % n;
+                        asked += 1;
+                        if let Some(a) =
+                            client::account(&pool, replica, &load.account(id), ATTEMPT_TIMEOUT)
+                                .await
+                        {
+                            nonce = a.next_nonce;
+                            break;
+                        }
                     }
                     break;
                 }
