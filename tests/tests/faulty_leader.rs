@@ -582,6 +582,9 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
     );
     let mut sent_at = None;
     for _attempt in 0..50 {
+        // Connected first, so the entry goes out right after the victim's
+        // last index is read.
+        let mut client = peer_as(&cluster, leader as usize, victim).await;
         let last = cluster
             .status(victim)
             .await
@@ -597,12 +600,18 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
                 payload: EntryPayload::Normal(Entry::Command(transfer.clone())),
             }],
         };
-        let mut client = peer_as(&cluster, leader as usize, victim).await;
         if let Ok(answer) = client
             .append_entries(convert::append_request_to(&rpc).expect("encode"))
             .await
         {
             let answer = answer.into_inner();
+            if !matches!(
+                answer.result,
+                Some(proto::append_entries_response::Result::Success(_))
+            ) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             println!(
                 "equivocated entry {} sent to validator {victim}: {answer:?}",
                 last + 1

@@ -81,7 +81,10 @@ pub enum Decision {
     Certify {
         picked: Vec<(ShareIndex, SignatureShare)>,
     },
-    /// t + 1 on another payload: this replica diverged.
+    /// t + 1 on another payload, or so many validators signed other
+    /// payloads that this replica's own can no longer reach t + 1 (a split:
+    /// `certified` is then the payload most of them signed): this replica
+    /// diverged, or the committee split.
     Diverged {
         certified: CheckpointPayload,
         signers: Vec<u32>,
@@ -96,6 +99,7 @@ pub fn decide(
     own: &CheckpointPayload,
     by_payload: &BTreeMap<CheckpointPayload, BTreeMap<u32, SignatureShare>>,
     needed: usize,
+    n: usize,
 ) -> Decision {
     for (payload, shares) in by_payload {
         if shares.len() < needed {
@@ -114,6 +118,20 @@ pub fn decide(
                 .map(|(i, s)| (ShareIndex(*i), s.clone()))
                 .collect(),
         };
+    }
+    // A split: validators that signed other payloads (each signs one per
+    // index when honest) leave fewer than t + 1 that could sign this one.
+    let others: Vec<(&CheckpointPayload, &BTreeMap<u32, SignatureShare>)> =
+        by_payload.iter().filter(|(p, _)| *p != own).collect();
+    let signed_other: std::collections::BTreeSet<u32> =
+        others.iter().flat_map(|(_, s)| s.keys().copied()).collect();
+    if signed_other.len() > n.saturating_sub(needed) {
+        if let Some((payload, _)) = others.iter().max_by_key(|(_, s)| s.len()) {
+            return Decision::Diverged {
+                certified: (*payload).clone(),
+                signers: signed_other.into_iter().collect(),
+            };
+        }
     }
     Decision::Wait
 }
@@ -216,8 +234,11 @@ impl Exchange {
         let Some(from) = u32::try_from(s.from).ok().filter(|i| *i < self.n()) else {
             return;
         };
-        let (low, high) = self.window();
-        if s.payload.index <= low || s.payload.index > high {
+        let (low, high, interval) = self.window();
+        if s.payload.index <= low
+            || s.payload.index > high
+            || !s.payload.index.is_multiple_of(interval)
+        {
             return;
         }
         if s.payload.chain_id != self.core.chain_id {
@@ -236,12 +257,13 @@ impl Exchange {
     /// Checkpoint indexes for which shares are kept: above the certified
     /// one, at most `MAX_AHEAD_CHECKPOINTS` intervals beyond the applied
     /// index.
-    fn window(&self) -> (u64, u64) {
+    fn window(&self) -> (u64, u64, u64) {
         let m = self.core.machine.read();
         let low = m.checkpoints.certified_index().unwrap_or(0);
         let applied = m.last_applied.map_or(0, |l| l.index);
-        let high = applied.saturating_add(MAX_AHEAD_CHECKPOINTS * m.checkpoints.interval);
-        (low, high)
+        let interval = m.checkpoints.interval.max(1);
+        let high = applied.saturating_add(MAX_AHEAD_CHECKPOINTS * interval);
+        (low, high, interval)
     }
 
     fn round(&mut self) {
@@ -400,7 +422,7 @@ impl Exchange {
                 at.remove(&from);
             }
         }
-        match decide(&own_payload, &by_payload, self.needed) {
+        match decide(&own_payload, &by_payload, self.needed, self.n() as usize) {
             Decision::Wait => {}
             Decision::Diverged { certified, signers } => {
                 self.diverge(index, &own_payload, &certified, signers);
@@ -500,7 +522,7 @@ mod tests {
         ] {
             let mut by = BTreeMap::new();
             signed(&mut by, &own, signers);
-            match decide(&own, &by, 3) {
+            match decide(&own, &by, 3, 4) {
                 Decision::Certify { picked } => {
                     assert!(certifies, "{signers:?}");
                     assert_eq!(picked.len(), 3, "exactly t + 1 combined");
@@ -511,19 +533,39 @@ mod tests {
         }
     }
 
+    /// An equivocating leader gave each honest follower a different entry:
+    /// no payload reaches t + 1, but this replica's own can no longer
+    /// either (n = 4, t + 1 = 3: two validators signed other payloads).
+    #[test]
+    fn a_split_where_no_payload_can_reach_t_plus_one_is_detected() {
+        let own = payload(7);
+        let mut by = BTreeMap::new();
+        signed(&mut by, &own, &[1]);
+        signed(&mut by, &payload(8), &[2]);
+        assert!(
+            matches!(decide(&own, &by, 3, 4), Decision::Wait),
+            "one other signer: the own payload can still reach 3"
+        );
+        signed(&mut by, &payload(9), &[3]);
+        match decide(&own, &by, 3, 4) {
+            Decision::Diverged { signers, .. } => assert_eq!(signers, vec![2, 3]),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn t_plus_one_on_another_payload_is_a_divergence_and_fewer_is_not() {
         let own = payload(7);
         let theirs = payload(8);
         let mut by = BTreeMap::new();
         signed(&mut by, &own, &[1]);
-        signed(&mut by, &theirs, &[0, 2]);
+        signed(&mut by, &theirs, &[0]);
         assert!(
-            matches!(decide(&own, &by, 3), Decision::Wait),
-            "one faulty plus one is not a quorum"
+            matches!(decide(&own, &by, 3, 4), Decision::Wait),
+            "one (faulty) validator alone signing another payload proves nothing"
         );
-        signed(&mut by, &theirs, &[3]);
-        match decide(&own, &by, 3) {
+        signed(&mut by, &theirs, &[2, 3]);
+        match decide(&own, &by, 3, 4) {
             Decision::Diverged { certified, signers } => {
                 assert_eq!(certified, theirs);
                 assert_eq!(signers, vec![0, 2, 3]);

@@ -79,8 +79,8 @@ pub async fn catch_up_from(
     let Some(meta) = meta else {
         return Ok(None);
     };
-    let applied = machine.read().last_applied;
-    if meta.last_log_id <= applied {
+    let applied = machine.read().last_applied.map(|l| l.index);
+    if meta.last_log_id.map(|l| l.index) <= applied {
         return Ok(None);
     }
     let pinned = machine.read().state.chain().clone();
@@ -97,7 +97,15 @@ pub async fn catch_up_from(
     // refusal that started the catch-up).
     let deadline = tokio::time::Instant::now() + COMMITTED_VOTE_WAIT;
     let vote = loop {
-        let vote = raft.metrics().borrow().vote;
+        let (vote, leads) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            (m.vote, m.current_leader == Some(peers.self_id()))
+        };
+        if leads {
+            // A leader's log is the committee's; it needs no catch-up.
+            return Ok(None);
+        }
         if vote.is_committed() {
             break vote;
         }
@@ -108,7 +116,7 @@ pub async fn catch_up_from(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if machine.read().last_applied >= meta.last_log_id {
+    if machine.read().last_applied.map(|l| l.index) >= meta.last_log_id.map(|l| l.index) {
         return Ok(None);
     }
     raft.install_full_snapshot(

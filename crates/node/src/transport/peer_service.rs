@@ -55,6 +55,8 @@ pub struct PeerService {
     /// The certified snapshot `FetchCheckpoint` serves, encoded once per
     /// checkpoint.
     fetch_cache: std::sync::Arc<crate::checkpoint::fetch::FetchCache>,
+    /// One received snapshot is verified at a time.
+    verifying: std::sync::Arc<tokio::sync::Semaphore>,
     /// Clients of the other validators (a catch-up after a refused
     /// snapshot fetches from them); absent in tests that build the service
     /// alone.
@@ -85,6 +87,7 @@ impl PeerService {
             checkpoint_shares: None,
             assembling: Default::default(),
             fetch_cache: Default::default(),
+            verifying: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             peers: None,
             reads: crate::reads::ReadIndexBatcher::new(),
             safety,
@@ -138,12 +141,14 @@ impl PeerService {
     /// Keeps the chunk; on the last one, verifies the whole snapshot
     /// against the genesis committee this replica pinned. Chunks must come
     /// in order from offset 0, one snapshot per sender at a time, at most
-    /// `MAX_SNAPSHOT_BYTES` in all.
+    /// `MAX_SNAPSHOT_BYTES` in all. Chunks never reach openraft: a verified
+    /// snapshot is installed whole (`install_full_snapshot`), so nothing a
+    /// sender sends later can change what was verified.
     async fn assemble_and_verify(
         &self,
         from: NodeId,
         rpc: &openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig>,
-    ) -> Result<(), String> {
+    ) -> Chunk {
         let data = {
             let mut all = self.assembling.lock().unwrap_or_else(|p| p.into_inner());
             if rpc.offset == 0 {
@@ -156,48 +161,76 @@ impl PeerService {
                 );
             }
             let Some(a) = all.get_mut(&from) else {
-                return Err(format!(
-                    "chunk at offset {} of a snapshot whose start never arrived",
+                return Chunk::OutOfOrder(format!(
+                    "chunk at offset {} of a snapshot whose start this validator does not hold; send it again from offset 0",
                     rpc.offset
                 ));
             };
             if a.snapshot_id != rpc.meta.snapshot_id || a.data.len() as u64 != rpc.offset {
                 all.remove(&from);
-                return Err(format!(
-                    "chunk at offset {} does not continue snapshot the sender started",
+                return Chunk::OutOfOrder(format!(
+                    "chunk at offset {} does not continue the snapshot being received; send it again from offset 0",
                     rpc.offset
                 ));
             }
-            if a.data.len() + rpc.data.len() > crate::store::MAX_SNAPSHOT_BYTES {
+            if a.data.len().saturating_add(rpc.data.len()) > crate::store::MAX_SNAPSHOT_BYTES {
                 all.remove(&from);
-                return Err(format!(
+                return Chunk::Refused(format!(
                     "more than {} bytes (MAX_SNAPSHOT_BYTES)",
                     crate::store::MAX_SNAPSHOT_BYTES
                 ));
             }
             a.data.extend_from_slice(&rpc.data);
             if !rpc.done {
-                return Ok(());
+                return Chunk::Kept;
             }
             all.remove(&from).map(|a| a.data).unwrap_or_default()
         };
+        // A snapshot not ahead of this replica changes nothing (openraft
+        // would ignore it): not verified, so replaying one costs nothing.
+        let applied = self.machine.read().last_applied.map(|l| l.index);
+        if rpc.meta.last_log_id.map(|l| l.index) <= applied {
+            return Chunk::NotAhead;
+        }
+        // One verification at a time: it restores and rehashes the whole
+        // state, O(state), off the runtime's workers.
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return Chunk::OutOfOrder("this validator is shutting down".into());
+        };
         let pinned = self.machine.read().state.chain().clone();
         let meta = rpc.meta.clone();
-        // Restoring and rehashing the whole state is O(state): off the
-        // runtime's workers.
-        tokio::task::spawn_blocking(move || {
+        let verified = tokio::task::spawn_blocking(move || {
             crate::checkpoint::verify_snapshot(&meta, &data, &pinned)
-                .map(|_| ())
+                .map(|_| data)
                 .map_err(|e| e.to_string())
         })
-        .await
-        .map_err(|e| format!("verification did not finish: {e}"))?
+        .await;
+        match verified {
+            Ok(Ok(data)) => Chunk::Verified(data),
+            Ok(Err(reason)) => Chunk::Refused(reason),
+            Err(e) => Chunk::OutOfOrder(format!("verification did not finish: {e}")),
+        }
     }
 
     fn refuse<T>(&self, req_who: &str, from: NodeId, refusal: Refusal) -> Result<T, Status> {
         self.safety.refused(from, req_who, &refusal);
         Err(refusal.to_status())
     }
+}
+
+/// What became of one InstallSnapshot chunk.
+enum Chunk {
+    /// Kept; more to come.
+    Kept,
+    /// The last chunk, and the whole snapshot is certified: its data.
+    Verified(Vec<u8>),
+    /// The whole snapshot is not ahead of this replica: ignored.
+    NotAhead,
+    /// Not in sequence (a lost answer, a restart): not an offence; the
+    /// sender starts again from offset 0.
+    OutOfOrder(String),
+    /// Not a certified checkpoint of this chain, or too large: an offence.
+    Refused(String),
 }
 
 /// One snapshot being received from one validator.
@@ -401,29 +434,51 @@ impl RaftPeer for PeerService {
             return self.refuse(&caller, claimed, r);
         }
         self.safety.snapshot_chunk_received();
-        if let Err(reason) = self.assemble_and_verify(claimed, &rpc).await {
-            let refusal = Refusal::UncertifiedSnapshot {
-                snapshot_id: rpc.meta.snapshot_id.clone(),
-                index: rpc.meta.last_log_id.map_or(0, |l| l.index),
-                bytes: rpc.offset as usize + rpc.data.len(),
-                reason,
-            };
-            if let Some(peers) = &self.peers {
-                crate::checkpoint::fetch::spawn_catch_up(
-                    peers.self_id(),
-                    claimed,
-                    self.members.iter().copied().collect(),
-                    peers.clone(),
-                    self.raft.clone(),
-                    self.machine.clone(),
-                );
+        let current_vote = || {
+            let vote = self.raft.metrics().borrow().vote;
+            Ok(Response::new(proto::InstallSnapshotResponse {
+                vote: Some(convert::vote_to(&vote)),
+            }))
+        };
+        match self.assemble_and_verify(claimed, &rpc).await {
+            Chunk::Kept | Chunk::NotAhead => current_vote(),
+            Chunk::OutOfOrder(reason) => Err(Status::aborted(reason)),
+            Chunk::Refused(reason) => {
+                let refusal = Refusal::UncertifiedSnapshot {
+                    snapshot_id: rpc.meta.snapshot_id.clone(),
+                    index: rpc.meta.last_log_id.map_or(0, |l| l.index),
+                    bytes: usize::try_from(rpc.offset)
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(rpc.data.len()),
+                    reason,
+                };
+                if let Some(peers) = &self.peers {
+                    crate::checkpoint::fetch::spawn_catch_up(
+                        peers.self_id(),
+                        claimed,
+                        self.members.iter().copied().collect(),
+                        peers.clone(),
+                        self.raft.clone(),
+                        self.machine.clone(),
+                    );
+                }
+                self.refuse(&caller, claimed, refusal)
             }
-            return self.refuse(&caller, claimed, refusal);
+            Chunk::Verified(data) => {
+                let snapshot = crate::types::Snapshot {
+                    meta: rpc.meta.clone(),
+                    snapshot: Box::new(crate::store::SnapshotBuffer::from_bytes(data)),
+                };
+                let resp = self
+                    .raft
+                    .install_full_snapshot(rpc.vote, snapshot)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Ok(Response::new(proto::InstallSnapshotResponse {
+                    vote: Some(convert::vote_to(&resp.vote)),
+                }))
+            }
         }
-        let resp = self.raft.install_snapshot(rpc).await.map_err(raft_status)?;
-        Ok(Response::new(proto::InstallSnapshotResponse {
-            vote: Some(convert::vote_to(&resp.vote)),
-        }))
     }
 
     async fn forward_commands(
