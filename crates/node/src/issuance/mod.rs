@@ -352,6 +352,7 @@ impl Issuer {
 /// refused by the state machine and changes nothing).
 fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(u64, bool)>) {
     let raft = core.raft.clone();
+    let machine = core.machine.clone();
     let sequence = certificate.sequence;
     // Verified now, while the entry is replicated and synced, so its apply
     // (under the state's lock) finds the verdict.
@@ -361,11 +362,20 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
             Ok(Ok(resp)) => {
                 match resp.data.outcomes.into_iter().next() {
-                    Some(Ok(_)) => tracing::info!(
-                        sequence,
-                        log_index = resp.data.log_index,
-                        "certificate issued"
-                    ),
+                    Some(Ok(_)) => {
+                        let nep = machine
+                            .read()
+                            .state
+                            .certificate(sequence)
+                            .map(|r| r.event.nep.0);
+                        tracing::info!(
+                            sequence,
+                            nep,
+                            log_index = resp.data.log_index,
+                            term = resp.log_id.leader_id.term,
+                            "certificate issued"
+                        )
+                    }
                     Some(Err(GovError::CertificateAlreadyIssued { .. })) => {
                         tracing::debug!(sequence, "certificate was already issued")
                     }

@@ -795,8 +795,8 @@ pub async fn observe(
                     m.leader_changes.inc();
                     tracing::info!(
                         term = r.current_term,
-                        leader = ?r.current_leader,
-                        previous = ?leader,
+                        leader = r.current_leader,
+                        previous = leader,
                         "leader changed"
                     );
                     leader = r.current_leader;
@@ -819,7 +819,7 @@ pub async fn observe(
                 let ok = status.not_serving.is_empty();
                 if serving != Some(ok) || (!ok && reasons != status.not_serving) {
                     if ok {
-                        tracing::info!(term = status.term, leader = ?status.leader, "health: SERVING");
+                        tracing::info!(term = status.term, leader = status.leader, "health: SERVING");
                     } else {
                         tracing::warn!(term = status.term, reasons = ?status.not_serving, "health: NOT_SERVING");
                     }
