@@ -38,14 +38,25 @@ async fn standard_tools_work(endpoint: &str, ca: &std::path::Path) {
     let channel = neuroshard_node::client::connect_channel(endpoint, ca, Duration::from_secs(5))
         .await
         .expect("channel");
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "neuroshard.governance.v1.Governance".into(),
-        })
-        .await
-        .expect("health check")
-        .into_inner();
-    assert_eq!(health.status, ServingStatus::Serving as i32);
+    // NOT_SERVING until this validator knows the leader and is caught up
+    // (docs/operations.md, "Metrics, health and alerts"): a moment after
+    // the committee's first leader.
+    let mut status = ServingStatus::Unknown as i32;
+    for _ in 0..100 {
+        status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: "neuroshard.governance.v1.Governance".into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status;
+        if status == ServingStatus::Serving as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, ServingStatus::Serving as i32);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

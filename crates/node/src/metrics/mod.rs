@@ -800,6 +800,8 @@ pub async fn observe(
                         "leader changed"
                     );
                     leader = r.current_leader;
+                    // Health follows a leader change at once.
+                    every.reset_immediately();
                 }
                 if r.state != state {
                     if r.state == openraft::ServerState::Candidate {
