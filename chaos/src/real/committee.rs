@@ -78,6 +78,10 @@ pub fn prepare(
             chain_id,
             "--day-ms",
             &day_ms,
+            // The runs move the peer and API listeners to their own
+            // addresses; a metrics listener on keygen's fixed ports could
+            // collide with them.
+            "--no-metrics",
         ],
     )?;
 
