@@ -17,7 +17,8 @@
 //! group key of the genesis committee *it* pinned, and the state the image
 //! restores hashes (recomputed from scratch) to the certified state hash at
 //! the certified log id and membership. The peer service runs that check
-//! before openraft sees the last chunk, so a refused snapshot never reaches
+//! on the assembled snapshot (no chunk reaches openraft) and installs a
+//! verified one whole, so a refused snapshot never reaches
 //! the state machine.
 //!
 //! A replica whose own state hash at a checkpoint differs from a payload

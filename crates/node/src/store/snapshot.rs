@@ -80,7 +80,7 @@ pub fn snapshot_write_error(
 /// Decodes a received snapshot and checks that the committee certified it
 /// (`crate::checkpoint::verify_snapshot`, against `current`'s pinned
 /// genesis committee) before anything is replaced. The peer service runs
-/// the same check before openraft sees the snapshot's last chunk, so a
+/// the same check on the assembled snapshot before openraft sees it, so a
 /// refusal here is a bug, not a peer's doing.
 pub fn install_image(
     meta: &SnapshotMeta,
