@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use neuroshard_cli::cluster::LocalCluster;
 use neuroshard_cli::keygen::{self, KeygenOptions};
 use neuroshard_governance::Entry;
+use neuroshard_node::governance_client::GovernanceClient;
 use neuroshard_node::proto;
 use neuroshard_node::proto::raft_peer_client::RaftPeerClient;
 use neuroshard_node::transport::convert;
@@ -671,6 +672,130 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
             "validator {i} certified the checkpoint the victim diverged at: {s:?}"
         );
     }
+    println!("the three others at applied index {index}, state hash {hash}");
+
+    // The diverged victim stands down (issue 13, item 2): it orders nothing,
+    // answers linearizable reads with `replica_diverged` and stale reads
+    // from its frozen state, marked; it never leads; all of it survives a
+    // restart.
+    let receiver_hex: String = receiver.0.iter().map(|b| format!("{b:02x}")).collect();
+    let endpoints = cluster.ceremony.api_endpoints.clone();
+    let ca = cluster.ca();
+    let gov = |i: usize| {
+        let (endpoint, ca) = (endpoints[i].clone(), ca.clone());
+        async move {
+            GovernanceClient::connect(&endpoint, &ca, Duration::from_secs(5))
+                .await
+                .expect("connect")
+        }
+    };
+    let refused = gov(victim)
+        .await
+        .submit(&transfer)
+        .await
+        .expect_err("a diverged validator orders nothing");
+    assert_eq!(refused.rule(), Some("replica_diverged"), "{refused}");
+    let refused = gov(victim)
+        .await
+        .account(&receiver_hex, false)
+        .await
+        .expect_err("no linearizable read from a diverged validator");
+    assert_eq!(refused.rule(), Some("replica_diverged"), "{refused}");
+    let frozen = |a: &neuroshard_node::api_proto::Account| {
+        let point = a.read_point.expect("a read point");
+        assert!(point.diverged, "the stale read is marked diverged: {a:?}");
+        assert!(!point.linearizable);
+        point.applied_index
+    };
+    let stale = gov(victim)
+        .await
+        .account(&receiver_hex, true)
+        .await
+        .expect("a stale read");
+    assert_eq!(
+        stale.balance,
+        5 * neuroshard_governance::NEURO,
+        "the victim's own (equivocated) state"
+    );
+    let frozen_at = frozen(&stale);
+    // The committee never applied the equivocated transfer; the same
+    // command sent to another validator is ordered and applied there.
+    let other = others[0];
+    gov(other)
+        .await
+        .submit(&transfer)
+        .await
+        .expect("the committee orders what the victim refused");
+    let applied_before = cluster
+        .status(victim)
+        .await
+        .and_then(|s| s.applied_index)
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let victim_now = cluster.status(victim).await.expect("status");
+    assert!(
+        victim_now.applied_index > Some(applied_before),
+        "the victim still stores and acknowledges the log: {victim_now:?}"
+    );
+    let again = gov(victim)
+        .await
+        .account(&receiver_hex, true)
+        .await
+        .expect("a stale read");
+    assert_eq!(frozen(&again), frozen_at, "its governance state is frozen");
+
+    // The leader goes away: the others elect one of themselves (the
+    // victim votes but never campaigns).
+    let (leader_now, _) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    assert_ne!(
+        leader_now as usize, victim,
+        "a diverged validator never leads"
+    );
+    cluster.kill(leader_now as usize).expect("kill the leader");
+    let (next, _) = cluster
+        .wait_for_leader(Duration::from_secs(60))
+        .await
+        .expect("another leader");
+    assert_ne!(next as usize, victim, "a diverged validator never leads");
+    assert_ne!(next, leader_now);
+    cluster.spawn(leader_now as usize).expect("restart");
+
+    // A restart keeps it diverged and frozen at the same point.
+    cluster.kill(victim).expect("kill the victim");
+    cluster.spawn(victim).expect("restart the victim");
+    let restarted_by = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        if let Some(s) = cluster.status(victim).await {
+            break s;
+        }
+        assert!(Instant::now() < restarted_by, "the victim did not restart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        !after.diverged.is_empty(),
+        "diverged across a restart: {after:?}"
+    );
+    let stale = gov(victim)
+        .await
+        .account(&receiver_hex, true)
+        .await
+        .expect("a stale read after the restart");
+    assert_eq!(
+        frozen(&stale),
+        frozen_at,
+        "the replay stops where the state froze"
+    );
+    assert_eq!(stale.balance, 5 * neuroshard_governance::NEURO);
+    println!(
+        "validator {victim} stands down: submit and linearizable reads refused (replica_diverged), stale reads marked and frozen at {frozen_at} across a restart, never leads (validator {next} took over)"
+    );
+    let (index, hash) = cluster
+        .wait_for_agreement(&others, Duration::from_secs(60))
+        .await
+        .expect("the three others agree again");
     println!("the three others at applied index {index}, state hash {hash}");
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }

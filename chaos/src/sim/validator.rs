@@ -318,6 +318,8 @@ pub async fn run(setup: Arc<ValidatorSetup>) -> turmoil::Result {
             // others acknowledged to it (the sled store keeps it).
             acks: AckRecords::in_memory(),
             on_recovered: Some(on_recovered),
+            // No data directory: the simulation runs no Byzantine replica.
+            divergence_marker: None,
         },
     )
     .await?;

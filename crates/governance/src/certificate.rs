@@ -307,14 +307,24 @@ fn verify_issued_uncached(
             .public_key_set_from_bytes(keys)
             .map_err(|e| e.to_string())?;
         let message = c.envelope.signed_bytes();
+        let mut parsed = Vec::with_capacity(c.shares.len());
         for s in &c.shares {
             let share = scheme
                 .signature_share_from_bytes(&s.share)
                 .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
-            scheme
-                .verify_share(&keys, ShareIndex(s.validator), &share, &message)
-                .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
+            parsed.push((ShareIndex(s.validator), share));
         }
+        // One pairing check for all the shares (the first invalid one is
+        // named when it fails).
+        let together: Vec<(ShareIndex, &_)> = parsed.iter().map(|(i, s)| (*i, s)).collect();
+        scheme
+            .verify_shares(&keys, &together, &message)
+            .map_err(|e| match e {
+                neuroshard_certificate::SchemeError::InvalidShare { index } => {
+                    format!("share of validator {}: {e}", index.0)
+                }
+                other => format!("shares: {other}"),
+            })?;
     }
     Ok(())
 }

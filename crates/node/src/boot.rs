@@ -249,6 +249,30 @@ pub async fn probe_for_recovery(
     }
 }
 
+/// Written when this validator diverged from a certified checkpoint (JSON
+/// of [`crate::store::machine::Divergence`]): it stays diverged across
+/// restarts until its data directory is replaced (docs/operations.md, "A
+/// diverged validator").
+pub const DIVERGED: &str = "DIVERGED";
+
+/// The divergence recorded in `data_dir`, if any. A marker that does not
+/// parse is an error: starting as if nothing happened would sign again.
+pub fn read_divergence(
+    data_dir: &Path,
+) -> Result<Option<crate::store::machine::Divergence>, String> {
+    let path = marker(data_dir, DIVERGED);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{} does not parse ({e}); this validator diverged before: replace its data directory (docs/operations.md, \"A diverged validator\")",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// The marker paths of `data_dir`.
 pub fn marker(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join(name)

@@ -120,6 +120,10 @@ pub enum NodeError {
     /// `--recover` cannot proceed.
     #[error("cannot recover: {0}")]
     Recovery(String),
+    /// This replica diverged from a certified checkpoint: it orders and
+    /// applies nothing (docs/operations.md, "A diverged validator").
+    #[error("validator {node} diverged from the committee ({detail}); it orders and applies nothing: send the command to another validator")]
+    Diverged { node: NodeId, detail: String },
     #[error("internal: {0}")]
     Internal(String),
 }

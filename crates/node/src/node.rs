@@ -99,9 +99,42 @@ pub struct NodeCore {
     pub safety: Arc<Safety>,
     /// Set when shutdown starts: health answers NOT_SERVING from then on.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// Where a divergence is recorded (`crate::boot::DIVERGED` in the data
+    /// directory of a sled store; none in the simulation).
+    pub divergence_marker: Option<std::path::PathBuf>,
 }
 
 impl NodeCore {
+    /// This replica diverged (`crate::checkpoint::exchange`): records it in
+    /// the data directory and stands down.
+    pub fn on_diverged(&self, divergence: &crate::store::machine::Divergence) {
+        if let Some(path) = &self.divergence_marker {
+            let written = serde_json::to_string_pretty(divergence)
+                .map_err(std::io::Error::other)
+                .and_then(|text| crate::boot::write_marker(path, &text));
+            if let Err(e) = written {
+                crate::store::durability::disk_failed("record the divergence", &e);
+            }
+        }
+        self.stand_down();
+    }
+
+    /// A diverged replica neither campaigns nor leads: elections off, and
+    /// as a leader no heartbeats (and no ticks, no commands: the ticker and
+    /// the submit path stop too), so the followers elect another leader
+    /// within an election timeout. It still stores and acknowledges log
+    /// entries and votes: the committee keeps its quorum.
+    pub fn stand_down(&self) {
+        let rc = self.raft.runtime_config();
+        rc.elect(false);
+        rc.heartbeat(false);
+    }
+
+    /// The divergence, if this replica diverged.
+    pub fn diverged(&self) -> Option<crate::store::machine::Divergence> {
+        self.machine.read().checkpoints.diverged.clone()
+    }
+
     /// Admits `command` against this replica's state, then orders it
     /// through the leader and answers once it is applied (in process: no
     /// source quota).
@@ -125,6 +158,13 @@ impl NodeCore {
         source: Option<IpAddr>,
         original: Option<Vec<u8>>,
     ) -> Result<Submitted, NodeError> {
+        // A diverged replica's state is not the committee's: it neither
+        // admits (its duplicate and nonce checks read that state) nor
+        // orders anything.
+        if let Some(refusal) = crate::submit::diverged_refusal(&self.machine, self.id) {
+            crate::metrics::submit_failed(&refusal);
+            return Err(refusal);
+        }
         if self.submitter.settings().batch_entries {
             self.signatures.check(&command, encoded_len).await;
         } else if encoded_len <= neuroshard_governance::limits::MAX_COMMAND_BYTES {
@@ -172,26 +212,18 @@ impl NodeCore {
             state_budget_bytes,
             certified_checkpoint,
             diverged,
-        ) =
-            {
-                let m = self.machine.read();
-                (
-                    m.last_applied.map(|l| l.index),
-                    m.state.state_hash(),
-                    m.state.committed_time_ms(),
-                    m.state.state_bytes(),
-                    m.state.state_budget(),
-                    m.checkpoints.certified_index(),
-                    m.checkpoints.diverged.as_ref().map(|d| {
-                        format!(
-                        "at checkpoint {}: this replica computed {}, the committee certified {}",
-                        d.index,
-                        d.own.as_ref().map_or("nothing".to_owned(), |p| p.describe()),
-                        d.certified.describe()
-                    )
-                    }),
-                )
-            };
+        ) = {
+            let m = self.machine.read();
+            (
+                m.last_applied.map(|l| l.index),
+                m.state.state_hash(),
+                m.state.committed_time_ms(),
+                m.state.state_bytes(),
+                m.state.state_budget(),
+                m.checkpoints.certified_index(),
+                m.checkpoints.diverged.as_ref().map(|d| d.describe()),
+            )
+        };
         let state_hash = hex::encode(state_hash);
         let role = match metrics.state {
             openraft::ServerState::Leader => "leader",
@@ -362,6 +394,10 @@ impl Node {
                 boot,
                 acks,
                 on_recovered: Some(on_recovered),
+                divergence_marker: Some(crate::boot::marker(
+                    &config.data_dir,
+                    crate::boot::DIVERGED,
+                )),
             },
         )
         .await?;
@@ -555,7 +591,12 @@ impl Node {
             follower_reads: crate::reads::ReadIndexBatcher::new(),
             safety: safety.clone(),
             stopping: Default::default(),
+            divergence_marker: boot.divergence_marker,
         });
+        if let Some(d) = core.diverged() {
+            tracing::error!(divergence = %d.describe(), "DIVERGED before this start: this validator stands down (signs, applies and leads nothing; reads are marked diverged)");
+            core.stand_down();
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (share_tx, share_rx) = mpsc::channel(MAX_PENDING_SHARES);
         let (checkpoint_tx, checkpoint_rx) =
@@ -712,6 +753,7 @@ impl Node {
         }
         tasks.push(tokio::spawn(run_ticker(
             raft,
+            core.machine.clone(),
             env.clock.clone(),
             tick_interval,
             env.withhold_ticks.clone(),
@@ -880,6 +922,8 @@ pub struct BootOptions {
     pub acks: crate::safety::AckRecords,
     /// Runs once a recovery completed (removes the recovery marker).
     pub on_recovered: Option<Box<dyn FnOnce() + Send>>,
+    /// Where to record a divergence (`crate::boot::DIVERGED`).
+    pub divergence_marker: Option<std::path::PathBuf>,
 }
 
 impl Default for BootOptions {
@@ -888,6 +932,7 @@ impl Default for BootOptions {
             boot: Boot::Auto,
             acks: crate::safety::AckRecords::in_memory(),
             on_recovered: None,
+            divergence_marker: None,
         }
     }
 }

@@ -104,6 +104,10 @@ pub enum ReadError {
     Lagging { index: u64, ms: u64 },
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// This replica diverged from a certified checkpoint: it answers only
+    /// stale reads, marked diverged.
+    #[error("this validator diverged from the committee ({detail}); it cannot answer a linearizable read: ask another validator, or read with stale = true (the answer is marked diverged)")]
+    Diverged { detail: String },
 }
 
 /// The leader's side: confirms leadership and answers the index a

@@ -911,7 +911,10 @@ pub async fn run_recovery_watch(
         };
         let applied = safety.machine.read().last_applied;
         if applied.is_some_and(|a| a.leader_id.term >= rec.since_term) {
-            raft.runtime_config().elect(true);
+            // A replica that diverged meanwhile stays out of elections.
+            if safety.machine.read().checkpoints.diverged.is_none() {
+                raft.runtime_config().elect(true);
+            }
             safety.finish_recovering();
             done();
             tracing::info!(

@@ -337,6 +337,7 @@ async fn run_proposer(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_PROPOSALS_IN_FLIGHT));
     let mut carry: Option<Proposal> = None;
+    let me = raft.metrics().borrow().id;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -365,6 +366,15 @@ async fn run_proposer(
         }
         let (commands, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        // A diverged leader proposes nothing (it stands down: the
+        // followers elect another leader once its entries stop).
+        if let Some(refusal) = diverged_refusal(&machine, me) {
+            for reply in replies {
+                let _caller_gone = reply.send(Err(same_error(&refusal)));
+            }
+            drop(slot);
+            continue;
+        }
         // Forwarded commands were admitted by another validator: their
         // signatures are checked now, beside the entry's fsync and
         // replication (this validator's own admissions are memoized).
@@ -416,6 +426,19 @@ async fn run_proposer(
     }
 }
 
+/// `replica_diverged` if this replica diverged (`crate::checkpoint`).
+pub fn diverged_refusal(machine: &SharedMachine, node: NodeId) -> Option<NodeError> {
+    machine
+        .read()
+        .checkpoints
+        .diverged
+        .as_ref()
+        .map(|d| NodeError::Diverged {
+            node,
+            detail: d.describe(),
+        })
+}
+
 /// The log never receives a command its size rule refuses, whoever calls:
 /// admission checked it already (`crate::admission`), this is the last
 /// guard before the entry is encoded (a cheap size measure, no encoding).
@@ -453,6 +476,10 @@ fn same_error(e: &NodeError) -> NodeError {
         NodeError::Timeout { ms } => NodeError::Timeout { ms: *ms },
         NodeError::Internal(m) => NodeError::Internal(m.clone()),
         NodeError::Raft(m) => NodeError::Raft(m.clone()),
+        NodeError::Diverged { node, detail } => NodeError::Diverged {
+            node: *node,
+            detail: detail.clone(),
+        },
         other => NodeError::Raft(other.to_string()),
     }
 }

@@ -11,13 +11,16 @@ use tokio::sync::watch;
 use neuroshard_governance::Entry;
 
 use crate::clock::Clock;
+use crate::store::SharedMachine;
 use crate::types::Raft;
 
 /// Proposes a tick every `interval` while this validator leads. While
 /// `withhold` is set (a test seam: `Environment::withhold_ticks`) it
-/// proposes none and keeps leading, as a faulty leader would.
+/// proposes none and keeps leading, as a faulty leader would. A diverged
+/// replica proposes none either (it stands down, `NodeCore::stand_down`).
 pub async fn run_ticker(
     raft: Raft,
+    machine: SharedMachine,
     clock: Arc<dyn Clock>,
     interval: Duration,
     withhold: Arc<AtomicBool>,
@@ -35,7 +38,10 @@ pub async fn run_ticker(
             let m = m.borrow();
             m.current_leader == Some(m.id) && m.state.is_leader()
         };
-        if !is_leader || withhold.load(Ordering::Relaxed) {
+        if !is_leader
+            || withhold.load(Ordering::Relaxed)
+            || machine.read().checkpoints.diverged.is_some()
+        {
             continue;
         }
         let now_ms = clock.now_ms();

@@ -32,8 +32,11 @@ use blsttc::group::prime::PrimeCurveAffine;
 use blsttc::group::Group;
 use sha2::{Digest, Sha256};
 
-use super::g2_rfc9380::{group_key_of, signature_of};
-use super::{GroupPublicKey, SchemeError, Signature, IETF_BASIC_DST};
+use super::g2_rfc9380::{blst_share, group_key_of, signature_of};
+use super::{
+    GroupPublicKey, PublicKeySet, SchemeError, ShareIndex, Signature, SignatureShare,
+    IETF_BASIC_DST,
+};
 
 /// Bits of each random scalar.
 pub const BATCH_SCALAR_BITS: usize = 128;
@@ -89,6 +92,89 @@ pub(super) fn verify_same_key(
     } else {
         Err(SchemeError::BadBatch { count: items.len() })
     }
+}
+
+const SHARE_SCALAR_TAG: &[u8] = b"neuroshard-certificate/share-batch-scalars/v1";
+
+/// Checks several validators' shares on one message with one pairing check:
+/// with scalars `r_i` fixed by a transcript of the key set, the message and
+/// every (index, share),
+///
+/// ```text
+/// e(Σ r_i·pk_i, H(m)) == e(g1, Σ r_i·σ_i)
+/// ```
+///
+/// i.e. `Σ r_i·σ_i` must be a signature on `m` under `Σ r_i·pk_i`. Valid
+/// shares always pass; a set with an invalid share passes with probability
+/// about 2^-127 (the argument of [`verify_same_key`], with the keys varying
+/// and the message fixed). Returns false when the check fails (some share
+/// is invalid: the caller finds which).
+pub(super) fn verify_shares_same_message(
+    keys: &PublicKeySet,
+    shares: &[(ShareIndex, &SignatureShare)],
+    msg: &[u8],
+) -> Result<bool, SchemeError> {
+    if shares.len() > MAX_BATCH_SIGNATURES {
+        return Err(SchemeError::TooManyInBatch {
+            count: shares.len(),
+            max: MAX_BATCH_SIGNATURES,
+        });
+    }
+    let mut pks = Vec::with_capacity(shares.len());
+    let mut sigs = Vec::with_capacity(shares.len());
+    let mut transcript = Sha256::new();
+    transcript.update(SHARE_SCALAR_TAG);
+    transcript.update(keys.to_bytes());
+    transcript.update((msg.len() as u64).to_be_bytes());
+    transcript.update(msg);
+    for (index, share) in shares {
+        let (pk, sig) = blst_share(keys, *index, share)?;
+        // A key share at the identity would make its share vanish from
+        // the sum: validate each (on the curve, in the group, not zero).
+        pk.validate()
+            .map_err(|_| SchemeError::InvalidShare { index: *index })?;
+        transcript.update(index.0.to_be_bytes());
+        transcript.update(sig.compress());
+        pks.push(pk);
+        sigs.push(sig);
+    }
+    let transcript = transcript.finalize();
+    let mut scalars = Vec::with_capacity(shares.len() * BATCH_SCALAR_BITS / 8);
+    for i in 0..shares.len() as u64 {
+        let digest = Sha256::new()
+            .chain_update(SHARE_SCALAR_TAG)
+            .chain_update(transcript)
+            .chain_update(i.to_be_bytes())
+            .finalize();
+        let mut scalar = [0u8; BATCH_SCALAR_BITS / 8];
+        scalar.copy_from_slice(&digest[..BATCH_SCALAR_BITS / 8]);
+        scalar[0] |= 1;
+        scalars.extend_from_slice(&scalar);
+    }
+    let pk_sum = min_pk::AggregatePublicKey::aggregate_with_randomness(
+        &pks,
+        &scalars,
+        BATCH_SCALAR_BITS,
+        false,
+    )
+    .map_err(|_| SchemeError::BadBatch {
+        count: shares.len(),
+    })?
+    .to_public_key();
+    let sig_sum = min_pk::AggregateSignature::aggregate_with_randomness(
+        &sigs,
+        &scalars,
+        BATCH_SCALAR_BITS,
+        false,
+    )
+    .map_err(|_| SchemeError::BadBatch {
+        count: shares.len(),
+    })?
+    .to_signature();
+    Ok(matches!(
+        sig_sum.verify(false, msg, IETF_BASIC_DST, &[], &pk_sum, false),
+        blst::BLST_ERROR::BLST_SUCCESS
+    ))
 }
 
 /// 16 little-endian bytes per item (blst's scalar layout), never all zero.

@@ -223,6 +223,25 @@ pub trait ThresholdScheme: Send + Sync {
         msg: &[u8],
     ) -> Result<(), SchemeError>;
 
+    /// Checks several validators' shares on one `msg` (what a combiner and
+    /// a `CertificateIssued` check hold). Backends that can do it check
+    /// them together with one random linear combination — one pairing
+    /// check however many shares — and only when that fails check each to
+    /// name the invalid one; the result is the same as calling
+    /// [`Self::verify_share`] on each in order (the first invalid share's
+    /// error).
+    fn verify_shares(
+        &self,
+        keys: &PublicKeySet,
+        shares: &[(ShareIndex, &SignatureShare)],
+        msg: &[u8],
+    ) -> Result<(), SchemeError> {
+        for (index, share) in shares {
+            self.verify_share(keys, *index, share, msg)?;
+        }
+        Ok(())
+    }
+
     /// Combines shares on `msg` into the group signature. Every share is
     /// checked first — unknown index, duplicate index, invalid share are
     /// refused by name — because the interpolation itself checks nothing and

@@ -241,6 +241,67 @@ fn combine_refuses_bad_share_lists_before_combining() {
     }
 }
 
+/// `verify_shares` (one pairing check for all on the default backend)
+/// agrees with `verify_share` one by one: every valid set passes, at one,
+/// some and all n shares; a set with one bad share — signed on another
+/// message, or a valid share under another validator's index — fails
+/// naming that share, wherever it sits; an unknown index is refused.
+#[test]
+fn shares_verified_together_agree_with_one_by_one() {
+    for id in SchemeId::ALL {
+        let scheme = id.scheme();
+        let keys = dealt(id, 2, 7, 5);
+        let keyset = &keys.public_key_set;
+        for who in [
+            &[3u32][..],
+            &[0, 1, 2],
+            &[6, 2, 4, 0],
+            &[0, 1, 2, 3, 4, 5, 6],
+        ] {
+            let good = shares_for(id, &keys, who, MSG);
+            let refs: Vec<(ShareIndex, &SignatureShare)> =
+                good.iter().map(|(i, s)| (*i, s)).collect();
+            scheme
+                .verify_shares(keyset, &refs, MSG)
+                .unwrap_or_else(|e| panic!("{id:?} {who:?}: {e}"));
+            for bad_at in 0..who.len() {
+                // Signed on another message.
+                let mut bad = good.clone();
+                bad[bad_at].1 = shares_for(id, &keys, &[who[bad_at]], b"another message")
+                    .remove(0)
+                    .1;
+                let refs: Vec<(ShareIndex, &SignatureShare)> =
+                    bad.iter().map(|(i, s)| (*i, s)).collect();
+                assert_eq!(
+                    scheme.verify_shares(keyset, &refs, MSG),
+                    Err(SchemeError::InvalidShare {
+                        index: ShareIndex(who[bad_at])
+                    }),
+                    "{id:?} {who:?}, bad at {bad_at}"
+                );
+                // Another validator's valid share under this index.
+                let other = (who[bad_at] + 1) % 7;
+                let mut swapped = good.clone();
+                swapped[bad_at].1 = shares_for(id, &keys, &[other], MSG).remove(0).1;
+                let refs: Vec<(ShareIndex, &SignatureShare)> =
+                    swapped.iter().map(|(i, s)| (*i, s)).collect();
+                assert!(
+                    scheme.verify_shares(keyset, &refs, MSG).is_err(),
+                    "{id:?} {who:?}: validator {other}'s share under index {}",
+                    who[bad_at]
+                );
+            }
+        }
+        let one = shares_for(id, &keys, &[0], MSG);
+        let refs = [(ShareIndex(7), &one[0].1), (ShareIndex(0), &one[0].1)];
+        assert!(matches!(
+            scheme.verify_shares(keyset, &refs, MSG),
+            Err(SchemeError::UnknownIndex { .. })
+        ));
+        assert_eq!(scheme.verify_shares(keyset, &[], MSG), Ok(()));
+    }
+}
+
 #[test]
 fn t_shares_do_not_make_a_signature() {
     for id in SchemeId::ALL {

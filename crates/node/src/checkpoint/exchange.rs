@@ -469,13 +469,20 @@ impl Exchange {
             own = %own.describe(),
             certified = %certified.describe(),
             ?signers,
-            "DIVERGED: a Byzantine quorum of validators signed a different state at this checkpoint; this validator stops signing checkpoints and certificates (docs/operations.md, \"A diverged validator\")"
+            "DIVERGED: a Byzantine quorum of validators signed a different state at this checkpoint; this validator stops signing, applying and leading, and answers reads marked diverged (docs/operations.md, \"A diverged validator\")"
         );
-        self.core.machine.write().checkpoints.diverged = Some(Divergence {
-            index,
-            own: Some(own.clone()),
-            certified: certified.clone(),
-        });
+        let divergence = {
+            let mut m = self.core.machine.write();
+            let d = Divergence {
+                index,
+                own: Some(own.clone()),
+                certified: certified.clone(),
+                frozen_at: m.last_applied,
+            };
+            m.checkpoints.diverged = Some(d.clone());
+            d
+        };
+        self.core.on_diverged(&divergence);
     }
 }
 

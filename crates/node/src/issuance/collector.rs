@@ -139,6 +139,7 @@ impl Collector {
         };
         if !c.unverified.is_empty() {
             let message = signing_message(&pending.payload);
+            let mut parsed = Vec::new();
             for (from, (hash, bytes)) in std::mem::take(&mut c.unverified) {
                 if hash != payload_sha256 {
                     refused.push(ShareRefusal::OtherPayload {
@@ -149,18 +150,8 @@ impl Collector {
                     });
                     continue;
                 }
-                let checked = self
-                    .scheme
-                    .signature_share_from_bytes(&bytes)
-                    .and_then(|s| {
-                        self.scheme
-                            .verify_share(&self.keys, ShareIndex(from), &s, &message)
-                            .map(|()| s)
-                    });
-                match checked {
-                    Ok(share) => {
-                        c.verified.insert(from, share);
-                    }
+                match self.scheme.signature_share_from_bytes(&bytes) {
+                    Ok(share) => parsed.push((ShareIndex(from), share)),
                     Err(e) => refused.push(ShareRefusal::Invalid {
                         from,
                         sequence: pending.sequence,
@@ -168,7 +159,38 @@ impl Collector {
                     }),
                 }
             }
+            // Checked together (one pairing check for all of them); only
+            // if that fails, one by one to refuse the invalid ones by name.
+            let together: Vec<(ShareIndex, &SignatureShare)> =
+                parsed.iter().map(|(i, s)| (*i, s)).collect();
+            let all_valid = self
+                .scheme
+                .verify_shares(&self.keys, &together, &message)
+                .is_ok();
+            for (index, share) in parsed {
+                let checked = if all_valid {
+                    Ok(())
+                } else {
+                    self.scheme
+                        .verify_share(&self.keys, index, &share, &message)
+                };
+                match checked {
+                    Ok(()) => {
+                        c.verified.insert(index.0, share);
+                    }
+                    Err(e) => refused.push(ShareRefusal::Invalid {
+                        from: index.0,
+                        sequence: pending.sequence,
+                        message: e.to_string(),
+                    }),
+                }
+            }
         }
+        // In validator order, however they were found out.
+        refused.sort_by_key(|r| match r {
+            ShareRefusal::OtherPayload { from, .. } | ShareRefusal::Invalid { from, .. } => *from,
+            _ => u32::MAX,
+        });
         if c.verified.len() < self.needed {
             return (None, refused);
         }

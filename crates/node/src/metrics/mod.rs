@@ -50,6 +50,7 @@ pub struct Metrics {
     pub snapshot_install_seconds: Histogram,
     pub snapshot_bytes: Gauge,
     pub entries_applied: Counter,
+    pub entries_not_applied_diverged: Counter,
     pub commands_per_entry: Histogram,
     pub apply_refusals: Family<Labels, Counter>,
     pub admission_refusals: Family<Labels, Counter>,
@@ -90,6 +91,7 @@ impl Metrics {
             snapshot_install_seconds: duration_buckets(),
             snapshot_bytes: Gauge::default(),
             entries_applied: Counter::default(),
+            entries_not_applied_diverged: Counter::default(),
             commands_per_entry: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             apply_refusals: Family::default(),
             admission_refusals: Family::default(),
@@ -141,6 +143,11 @@ impl Metrics {
             "proposals_applied",
             "Log entries applied to the state machine (blank and membership entries included)",
             m.entries_applied.clone(),
+        );
+        registry.register(
+            "diverged_entries_skipped",
+            "Governance log entries a diverged replica kept in its log but did not apply (its state is frozen where it diverged)",
+            m.entries_not_applied_diverged.clone(),
         );
         registry.register(
             "commands_per_entry",

@@ -63,12 +63,40 @@ pub struct Checkpoints {
     pub diverged: Option<Divergence>,
 }
 
-/// What made this replica diverged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What made this replica diverged, and where its governance state
+/// stopped. Kept in the data directory (`DIVERGED`, JSON) so a restart
+/// stays diverged: the replay applies nothing after `frozen_at` either.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Divergence {
+    /// The checkpoint index at which the committee certified another state.
     pub index: u64,
     pub own: Option<CheckpointPayload>,
     pub certified: CheckpointPayload,
+    /// The last entry applied to the governance state: later entries are
+    /// kept in the log and move the Raft position, but change nothing
+    /// (reads answer from the state as it was here, marked diverged).
+    pub frozen_at: Option<LogId>,
+}
+
+impl Divergence {
+    /// Whether the governance state still takes the entry at `index`.
+    pub fn applies(&self, index: u64) -> bool {
+        self.frozen_at.is_some_and(|f| index <= f.index)
+    }
+
+    /// One line for the status and the refusals.
+    pub fn describe(&self) -> String {
+        let own = self
+            .own
+            .as_ref()
+            .map_or("nothing".to_owned(), |o| o.describe());
+        format!(
+            "at checkpoint {}: this replica computed {own}, the committee certified {}; governance state frozen at log index {}",
+            self.index,
+            self.certified.describe(),
+            self.frozen_at.map_or(0, |l| l.index)
+        )
+    }
 }
 
 impl Default for Checkpoints {
@@ -191,6 +219,10 @@ impl GovernanceMachine {
     /// verify their signatures together) up to each checkpoint index, where
     /// the state is captured ([`Self::capture`]); blank and membership
     /// entries only move the Raft bookkeeping.
+    ///
+    /// A diverged replica ([`Divergence`]) applies nothing after its
+    /// `frozen_at`: the entries' answers carry no outcome (the submit path
+    /// refuses with `replica_diverged`), and no checkpoint is captured.
     pub fn apply(&mut self, entries: Vec<RaftEntry>) -> Vec<Applied> {
         let mut results = Vec::with_capacity(entries.len());
         let mut batch: Vec<(u64, GovEntry)> = Vec::new();
@@ -198,8 +230,16 @@ impl GovernanceMachine {
         let mut slots = Vec::new();
         for entry in entries {
             let log_id = *entry.get_log_id();
+            let frozen = self
+                .checkpoints
+                .diverged
+                .as_ref()
+                .is_some_and(|d| !d.applies(log_id.index));
             match entry.payload {
                 EntryPayload::Blank => {}
+                EntryPayload::Normal(_) if frozen => {
+                    crate::metrics::metrics().entries_not_applied_diverged.inc();
+                }
                 EntryPayload::Normal(gov) => {
                     slots.push(results.len());
                     batch.push((log_id.index, gov));
@@ -214,7 +254,7 @@ impl GovernanceMachine {
             });
             self.last_applied = Some(log_id);
             crate::metrics::metrics().entries_applied.inc();
-            if self.checkpoints.is_checkpoint(log_id.index) {
+            if self.checkpoints.is_checkpoint(log_id.index) && !frozen {
                 self.apply_governance(&mut batch, &mut slots, &mut results);
                 self.capture();
             }
@@ -276,6 +316,15 @@ impl GovernanceMachine {
     /// [`Self::apply`] does.
     pub fn replay(&mut self, entries: Vec<RaftEntry>) {
         self.apply(entries);
+    }
+
+    /// The position of the governance state: the last applied entry, or
+    /// where a diverged replica froze it.
+    pub fn state_position(&self) -> Option<LogId> {
+        match &self.checkpoints.diverged {
+            Some(d) => d.frozen_at,
+            None => self.last_applied,
+        }
     }
 
     /// The image of the current state; fails only if the state's snapshot

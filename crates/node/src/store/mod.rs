@@ -22,7 +22,8 @@ pub use snapshot_buffer::{SnapshotBuffer, MAX_SNAPSHOT_BYTES};
 use neuroshard_governance::GovernanceState;
 
 /// Opens the durable log and state machine in `dir` (one sled database, so
-/// one sync covers both).
+/// one sync covers both). A validator that diverged (`crate::boot::DIVERGED`
+/// in `dir`) replays its log no further than where its state froze.
 pub fn open_sled(
     dir: &Path,
     genesis_state: GovernanceState,
@@ -32,7 +33,14 @@ pub fn open_sled(
     let commit =
         GroupCommit::start(durable.clone()).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
     let log = SledLogStore::open(&durable, commit.clone())?;
-    let sm = SledStateMachine::open(&durable, commit, genesis_state, checkpoint_interval)?;
+    let diverged = crate::boot::read_divergence(dir).map_err(RecoveryError::Diverged)?;
+    let sm = SledStateMachine::open(
+        &durable,
+        commit,
+        genesis_state,
+        checkpoint_interval,
+        diverged,
+    )?;
     Ok((log, sm, durable))
 }
 

@@ -91,6 +91,8 @@ pub enum RecoveryError {
     SnapshotLength { expected: u64, found: u64 },
     #[error("the Raft log lacks entry {index}, which the state machine applied after its snapshot; the store is damaged")]
     MissingEntry { index: u64 },
+    #[error("divergence marker: {0}")]
+    Diverged(String),
 }
 
 impl SledStateMachine {
@@ -102,6 +104,7 @@ impl SledStateMachine {
         commit: GroupCommit,
         genesis_state: GovernanceState,
         checkpoint_interval: u64,
+        diverged: Option<crate::store::machine::Divergence>,
     ) -> Result<Self, RecoveryError> {
         let tree = durable.db().open_tree("state")?;
         let log = durable.db().open_tree("raft_log")?;
@@ -110,6 +113,10 @@ impl SledStateMachine {
             None => GovernanceMachine::new(genesis_state),
         };
         machine.checkpoints.interval = checkpoint_interval;
+        if let Some(d) = diverged {
+            tracing::error!(divergence = %d.describe(), "this validator diverged before it stopped: it signs nothing and applies nothing after its frozen state (docs/operations.md, \"A diverged validator\")");
+            machine.checkpoints.diverged = Some(d);
+        }
         let from = machine.last_applied.map_or(0, |l| l.index + 1);
         let applied: Option<LogId> = match tree.get(KEY_APPLIED)? {
             Some(bytes) => codec::decode("last applied log id", &bytes)?,

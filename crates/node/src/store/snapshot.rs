@@ -90,6 +90,9 @@ pub fn install_image(
     let mut machine = crate::checkpoint::verify_snapshot(meta, data, current.state.chain())
         .map_err(|e| snapshot_read_error(meta, &e))?;
     machine.checkpoints.interval = current.checkpoints.interval;
+    // A diverged replica stays diverged whatever it installs (the peer
+    // service and the catch-up install nothing while it is).
+    machine.checkpoints.diverged = current.checkpoints.diverged.clone();
     // The metadata's membership is authoritative for openraft (and equal to
     // the image's: checked).
     machine.membership = meta.last_membership.clone();

@@ -273,6 +273,105 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
     );
 }
 
+/// A diverged replica (issue 13, item 2) keeps storing the log and moving
+/// the Raft position, but its governance state stays where it diverged:
+/// entries after `frozen_at` answer without an outcome and capture no
+/// checkpoint; with the `DIVERGED` marker in the data directory the replay
+/// after a restart stops at the same point, and a marker that does not
+/// parse refuses the start.
+#[tokio::test]
+async fn a_diverged_replica_applies_nothing_after_its_frozen_state_across_a_restart() {
+    use crate::store::machine::Divergence;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    // Index 0 as openraft's initialization writes it: the replay after
+    // the restart starts there (no snapshot).
+    let mut entries = vec![RaftEntry {
+        log_id: log_id(0),
+        payload: EntryPayload::Blank,
+    }];
+    entries.extend(workload(60));
+    let (first, rest) = entries.split_at(31);
+    let (frozen_hash, frozen_at, last) = {
+        let (_log, mut sm, d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        append_to_log(&d, &entries);
+        sm.apply(first.to_vec()).await.expect("apply");
+        let m = sm.shared();
+        let (hash, frozen_at) = {
+            let mut m = m.write();
+            let frozen_at = m.last_applied;
+            let payload = crate::checkpoint::CheckpointPayload {
+                chain_id: genesis().chain_id.clone(),
+                committee_hash: [0; 32],
+                term: 1,
+                leader: 0,
+                index: 20,
+                membership_sha256: [0; 32],
+                state_hash: [9; 32],
+            };
+            let d = Divergence {
+                index: 20,
+                own: None,
+                certified: payload,
+                frozen_at,
+            };
+            crate::boot::write_marker(
+                &crate::boot::marker(&path, crate::boot::DIVERGED),
+                &serde_json::to_string(&d).expect("json"),
+            )
+            .expect("marker");
+            m.checkpoints.diverged = Some(d);
+            (m.state.state_hash(), frozen_at)
+        };
+        let results = sm.apply(rest.to_vec()).await.expect("apply the rest");
+        assert!(
+            results.iter().all(|r| r.outcomes.is_empty()),
+            "nothing applied after the divergence"
+        );
+        let m = m.read();
+        assert_eq!(m.state.state_hash(), hash, "the state is frozen");
+        assert_eq!(m.state_position(), frozen_at);
+        assert_eq!(m.last_applied, Some(log_id(entries.len() as u64 - 1)));
+        (hash, frozen_at, m.last_applied)
+    };
+    let (_log, mut sm, _d) = reopen(&path).await.expect("reopen");
+    let (applied, _) = sm.applied_state().await.expect("applied state");
+    assert_eq!(applied, last, "the Raft position survives");
+    let m = sm.shared();
+    {
+        let m = m.read();
+        assert!(m.checkpoints.diverged.is_some(), "still diverged");
+        assert_eq!(
+            m.state.state_hash(),
+            frozen_hash,
+            "replayed to the frozen point only"
+        );
+        assert_eq!(m.state_position(), frozen_at);
+    }
+    drop((sm, _log, _d));
+    std::fs::write(
+        crate::boot::marker(&path, crate::boot::DIVERGED),
+        "{not json",
+    )
+    .expect("write");
+    let mut refused = reopen(&path).await;
+    for _ in 0..3 {
+        if matches!(refused, Err(RecoveryError::Diverged(_))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        refused = reopen(&path).await;
+    }
+    match refused {
+        Err(RecoveryError::Diverged(message)) => {
+            assert!(message.contains("does not parse"), "{message}")
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a damaged divergence marker must refuse the start"),
+    }
+}
+
 #[tokio::test]
 async fn snapshot_of_a_large_state_installs_on_an_empty_replica() {
     let dir = tempfile::tempdir().expect("tempdir");

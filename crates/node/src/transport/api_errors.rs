@@ -219,6 +219,7 @@ pub fn node_status(e: &NodeError) -> Status {
         NodeError::Overloaded { .. } => (Code::ResourceExhausted, "overloaded", None),
         NodeError::Timeout { .. } => (Code::DeadlineExceeded, "timeout", None),
         NodeError::Malformed(_) => (Code::InvalidArgument, "malformed", None),
+        NodeError::Diverged { .. } => (Code::Unavailable, "replica_diverged", None),
         _ => (Code::Internal, "internal", None),
     };
     with_detail(
@@ -238,6 +239,7 @@ pub fn read_status(e: &ReadError) -> Status {
         ReadError::ReadIndex { .. } => (Code::Unavailable, "read_index_failed"),
         ReadError::Lagging { .. } => (Code::Unavailable, "replica_lagging"),
         ReadError::ShuttingDown => (Code::Unavailable, "shutting_down"),
+        ReadError::Diverged { .. } => (Code::Unavailable, "replica_diverged"),
     };
     with_detail(
         code,

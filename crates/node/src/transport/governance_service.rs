@@ -189,15 +189,23 @@ impl GovernanceService {
         f: impl FnOnce(&GovernanceState, api::ReadPoint) -> Result<T, Status>,
     ) -> Result<T, Status> {
         let stale = options.is_some_and(|o| o.stale);
+        if !stale {
+            if let Some(d) = self.core.diverged() {
+                return Err(errors::read_status(&crate::reads::ReadError::Diverged {
+                    detail: d.describe(),
+                }));
+            }
+        }
         let linearizable = read_barrier(&self.core, stale, READ_TIMEOUT)
             .await
             .map_err(|e| errors::read_status(&e))?;
         let machine = self.core.machine.read();
         let point = api::ReadPoint {
             node_id: self.core.id,
-            applied_index: machine.last_applied.map_or(0, |l| l.index),
+            applied_index: machine.state_position().map_or(0, |l| l.index),
             committed_ms: machine.state.committed_time_ms(),
             linearizable,
+            diverged: machine.checkpoints.diverged.is_some(),
         };
         f(&machine.state, point)
     }

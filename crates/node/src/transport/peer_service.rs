@@ -188,8 +188,16 @@ impl PeerService {
         };
         // A snapshot not ahead of this replica changes nothing (openraft
         // would ignore it): not verified, so replaying one costs nothing.
-        let applied = self.machine.read().last_applied.map(|l| l.index);
-        if rpc.meta.last_log_id.map(|l| l.index) <= applied {
+        // A diverged replica installs nothing: its operator replaces its
+        // data directory (docs/operations.md, "A diverged validator").
+        let (applied, diverged) = {
+            let m = self.machine.read();
+            (
+                m.last_applied.map(|l| l.index),
+                m.checkpoints.diverged.is_some(),
+            )
+        };
+        if diverged || rpc.meta.last_log_id.map(|l| l.index) <= applied {
             return Chunk::NotAhead;
         }
         // One verification at a time: it restores and rehashes the whole
@@ -505,6 +513,14 @@ impl RaftPeer for PeerService {
         req: Request<proto::ReadIndexRequest>,
     ) -> Result<Response<proto::ReadIndexResponse>, Status> {
         self.authenticate(&req, req.get_ref().from)?;
+        // A diverged leader confirms nothing: its heartbeat round would
+        // keep the followers from electing another leader.
+        if let Some(d) = &self.machine.read().checkpoints.diverged {
+            return Err(Status::unavailable(format!(
+                "this validator diverged ({}); it answers no read index",
+                d.describe()
+            )));
+        }
         let raft = self.raft.clone();
         let round = move || {
             let raft = raft.clone();
