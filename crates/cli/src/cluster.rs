@@ -10,7 +10,8 @@ use neuroshard_node::{ApiClient, NodeConfig, NodeStatus};
 
 use crate::keygen::Ceremony;
 
-/// `RUST_LOG` of the child validators unless `NEUROSHARD_NODE_LOG` is set.
+/// `RUST_LOG` of the child validators unless `NEUROSHARD_NODE_LOG` is set
+/// (or the cluster's extra environment sets `RUST_LOG`).
 pub const DEFAULT_NODE_LOG: &str = "info,openraft=warn,sled=warn,h2=warn,tower=warn";
 
 /// How long a status call may take before the node counts as unreachable.
@@ -102,12 +103,13 @@ impl LocalCluster {
             .arg("--config")
             .arg(config)
             .args(extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("NEUROSHARD_NODE_LOG")
                     .unwrap_or_else(|_| DEFAULT_NODE_LOG.to_owned()),
             )
+            // Extra environment last: it may set `RUST_LOG` itself.
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

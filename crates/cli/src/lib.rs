@@ -12,6 +12,7 @@ pub mod emergency;
 pub mod keyfile;
 pub mod keygen;
 pub mod light_node;
+pub mod logs;
 pub mod nep;
 pub mod output;
 pub mod run_node;

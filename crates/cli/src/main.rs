@@ -168,32 +168,6 @@ enum BenchCmd {
     },
 }
 
-/// Logs to stderr, as text or as one JSON object per line; `RUST_LOG` sets
-/// per-module levels (default `info` with openraft, sled, h2 and tower at
-/// `warn`).
-fn init_tracing_as(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
-    });
-    if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(true)
-            .with_target(true)
-            .with_writer(std::io::stderr)
-            .init();
-        return;
-    }
-    // Colours only on a terminal: log files stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Keygen {
@@ -249,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .ok()
                     .and_then(|c| c.log.format)
             });
-            init_tracing_as(format.as_deref() == Some("json"));
+            neuroshard_cli::logs::init(format.as_deref() == Some("json"));
             run_node::run(&config, recover).await?;
         }
         Cmd::Status { endpoint, ca, json } => {

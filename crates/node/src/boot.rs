@@ -142,7 +142,7 @@ pub async fn probe(
                 .await
                 .ok()?
                 .map_err(|s| {
-                    tracing::debug!(validator = target, status = %s, "probe not answered");
+                    tracing::debug!(peer = target, status = %s, "probe not answered");
                 })
                 .ok()?
                 .into_inner();

@@ -22,6 +22,7 @@ pub mod error;
 pub mod governance_client;
 pub mod issuance;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod proto;

@@ -178,6 +178,10 @@ impl NodeCore {
                 &command.signature.0,
             );
         }
+        let (name, nep) = (
+            command.command.name(),
+            crate::logging::command_nep(&command.command),
+        );
         let result = async {
             match admission::admit(&self.machine, &command, encoded_len)? {
                 Verdict::Answer(original) => Ok(original),
@@ -188,8 +192,42 @@ impl NodeCore {
             }
         }
         .await;
-        if let Err(e) = &result {
-            crate::metrics::submit_failed(e);
+        // What a client causes is logged at most once a second per rule
+        // (`crate::logging`); the metrics count every one.
+        let remote = source.map(tracing::field::display);
+        match &result {
+            Ok(s) => tracing::debug!(
+                command = name,
+                nep = nep.or_else(|| s
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| crate::logging::effect_nep(&r.effect))),
+                index = s.position.log_index,
+                offset = s.position.offset,
+                term = self.raft.metrics().borrow().current_term,
+                remote,
+                rule = s.outcome.as_ref().err().map(|e| e.rule()),
+                "command answered"
+            ),
+            Err(e @ (NodeError::Admission(_) | NodeError::Quota(_))) => {
+                crate::metrics::submit_failed(e);
+                let rule = crate::metrics::failure_rule(e);
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    key = rule,
+                    info!(command = name, nep, rule, remote, error = %e, "command refused before ordering")
+                );
+            }
+            Err(e) => {
+                crate::metrics::submit_failed(e);
+                let rule = crate::metrics::failure_rule(e);
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    key = rule,
+                    warn!(command = name, nep, rule, remote, error = %e, "command not applied")
+                );
+            }
         }
         result
     }

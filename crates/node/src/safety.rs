@@ -110,6 +110,20 @@ impl Refusal {
         }
     }
 
+    /// The log index the refused message was about, for the `index` field.
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            Refusal::TickAhead { index, .. }
+            | Refusal::ForeignMembership { index, .. }
+            | Refusal::UncertifiedSnapshot { index, .. } => Some(*index),
+            Refusal::TicksWithheld { .. }
+            | Refusal::MalformedAppend { .. }
+            | Refusal::TermTooHigh { .. }
+            | Refusal::Ignored { .. }
+            | Refusal::Recovering { .. } => None,
+        }
+    }
+
     /// Whether the sender did something wrong (it is then ignored and this
     /// validator campaigns), rather than being refused because of an
     /// earlier offence or this validator's own state.
@@ -545,7 +559,11 @@ impl Safety {
     pub fn refused(&self, from: NodeId, who: &str, refusal: &Refusal) {
         self.counts.count(refusal);
         if !refusal.is_offence() {
-            tracing::debug!(from, rule = refusal.rule(), %refusal, "refused a message of an ignored validator");
+            crate::limited!(
+                crate::logging::REFUSALS,
+                key = (refusal.rule(), from),
+                debug!(peer = from, rule = refusal.rule(), index = refusal.index(), %refusal, "refused a message of an ignored validator")
+            );
             return;
         }
         let ignore_for = {
@@ -576,13 +594,19 @@ impl Safety {
             );
             ignore_for
         };
-        tracing::warn!(
-            validator = from,
+        // Bounded by the ignore period already; limited as well, since
+        // every refused message is an offence until it is recorded.
+        crate::limited!(
+            crate::logging::REFUSALS,
+            key = (refusal.rule(), from),
+            warn!(
+            peer = from,
             connection = who,
             rule = refusal.rule(),
+            index = refusal.index(),
             ignored_ms = ignore_for.as_millis() as u64,
             "refused what validator {from} sent, before Raft: {refusal}; ignoring it and campaigning"
-        );
+        ));
         if self.recovering().is_some() {
             // A recovering validator never campaigns (openraft's explicit
             // election trigger ignores `enable_elect`).
@@ -606,7 +630,9 @@ impl Safety {
             .fetch_add(1, Ordering::Relaxed);
         self.acks.record(follower, had);
         tracing::error!(
-            validator = follower,
+            peer = follower,
+            index = had.index,
+            term = had.leader_id.term,
             matched = %had,
             conflict = ?conflict,
             "validator {follower} lost log entries it had acknowledged (it matched {had}, now misses {conflict:?}): its data directory was wiped or rolled back. It is not replicated to until it restarts with --recover (docs/operations.md, \"Recovering a validator\")"

@@ -49,8 +49,14 @@ pub async fn run_ticker(
         // piling ticks up behind it.
         match tokio::time::timeout(interval * 8, raft.client_write(Entry::Tick { now_ms })).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "tick not committed"),
-            Err(_) => tracing::warn!(now_ms, "tick not committed within {:?}", interval * 8),
+            Ok(Err(e)) => crate::limited!(
+                crate::logging::RETRIES,
+                debug!(now_ms, error = %e, "tick not committed")
+            ),
+            Err(_) => crate::limited!(
+                crate::logging::RETRIES,
+                warn!(now_ms, "tick not committed within {:?}", interval * 8)
+            ),
         }
     }
 }

@@ -329,7 +329,7 @@ impl Exchange {
                 return;
             }
         };
-        tracing::debug!(checkpoint = %payload.describe(), "signed the checkpoint");
+        tracing::debug!(index, term = payload.term, checkpoint = %payload.describe(), "signed the checkpoint");
         self.own.insert(
             index,
             OwnShare {
@@ -363,7 +363,11 @@ impl Exchange {
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(s) = client.submit_checkpoint_share(req).await {
-                    tracing::debug!(index, peer, code = ?s.code(), message = %s.message(), "sending the checkpoint share failed");
+                    crate::limited!(
+                        crate::logging::RETRIES,
+                        key = peer,
+                        debug!(index, peer, code = ?s.code(), message = %s.message(), "sending the checkpoint share failed")
+                    );
                 }
             });
         }
@@ -405,7 +409,11 @@ impl Exchange {
                     match checked {
                         Ok(s) => *verified = Some(s),
                         Err(e) => {
-                            tracing::warn!(index, validator = from, error = %e, "a checkpoint share does not verify; dropped");
+                            crate::limited!(
+                                crate::logging::REFUSALS,
+                                key = u64::from(*from),
+                                warn!(index, peer = *from, rule = "invalid", error = %e, "a checkpoint share does not verify; dropped")
+                            );
                             refused.push(*from);
                             continue;
                         }
@@ -445,7 +453,7 @@ impl Exchange {
                     .certify(index, signature);
                 if certified {
                     let signers: Vec<u32> = picked.iter().map(|(i, _)| i.0).collect();
-                    tracing::info!(checkpoint = %own_payload.describe(), ?signers, "checkpoint certified");
+                    tracing::info!(index, term = own_payload.term, checkpoint = %own_payload.describe(), ?signers, "checkpoint certified");
                     let raft = self.core.raft.clone();
                     tokio::spawn(async move {
                         if let Err(e) = raft.trigger().snapshot().await {

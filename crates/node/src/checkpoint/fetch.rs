@@ -53,13 +53,21 @@ pub fn spawn_catch_up(
                     break;
                 }
                 Ok(None) => {
-                    tracing::info!(
-                        peer,
-                        "another validator's certified snapshot is not ahead of this one"
+                    crate::limited!(
+                        crate::logging::RETRIES,
+                        key = peer,
+                        info!(
+                            peer,
+                            "another validator's certified snapshot is not ahead of this one"
+                        )
                     );
                 }
                 Err(e) => {
-                    tracing::warn!(peer, error = %e, "catching up from this validator failed")
+                    crate::limited!(
+                        crate::logging::RETRIES,
+                        key = peer,
+                        warn!(peer, error = %e, "catching up from this validator failed")
+                    )
                 }
             }
         }

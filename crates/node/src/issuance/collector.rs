@@ -47,6 +47,27 @@ pub enum ShareRefusal {
 }
 
 impl ShareRefusal {
+    /// The validator whose share it was, for the `peer` field.
+    pub fn peer(&self) -> u64 {
+        match self {
+            ShareRefusal::UnknownValidator { from, .. } => *from,
+            ShareRefusal::OtherPayload { from, .. } | ShareRefusal::Invalid { from, .. } => {
+                u64::from(*from)
+            }
+            ShareRefusal::OutsideWindow { .. } => u64::MAX,
+        }
+    }
+
+    /// The certificate's sequence, for the `sequence` field.
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            ShareRefusal::UnknownValidator { .. } => None,
+            ShareRefusal::OutsideWindow { sequence, .. }
+            | ShareRefusal::OtherPayload { sequence, .. }
+            | ShareRefusal::Invalid { sequence, .. } => Some(*sequence),
+        }
+    }
+
     /// A bounded name for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -185,7 +185,11 @@ impl Issuer {
             m.shares_refused
                 .get_or_create(&crate::metrics::label("reason", e.reason()))
                 .inc();
-            tracing::debug!(error = %e, "signature share not kept");
+            crate::limited!(
+                crate::logging::REFUSALS,
+                key = e.reason(),
+                debug!(peer = s.from, sequence = s.sequence, rule = e.reason(), error = %e, "signature share not kept")
+            );
         }
     }
 
@@ -257,7 +261,7 @@ impl Issuer {
                 Ok(own) => own,
                 Err(refusal) => {
                     if self.last_refusal.as_ref() != Some(&refusal) {
-                        tracing::warn!(%refusal, "not signing certificate");
+                        tracing::warn!(sequence = pending.sequence, %refusal, "not signing certificate");
                         self.last_refusal = Some(refusal);
                     }
                     continue;
@@ -297,7 +301,17 @@ impl Issuer {
                     .shares_refused
                     .get_or_create(&crate::metrics::label("reason", r.reason()))
                     .inc();
-                tracing::warn!(refusal = %r, "signature share refused");
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    key = r.reason(),
+                    warn!(
+                        peer = r.peer(),
+                        sequence = r.sequence(),
+                        rule = r.reason(),
+                        refusal = %r,
+                        "signature share refused"
+                    )
+                );
             }
             if let Some(certificate) = certificate {
                 self.proposals_in_flight += 1;
@@ -315,7 +329,11 @@ impl Issuer {
         let client = match self.core.peers.client(leader) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, leader, "cannot reach the leader for a signature share");
+                crate::limited!(
+                    crate::logging::RETRIES,
+                    key = leader,
+                    warn!(error = %e, peer = leader, sequence = own.sequence, "cannot reach the leader for a signature share")
+                );
                 return false;
             }
         };
@@ -335,11 +353,19 @@ impl Issuer {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     if !resp.accepted {
-                        tracing::debug!(sequence, leader, message = %resp.message, "leader did not take the share");
+                        crate::limited!(
+                            crate::logging::RETRIES,
+                            key = leader,
+                            debug!(sequence, peer = leader, message = %resp.message, "leader did not take the share")
+                        );
                     }
                 }
                 Err(s) => {
-                    tracing::debug!(sequence, leader, code = ?s.code(), message = %s.message(), "sending the share failed")
+                    crate::limited!(
+                        crate::logging::RETRIES,
+                        key = leader,
+                        debug!(sequence, peer = leader, code = ?s.code(), message = %s.message(), "sending the share failed")
+                    )
                 }
             }
         });
@@ -357,42 +383,48 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
     // Verified now, while the entry is replicated and synced, so its apply
     // (under the state's lock) finds the verdict.
     crate::safety::preverify_certificates(&core.machine, std::slice::from_ref(&certificate));
+    let nep = machine
+        .read()
+        .state
+        .certificate(sequence)
+        .map(|r| r.event.nep.0);
     tokio::spawn(async move {
         let write = raft.client_write(Entry::CertificateIssued(certificate));
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
             Ok(Ok(resp)) => {
                 match resp.data.outcomes.into_iter().next() {
                     Some(Ok(_)) => {
-                        let nep = machine
-                            .read()
-                            .state
-                            .certificate(sequence)
-                            .map(|r| r.event.nep.0);
                         tracing::info!(
                             sequence,
                             nep,
-                            log_index = resp.data.log_index,
+                            index = resp.data.log_index,
                             term = resp.log_id.leader_id.term,
                             "certificate issued"
                         )
                     }
                     Some(Err(GovError::CertificateAlreadyIssued { .. })) => {
-                        tracing::debug!(sequence, "certificate was already issued")
+                        tracing::debug!(
+                            sequence,
+                            nep,
+                            index = resp.data.log_index,
+                            "certificate was already issued"
+                        )
                     }
                     Some(Err(e)) => {
-                        tracing::error!(sequence, error = %e, "the committee refused a combined certificate")
+                        tracing::error!(sequence, nep, index = resp.data.log_index, term = resp.log_id.leader_id.term, error = %e, "the committee refused a combined certificate")
                     }
                     None => {}
                 }
                 true
             }
             Ok(Err(e)) => {
-                tracing::debug!(sequence, error = %e, "certificate not committed");
+                tracing::debug!(sequence, nep, error = %e, "certificate not committed");
                 false
             }
             Err(_) => {
                 tracing::warn!(
                     sequence,
+                    nep,
                     "certificate not committed within {PROPOSE_TIMEOUT:?}"
                 );
                 false

@@ -344,8 +344,15 @@ pub fn peer_rpc<T>(
             .peer_rtt_seconds
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64()),
-        Err(_) => {
+        Err(status) => {
             metrics().peer_send_failures.get_or_create(&labels).inc();
+            // Repeats every heartbeat while the peer is unreachable: one
+            // line per 10 s per peer.
+            crate::limited!(
+                crate::logging::RETRIES,
+                key = peer,
+                warn!(peer, rpc, code = ?status.code(), error = %status.message(), "peer RPC failed")
+            );
         }
     }
 }
@@ -354,31 +361,33 @@ pub fn peer_rpc<T>(
 pub fn submit_failed(e: &NodeError) {
     let m = metrics();
     match e {
-        NodeError::Admission(g) => {
+        NodeError::Admission(_) | NodeError::Quota(_) => {
             m.admission_refusals
-                .get_or_create(&label("rule", g.rule()))
-                .inc();
-        }
-        NodeError::Quota(q) => {
-            m.admission_refusals
-                .get_or_create(&label("rule", q.rule()))
+                .get_or_create(&label("rule", failure_rule(e)))
                 .inc();
         }
         other => {
-            let reason = match other {
-                NodeError::NoLeader => "no_leader",
-                NodeError::NotLeader { .. } => "not_leader",
-                NodeError::Overloaded { .. } => "overloaded",
-                NodeError::Timeout { .. } => "timeout",
-                NodeError::ShuttingDown => "shutting_down",
-                NodeError::Forward { .. } => "forward",
-                NodeError::Malformed(_) => "malformed",
-                _ => "other",
-            };
             m.proposals_failed
-                .get_or_create(&label("reason", reason))
+                .get_or_create(&label("reason", failure_rule(other)))
                 .inc();
         }
+    }
+}
+
+/// The rule (admission, quota) or reason (everything else) a failed client
+/// command is counted and logged under: one of a fixed set.
+pub fn failure_rule(e: &NodeError) -> &'static str {
+    match e {
+        NodeError::Admission(g) => g.rule(),
+        NodeError::Quota(q) => q.rule(),
+        NodeError::NoLeader => "no_leader",
+        NodeError::NotLeader { .. } => "not_leader",
+        NodeError::Overloaded { .. } => "overloaded",
+        NodeError::Timeout { .. } => "timeout",
+        NodeError::ShuttingDown => "shutting_down",
+        NodeError::Forward { .. } => "forward",
+        NodeError::Malformed(_) => "malformed",
+        _ => "other",
     }
 }
 

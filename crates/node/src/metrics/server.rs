@@ -43,7 +43,10 @@ pub async fn serve(
         let (stream, _) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "metrics listener: accept failed");
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    warn!(error = %e, "metrics listener: accept failed")
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }

@@ -171,7 +171,12 @@ impl SledStateMachine {
                 "removed the old copy of applied entries (wal/)"
             );
         }
-        tracing::info!(last_applied = ?machine.last_applied, replayed, "state machine recovered");
+        tracing::info!(
+            index = machine.last_applied.map(|l| l.index),
+            term = machine.last_applied.map(|l| l.leader_id.term),
+            replayed,
+            "state machine recovered"
+        );
         Ok(Self {
             tree,
             machine: SharedMachine::new(machine),
@@ -272,7 +277,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
             .is_some_and(|s| s.last_log_id >= meta.last_log_id)
         {
             // A snapshot at least as new was installed meanwhile; keep it.
-            tracing::info!(snapshot = %meta, "newer snapshot already stored; not replacing it");
+            tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, "newer snapshot already stored; not replacing it");
             return Ok(Snapshot {
                 meta,
                 snapshot: Box::new(SnapshotBuffer::from_bytes(data)),
@@ -281,7 +286,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
         written("store a built snapshot", self.tree.apply_batch(batch));
-        tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot built");
+        tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, bytes = data.len(), "snapshot built");
         crate::metrics::metrics()
             .snapshot_bytes
             .set(i64::try_from(data.len()).unwrap_or(i64::MAX));
@@ -378,7 +383,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             .barrier()
             .await
             .map_err(|e| snapshot_write_error(meta, &e))?;
-        tracing::info!(snapshot = %meta, bytes = data.len(), "snapshot installed");
+        tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, bytes = data.len(), "snapshot installed");
         crate::metrics::metrics()
             .snapshot_bytes
             .set(i64::try_from(data.len()).unwrap_or(i64::MAX));

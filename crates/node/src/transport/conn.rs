@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::ListenerSettings;
 
@@ -91,7 +91,8 @@ pub struct ListenerStats {
     /// Refusals from committee sources (peer listener), which should stay 0.
     committee_refused: AtomicU64,
     refused: Mutex<BTreeMap<Refusal, u64>>,
-    log: RateLimitedLog,
+    /// One line per second per rule (`crate::logging::REFUSALS`).
+    log: crate::logging::KeyedLogLimiter,
 }
 
 /// What the status reports of one listener.
@@ -119,12 +120,12 @@ impl ListenerStats {
             accepted: AtomicU64::new(0),
             committee_refused: AtomicU64::new(0),
             refused: Mutex::new(BTreeMap::new()),
-            log: RateLimitedLog::new(Duration::from_secs(1)),
+            log: crate::logging::KeyedLogLimiter::new(crate::logging::REFUSALS),
         })
     }
 
-    /// Counts a refusal and logs it, at most once a second per listener
-    /// (the line carries how many were suppressed since the last one).
+    /// Counts a refusal and logs it, at most once a second per listener and
+    /// rule (the line carries how many were suppressed since the last one).
     pub fn refuse(&self, why: Refusal, remote: impl std::fmt::Display, committee: bool) {
         *self
             .refused
@@ -135,14 +136,14 @@ impl ListenerStats {
         if committee {
             self.committee_refused.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(suppressed) = self.log.admit() {
+        if let Some(suppressed) = self.log.admit(why.as_str()) {
             tracing::warn!(
                 listener = self.name,
                 %remote,
                 rule = why.as_str(),
                 committee,
                 suppressed,
-                "connection refused (at most one such line per second per listener; `suppressed` counts the others)"
+                "connection refused (at most one such line per second per listener and rule; `suppressed` counts the others)"
             );
         }
     }
@@ -171,41 +172,6 @@ impl ListenerStats {
 
     pub fn closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Lets one log line through per interval and counts the rest.
-#[derive(Debug)]
-pub struct RateLimitedLog {
-    interval: Duration,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl RateLimitedLog {
-    pub fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(lines suppressed since the last one)` when a line may be
-    /// written now; `None` (and one more suppressed) otherwise.
-    pub fn admit(&self) -> Option<u64> {
-        let mut last = self.last.lock().expect("log limiter");
-        let now = Instant::now();
-        match *last {
-            Some(t) if now.duration_since(t) < self.interval => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            _ => {
-                *last = Some(now);
-                Some(self.suppressed.swap(0, Ordering::Relaxed))
-            }
-        }
     }
 }
 
@@ -748,16 +714,6 @@ mod tests {
         let s = c.stats.status();
         assert_eq!(s.refused.get("too_many_streams"), Some(&1));
         assert_eq!(s.refused.get("too_many_streams_from_source"), Some(&1));
-    }
-
-    #[test]
-    fn log_limiter_counts_what_it_suppresses() {
-        let l = RateLimitedLog::new(Duration::from_secs(3600));
-        assert_eq!(l.admit(), Some(0));
-        assert_eq!(l.admit(), None);
-        assert_eq!(l.admit(), None);
-        *l.last.lock().unwrap() = Some(Instant::now() - Duration::from_secs(7200));
-        assert_eq!(l.admit(), Some(2));
     }
 
     #[tokio::test]

@@ -146,16 +146,7 @@ fn parse_nep(field: &str, n: u64) -> Result<NepId, Status> {
 
 /// The NEP a receipt is about, if any.
 fn effect_nep(e: &Effect) -> Option<u64> {
-    match e {
-        Effect::DraftCreated { nep, .. }
-        | Effect::DraftAmended { nep, .. }
-        | Effect::Submitted { nep, .. }
-        | Effect::Withdrawn { nep, .. }
-        | Effect::Voted { nep, .. }
-        | Effect::EmergencySubmitted { nep, .. }
-        | Effect::EmergencyApproved { nep, .. } => Some(nep.0),
-        _ => None,
-    }
+    crate::logging::effect_nep(e)
 }
 
 /// Highest certificate sequence decided (sequences are gap-free from 1).
@@ -255,7 +246,18 @@ impl Governance for GovernanceService {
         req: Request<api::SubmitRequest>,
     ) -> Result<Response<api::SubmitResponse>, Status> {
         let source = api_service::source_ip(&req);
-        let (command, encoded_len, original) = Self::decode_command(req.into_inner())?;
+        let (command, encoded_len, original) =
+            Self::decode_command(req.into_inner()).inspect_err(|status| {
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    info!(
+                        rule = "malformed",
+                        remote = source.map(tracing::field::display),
+                        error = %status.message(),
+                        "command refused: it does not decode"
+                    )
+                );
+            })?;
         let submitted = self
             .core
             .submit_from(command, encoded_len, source, original)

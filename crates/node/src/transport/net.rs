@@ -17,7 +17,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tonic::transport::server::Connected;
 
 use crate::transport::conn::{
-    ConnActivity, ConnectionLimiter, IdleTimer, ListenerStats, RateLimitedLog, Refusal, Slot,
+    ConnActivity, ConnectionLimiter, IdleTimer, ListenerStats, Refusal, Slot,
 };
 use crate::transport::tls::validator_id_of;
 use crate::types::NodeId;
@@ -186,7 +186,6 @@ pub fn tls_incoming(
     limiter: Arc<ConnectionLimiter>,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<Accepted>> {
     let (tx, rx) = mpsc::channel(MAX_ACCEPTED_BACKLOG);
-    let accept_errors = Arc::new(RateLimitedLog::new(Duration::from_secs(1)));
     tokio::spawn(async move {
         let handshake_timeout = Duration::from_millis(limiter.settings().handshake_timeout_ms);
         let idle_timeout = Duration::from_millis(limiter.settings().idle_timeout_ms);
@@ -194,9 +193,7 @@ pub fn tls_incoming(
             let (stream, remote) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
-                    if let Some(suppressed) = accept_errors.admit() {
-                        tracing::warn!(error = %e, suppressed, "accept failed");
-                    }
+                    crate::limited!(crate::logging::REFUSALS, warn!(error = %e, "accept failed"));
                     // Out of file descriptors (EMFILE, ENFILE): back off
                     // briefly. An error of one connection (reset, aborted)
                     // must not slow the listener for everyone.

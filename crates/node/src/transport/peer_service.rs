@@ -116,23 +116,39 @@ impl PeerService {
         self
     }
 
+    /// Checks the caller is `claimed`; a refusal is logged at most once a
+    /// second per rule (the `peer_rpc` span names the caller).
     fn authenticate<T>(&self, req: &Request<T>, claimed: NodeId) -> Result<(), Status> {
-        let identity = req
+        let refused = |rule: &'static str, status: Status| {
+            crate::limited!(
+                crate::logging::REFUSALS,
+                key = rule,
+                warn!(rule, claimed, error = %status.message(), "peer request refused")
+            );
+            Err(status)
+        };
+        let Some(identity) = req
             .extensions()
             .get::<PeerIdentity>()
             .and_then(|p| p.validator)
-            .ok_or_else(|| {
-                Status::unauthenticated("no validator certificate on this connection")
-            })?;
+        else {
+            return refused(
+                "unauthenticated",
+                Status::unauthenticated("no validator certificate on this connection"),
+            );
+        };
         if identity != claimed {
-            return Err(Status::permission_denied(format!(
+            return refused("impersonation", Status::permission_denied(format!(
                 "certificate names validator {identity} but the request is sent as validator {claimed}"
             )));
         }
         if !self.members.contains(&identity) {
-            return Err(Status::permission_denied(format!(
-                "validator {identity} is not a committee member"
-            )));
+            return refused(
+                "not_a_member",
+                Status::permission_denied(format!(
+                    "validator {identity} is not a committee member"
+                )),
+            );
         }
         Ok(())
     }
@@ -245,6 +261,20 @@ enum Chunk {
 struct Assembly {
     snapshot_id: String,
     data: Vec<u8>,
+}
+
+/// The validator the caller's certificate names, for the `peer` field.
+fn caller_id<T>(req: &Request<T>) -> Option<NodeId> {
+    req.extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.validator)
+}
+
+/// The caller's address, for the `remote` field.
+fn caller_addr<T>(req: &Request<T>) -> Option<tracing::field::DisplayValue<std::net::SocketAddr>> {
+    req.extensions()
+        .get::<PeerIdentity>()
+        .map(|p| tracing::field::display(p.remote))
 }
 
 /// The caller's certificate and address, for the log of a refusal.
@@ -369,6 +399,7 @@ fn raft_status<E: Serialize + std::fmt::Display>(
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "append_entries", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn append_entries(
         &self,
         req: Request<proto::AppendEntriesRequest>,
@@ -400,6 +431,7 @@ impl RaftPeer for PeerService {
         Ok(Response::new(convert::append_response_to(&resp)))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "vote", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn vote(
         &self,
         req: Request<proto::VoteRequest>,
@@ -420,6 +452,7 @@ impl RaftPeer for PeerService {
         Ok(Response::new(convert::vote_response_to(&resp)))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "install_snapshot", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn install_snapshot(
         &self,
         req: Request<proto::InstallSnapshotRequest>,
@@ -489,6 +522,7 @@ impl RaftPeer for PeerService {
         }
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "forward_commands", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn forward_commands(
         &self,
         req: Request<proto::ForwardCommandsRequest>,
@@ -508,6 +542,7 @@ impl RaftPeer for PeerService {
         Ok(Response::new(proto::ForwardCommandsResponse { results }))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "read_index", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn read_index(
         &self,
         req: Request<proto::ReadIndexRequest>,
@@ -538,6 +573,7 @@ impl RaftPeer for PeerService {
         Ok(Response::new(proto::ReadIndexResponse { index }))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "probe", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn probe(
         &self,
         req: Request<proto::ProbeRequest>,
@@ -549,7 +585,7 @@ impl RaftPeer for PeerService {
             // backwards, it replicates to it again.
             self.safety.peer_recovering(from);
             tracing::warn!(
-                validator = from,
+                peer = from,
                 "validator {from} is recovering its data directory: it asks what it acknowledged"
             );
         }
@@ -579,6 +615,7 @@ impl RaftPeer for PeerService {
         }))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "submit_signature_share", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn submit_signature_share(
         &self,
         req: Request<proto::SignatureShareRequest>,
@@ -619,6 +656,7 @@ impl RaftPeer for PeerService {
         }))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "fetch_checkpoint", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn fetch_checkpoint(
         &self,
         req: Request<proto::FetchCheckpointRequest>,
@@ -636,6 +674,7 @@ impl RaftPeer for PeerService {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "submit_checkpoint_share", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn submit_checkpoint_share(
         &self,
         req: Request<proto::CheckpointShareRequest>,
