@@ -944,6 +944,8 @@ pub async fn run_recovery_watch(
             safety.finish_recovering();
             done();
             tracing::info!(
+                index = applied.map(|a| a.index),
+                term = applied.map(|a| a.leader_id.term),
                 applied = %applied.map(|a| a.to_string()).unwrap_or_default(),
                 reported = rec.target_index,
                 since_term = rec.since_term,
