@@ -25,7 +25,7 @@ use neuroshard_node::NodeConfig;
 use neuroshard_tests::{free_base_port, neuroshard_binary};
 
 /// Badly signed commands sent in the flood.
-const FLOOD: u64 = 2_000;
+const FLOOD: u64 = 20_000;
 /// Clients sending them at once.
 const FLOODERS: u64 = 8;
 const REFUSED_LINE: &str = "command refused before ordering";
@@ -66,7 +66,8 @@ async fn admission_refusals(addr: &str, rule: &str) -> u64 {
     let series = format!("neuroshard_admission_refusals_total{{rule=\"{rule}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |v| v.trim().parse().expect("counter"))
+        .map(|v| v.trim().parse().expect("counter"))
+        .unwrap_or_else(|| panic!("no series {series} in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +75,9 @@ async fn json_lines_carry_fields_and_a_flood_of_refusals_is_rate_limited() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut opts = KeygenOptions::new(3, dir.path().join("c"));
     opts.chain_id = "neuroshard-logs".into();
-    opts.base_port = free_base_port(6);
+    // Peer and API listeners, then the metrics listeners right after.
+    opts.base_port = free_base_port(9);
+    opts.metrics_base_port = Some(opts.base_port + 6);
     let ceremony = keygen::run(&opts).expect("keygen");
     for config in &ceremony.node_configs {
         let mut text = std::fs::read_to_string(config).expect("node.toml");
@@ -137,31 +140,35 @@ async fn json_lines_carry_fields_and_a_flood_of_refusals_is_rate_limited() {
     );
 
     // The flood: correctly encoded, badly signed commands to validator 0.
-    let author = AccountId(treasury.verifying_key().to_bytes());
     let mut bad = SignedCommand::sign(
         &chain_id,
         &treasury,
         u64::MAX / 2,
         Command::Transfer {
-            to: author,
+            to: AccountId(
+                ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+                    .verifying_key()
+                    .to_bytes(),
+            ),
             amount: Amount(1),
         },
     );
     bad.signature.0[0] ^= 1;
-    let json = serde_json::to_string(&bad).expect("json");
+    let postcard = neuroshard_node::codec::encode("signed command", &bad).expect("postcard");
     let before = admission_refusals(&metrics_addr, "bad_signature").await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..FLOODERS {
         let mut client = raw_client(&endpoints[0], &ca).await;
-        let json = json.clone();
+        let postcard = postcard.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..FLOOD / FLOODERS {
                 let req = api::SubmitRequest {
-                    command: Some(api::submit_request::Command::Json(json.clone())),
+                    command: Some(api::submit_request::Command::Postcard(postcard.clone())),
                 };
                 let status = client.submit(req).await.expect_err("refused");
                 assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+                assert!(status.message().contains("signature"), "{status:?}");
             }
         }));
     }
@@ -174,7 +181,7 @@ async fn json_lines_carry_fields_and_a_flood_of_refusals_is_rate_limited() {
     let mut client = raw_client(&endpoints[0], &ca).await;
     client
         .submit(api::SubmitRequest {
-            command: Some(api::submit_request::Command::Json(json.clone())),
+            command: Some(api::submit_request::Command::Postcard(postcard)),
         })
         .await
         .expect_err("refused");
