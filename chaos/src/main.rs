@@ -14,6 +14,7 @@ use neuroshard_chaos::model::{self, ModelConfig, Sabotage};
 use neuroshard_chaos::sim::{self, SimConfig};
 use neuroshard_chaos::{check, History, Report};
 
+mod byzantine;
 mod hostile;
 mod powerloss;
 mod real;
@@ -110,6 +111,12 @@ enum Cmd {
     /// that every acknowledged command survived (docs/chaos.md, "Power
     /// loss on real processes").
     Powerloss(powerloss::PowerlossArgs),
+    /// Runs the `neuroshard` binary as four validators on loopback with an
+    /// honest workload and a light node, and plays a faulty validator with
+    /// one validator's own key files: forged snapshots, ticks ahead and
+    /// withheld, membership changes, bad certificates and shares,
+    /// equivocation; prints a table (docs/chaos.md, "The Byzantine suite").
+    Byzantine(byzantine::ByzantineArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -133,6 +140,7 @@ fn main() -> ExitCode {
         Cmd::Real(args) => return real::main(args),
         Cmd::Hostile(args) => return hostile::main(args),
         Cmd::Powerloss(args) => return powerloss::main(args),
+        Cmd::Byzantine(args) => return byzantine::main(args),
         Cmd::Case {
             name,
             list,
@@ -155,9 +163,11 @@ fn main() -> ExitCode {
 /// the exit status still tells the verdict.
 fn run(cli: Cli, out: &mut impl Write) -> Result<Report, String> {
     match cli.command {
-        Cmd::Real(_) | Cmd::Hostile(_) | Cmd::Powerloss(_) | Cmd::Case { .. } => {
-            Err("`real`, `hostile` and `case` are run by main".to_owned())
-        }
+        Cmd::Real(_)
+        | Cmd::Hostile(_)
+        | Cmd::Powerloss(_)
+        | Cmd::Byzantine(_)
+        | Cmd::Case { .. } => Err("`real`, `hostile` and `case` are run by main".to_owned()),
         Cmd::Check { file } => {
             let history = History::load(&file).map_err(|e| e.to_string())?;
             let report = check(&history);

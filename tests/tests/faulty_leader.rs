@@ -7,7 +7,6 @@
 //! committee must go on under another leader within the measured bound.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use neuroshard_cli::cluster::LocalCluster;
@@ -17,8 +16,8 @@ use neuroshard_node::governance_client::GovernanceClient;
 use neuroshard_node::proto;
 use neuroshard_node::proto::raft_peer_client::RaftPeerClient;
 use neuroshard_node::transport::convert;
-use neuroshard_node::transport::net::{tls_connector, TcpNetwork};
-use neuroshard_node::transport::tls::{server_name_for, validator_dns_name, TlsMaterial};
+use neuroshard_node::transport::peer_client::connect_as;
+use neuroshard_node::transport::tls::TlsMaterial;
 use neuroshard_node::types::{LogId, RaftEntry, Vote};
 use neuroshard_node::NodeConfig;
 use neuroshard_tests::{free_base_port, neuroshard_binary};
@@ -57,20 +56,10 @@ async fn try_peer_as(
     let tls = TlsMaterial::load(&config.tls.ca_cert, &config.tls.cert, &config.tls.key)
         .expect("the faulty validator's TLS material");
     let target = NodeConfig::load(&cluster.ceremony.node_configs[to]).expect("config");
-    let addr = target.peer_listen.clone();
-    let connector = tls_connector(
-        Arc::new(TcpNetwork),
-        addr.clone(),
-        server_name_for(&validator_dns_name(to as u64)).expect("server name"),
-        tls.peer_client_config().expect("client config"),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(Duration::from_secs(3))
-        .connect_with_connector(connector)
+    connect_as(&tls, to as u64, &target.peer_listen, Duration::from_secs(3))
         .await
-        .ok()?;
-    Some(RaftPeerClient::new(channel))
+        .ok()
+        .map(RaftPeerClient::new)
 }
 
 /// What the faulty leader sends: one entry after the follower's last one,

@@ -78,6 +78,8 @@ pub struct Op {
     pub nonce: u64,
     pub command: Command,
     pub bytes: Vec<u8>,
+    /// When it was first sent (ms since the epoch).
+    pub sent_ms: u64,
     pub latency: Duration,
     /// Sends until the outcome was known (1: answered at once).
     pub sends: u32,
@@ -190,6 +192,7 @@ pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, p
         let phase = honest.phase.load(Ordering::Relaxed);
         let measured = !honest.unmeasured.load(Ordering::Relaxed);
         let started = Instant::now();
+        let sent_ms = crate::real::journal::now_ms();
         let mut sends = 0u32;
         let outcome = loop {
             let replica = (id + sends as usize) % n;
@@ -258,6 +261,7 @@ pub async fn run(honest: Arc<Honest>, pool: Pool, chain_id: String, id: usize, p
             nonce: signed.nonce,
             command,
             bytes,
+            sent_ms,
             latency,
             sends,
             measured,

@@ -729,10 +729,10 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
 
 /// A runtime owned inside another one: shut down without blocking when
 /// dropped (dropping a runtime in async code panics).
-struct OwnRuntime(Option<tokio::runtime::Runtime>);
+pub(crate) struct OwnRuntime(pub(crate) Option<tokio::runtime::Runtime>);
 
 impl OwnRuntime {
-    fn handle(&self) -> tokio::runtime::Handle {
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
         self.0.as_ref().expect("until dropped").handle().clone()
     }
 }
@@ -937,19 +937,33 @@ async fn state_of(admin: &Pool) -> Option<(u64, u64)> {
 
 /// The genesis of the suite's committee.
 fn genesis_of(ctx: &Ctx) -> Result<Genesis, RealError> {
-    let path = ctx.committee_dir.join("genesis.toml");
+    genesis_in(&ctx.committee_dir)
+}
+
+/// The genesis in a keygen directory.
+pub(crate) fn genesis_in(committee_dir: &Path) -> Result<Genesis, RealError> {
+    let path = committee_dir.join("genesis.toml");
     let text = std::fs::read_to_string(&path).map_err(RealError::io(&path))?;
     Genesis::from_toml(&text).map_err(|e| RealError::invalid(path.display().to_string(), e))
 }
 
 /// A light node's follower at genesis, pinned to the committee info.
 fn light_follower(ctx: &Ctx) -> Result<neuroshard_certificate::follower::Follower, RealError> {
+    light_follower_of(&ctx.committee_dir, &ctx.committee_info)
+}
+
+/// A light node's follower at the genesis in `committee_dir`, pinned to
+/// `info`.
+pub(crate) fn light_follower_of(
+    committee_dir: &Path,
+    info: &neuroshard_certificate::CommitteeInfo,
+) -> Result<neuroshard_certificate::follower::Follower, RealError> {
     use neuroshard_node::transport::api_convert::{value_to_proto, version_to_proto};
-    let genesis = genesis_of(ctx)?;
+    let genesis = genesis_in(committee_dir)?;
     let set = genesis
         .parameter_set()
         .map_err(|e| RealError::invalid("genesis parameters", e))?;
-    let verifier = neuroshard_certificate::verifier::Verifier::new(ctx.committee_info.clone())
+    let verifier = neuroshard_certificate::verifier::Verifier::new(info.clone())
         .map_err(|e| RealError::invalid("committee info", e))?;
     Ok(neuroshard_certificate::follower::Follower::new(
         verifier,
@@ -968,20 +982,7 @@ async fn start_issuer(
     ratifier: &SigningKey,
 ) -> Result<(certs::Issuer, Vec<String>), String> {
     let started = Instant::now();
-    let mut identities = Vec::new();
-    for i in 0..VALIDATORS {
-        let path = ctx
-            .committee_dir
-            .join(format!("validator-{i}"))
-            .join("identity.key");
-        let secret = neuroshard_node::keys::read_hex_secret(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let secret: [u8; 32] = secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("{}: not a 32-byte key", path.display()))?;
-        identities.push(SigningKey::from_bytes(&secret));
-    }
+    let identities = identity_keys(&ctx.committee_dir, VALIDATORS)?;
     let genesis = genesis_of(ctx).map_err(|e| e.to_string())?;
     let set = genesis.parameter_set().map_err(|e| e.to_string())?;
     let voting_days = match set.get("gov.voting_days") {
@@ -1001,6 +1002,24 @@ async fn start_issuer(
             started.elapsed().as_secs_f64()
         )],
     ))
+}
+
+/// The identity keys of the `n` validators in a keygen directory.
+pub(crate) fn identity_keys(committee_dir: &Path, n: usize) -> Result<Vec<SigningKey>, String> {
+    let mut identities = Vec::new();
+    for i in 0..n {
+        let path = committee_dir
+            .join(format!("validator-{i}"))
+            .join("identity.key");
+        let secret = neuroshard_node::keys::read_hex_secret(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let secret: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: not a 32-byte key", path.display()))?;
+        identities.push(SigningKey::from_bytes(&secret));
+    }
+    Ok(identities)
 }
 
 /// Sets the suite's node.toml keys: `streams.slow_reader_timeout_ms`.
@@ -1074,7 +1093,7 @@ fn set_genesis(path: &Path, keys: &Keys, budget: u64) -> Result<Option<u64>, Rea
     Ok(set.then_some(budget))
 }
 
-async fn wait_for_leader(pool: &Pool) -> Result<(), RealError> {
+pub(crate) async fn wait_for_leader(pool: &Pool) -> Result<(), RealError> {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < STARTUP_TIMEOUT {

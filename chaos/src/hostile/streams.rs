@@ -88,6 +88,9 @@ pub struct FloodSize {
 #[derive(Default)]
 pub struct LightState {
     pub received: u64,
+    /// Every accepted certificate: (sequence, payload hash, when, ms since
+    /// the epoch).
+    pub accepted: Vec<(u64, [u8; 32], u64)>,
     pub next_sequence: u64,
     pub reconnects: u64,
     pub refused: BTreeMap<String, u64>,
@@ -152,6 +155,11 @@ pub async fn light_node(
                         match accepted {
                             Ok(_) => {
                                 s.received += 1;
+                                s.accepted.push((
+                                    c.sequence,
+                                    follower.last_payload_hash(),
+                                    crate::real::journal::now_ms(),
+                                ));
                                 s.next_sequence = follower.next_sequence();
                                 false
                             }

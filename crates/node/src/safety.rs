@@ -18,6 +18,10 @@
 //!   `gov.max_clock_skew_ms` under one leader for longer than a grace (a
 //!   leader withholding ticks would keep a vote open late): the tick
 //!   watchdog ([`run_tick_watchdog`]);
+//! * a `CertificateIssued` entry whose certificate does not verify under
+//!   the pinned genesis committee (a bad signature, too few or forged
+//!   shares, another chain's committee): apply would refuse it anyway, but
+//!   a leader that sends one is faulty and is not given a log entry;
 //! * a vote request while this validator recovers its data directory (it
 //!   must not vote before it holds what it acknowledged).
 
@@ -72,6 +76,12 @@ pub enum Refusal {
         held_ms: u64,
         max_skew_ms: u64,
     },
+    #[error("certificate {sequence} at log index {index} does not verify under the genesis committee: {reason}")]
+    BadCertificate {
+        index: u64,
+        sequence: u64,
+        reason: String,
+    },
     #[error("malformed message: {what}")]
     MalformedAppend { what: String },
     #[error(
@@ -102,6 +112,7 @@ impl Refusal {
             Refusal::TickAhead { .. } => "tick_ahead",
             Refusal::ForeignMembership { .. } => "foreign_membership",
             Refusal::TicksWithheld { .. } => "ticks_withheld",
+            Refusal::BadCertificate { .. } => "bad_certificate",
             Refusal::MalformedAppend { .. } => "malformed",
             Refusal::TermTooHigh { .. } => "term_too_high",
             Refusal::Ignored { .. } => "ignored_validator",
@@ -133,6 +144,7 @@ impl Refusal {
             Refusal::TickAhead { .. }
                 | Refusal::ForeignMembership { .. }
                 | Refusal::TicksWithheld { .. }
+                | Refusal::BadCertificate { .. }
                 | Refusal::MalformedAppend { .. }
                 | Refusal::TermTooHigh { .. }
                 | Refusal::UncertifiedSnapshot { .. }
@@ -239,6 +251,7 @@ pub struct RefusalCounts {
     tick_ahead: AtomicU64,
     foreign_membership: AtomicU64,
     ticks_withheld: AtomicU64,
+    bad_certificate: AtomicU64,
     malformed: AtomicU64,
     term_too_high: AtomicU64,
     ignored_validator: AtomicU64,
@@ -253,6 +266,7 @@ impl RefusalCounts {
             Refusal::TickAhead { .. } => &self.tick_ahead,
             Refusal::ForeignMembership { .. } => &self.foreign_membership,
             Refusal::TicksWithheld { .. } => &self.ticks_withheld,
+            Refusal::BadCertificate { .. } => &self.bad_certificate,
             Refusal::MalformedAppend { .. } => &self.malformed,
             Refusal::TermTooHigh { .. } => &self.term_too_high,
             Refusal::Ignored { .. } => &self.ignored_validator,
@@ -277,6 +291,10 @@ impl RefusalCounts {
             (
                 "ticks_withheld",
                 self.ticks_withheld.load(Ordering::Relaxed),
+            ),
+            (
+                "bad_certificate",
+                self.bad_certificate.load(Ordering::Relaxed),
             ),
             ("malformed", self.malformed.load(Ordering::Relaxed)),
             ("term_too_high", self.term_too_high.load(Ordering::Relaxed)),
@@ -436,6 +454,20 @@ impl Safety {
                     if let Some(r) = self.membership_refusal("membership entry", e.log_id.index, m)
                     {
                         return Err(r);
+                    }
+                }
+                EntryPayload::Normal(neuroshard_governance::Entry::CertificateIssued(c)) => {
+                    // The same pure check apply runs (memoized, so apply
+                    // finds the verdict): a few milliseconds of pairings.
+                    let committee = self.machine.read().state.chain().committee.clone();
+                    if let Err(reason) =
+                        neuroshard_governance::certificate::verify_issued(&committee, c)
+                    {
+                        return Err(Refusal::BadCertificate {
+                            index: e.log_id.index,
+                            sequence: c.sequence,
+                            reason,
+                        });
                     }
                 }
                 EntryPayload::Normal(neuroshard_governance::Entry::Tick { now_ms }) => {
@@ -960,6 +992,7 @@ pub async fn run_recovery_watch(
 mod tests {
     use super::*;
     use crate::types::Vote;
+    use neuroshard_governance::certificate::{CertificateShare, IssuedCertificate};
     use openraft::CommittedLeaderId;
 
     fn id(term: u64, node: u64, index: u64) -> LogId {
@@ -1047,6 +1080,102 @@ mod tests {
                 assert!(what.contains("MAX_COMMANDS_PER_ENTRY"), "{what}")
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A certificate signed by t + 1 shares of `chain`'s committee over a
+    /// payload naming `chain`'s chain id and committee (what verification
+    /// checks; the payload's other fields are left empty).
+    fn certificate_of(chain: &neuroshard_governance::testkit::TestChain) -> IssuedCertificate {
+        use neuroshard_certificate::proto::CertificatePayload;
+        use neuroshard_certificate::{encode_payload, signing_message, Envelope, ShareIndex};
+        let payload = encode_payload(&CertificatePayload {
+            chain_id: chain.genesis.chain_id.clone(),
+            committee_hash: chain.genesis.committee.committee_hash().to_vec(),
+            sequence: 1,
+            ..Default::default()
+        });
+        let keys = &chain.dealt.public_key_set;
+        let scheme = chain.genesis.committee.info.scheme.scheme();
+        let shares: Vec<(ShareIndex, _)> = (0..=keys.threshold() as usize)
+            .map(|i| {
+                let share = scheme
+                    .sign_share(
+                        &chain.dealt.secret_key_shares[i],
+                        &signing_message(&payload),
+                    )
+                    .expect("share");
+                (ShareIndex(i as u32), share)
+            })
+            .collect();
+        IssuedCertificate {
+            sequence: 1,
+            envelope: Envelope::combine(keys, &shares, payload, 1).expect("combine"),
+            shares: shares
+                .iter()
+                .map(|(i, s)| CertificateShare {
+                    validator: i.0,
+                    share: s.to_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A leader that sends a `CertificateIssued` entry whose certificate
+    /// does not verify under the genesis committee (a bad signature,
+    /// another chain's committee, too few shares) is refused before Raft
+    /// (`bad_certificate`, an offence); a good one passes.
+    #[test]
+    fn a_certificate_that_does_not_verify_is_refused_before_raft() {
+        use neuroshard_governance::testkit::{TestChain, TestConfig};
+        let chain = TestChain::new(&TestConfig::default());
+        let foreign = TestChain::new(&TestConfig {
+            chain_id: "another-chain".into(),
+            ..TestConfig::default()
+        });
+        let machine = SharedMachine::new(crate::store::GovernanceMachine::new(chain.state.clone()));
+        let safety = Safety::new(
+            1,
+            BTreeSet::from([0, 1, 2, 3]),
+            Arc::new(crate::clock::SystemClock::default()),
+            machine,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            AckRecords::in_memory(),
+        );
+        let vote = Vote::new_committed(5, 2);
+        let append = |c: IssuedCertificate| {
+            let entry = RaftEntry {
+                log_id: id(5, 2, 11),
+                payload: EntryPayload::Normal(neuroshard_governance::Entry::CertificateIssued(c)),
+            };
+            safety.check_append(2, &vote, Some(id(4, 1, 10)), &[entry])
+        };
+        let good = certificate_of(&chain);
+        assert_eq!(append(good.clone()), Ok(()));
+
+        let mut bad_signature = good.clone();
+        bad_signature.envelope.signature.reverse();
+        let mut too_few = good.clone();
+        too_few.shares.pop();
+        for (what, c) in [
+            ("a bad signature", bad_signature),
+            ("another chain's committee", certificate_of(&foreign)),
+            ("too few shares", too_few),
+        ] {
+            match append(c) {
+                Err(
+                    r @ Refusal::BadCertificate {
+                        index: 11,
+                        sequence: 1,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(r.rule(), "bad_certificate", "{what}");
+                    assert!(r.is_offence(), "{what}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
         }
     }
 

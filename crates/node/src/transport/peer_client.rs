@@ -543,3 +543,29 @@ pub async fn forward_commands(
     }
     Ok(results)
 }
+
+/// A channel to validator `to`'s peer listener at `addr` over real TCP,
+/// presenting the certificate of `tls` (a validator's own TLS material):
+/// the channel a validator's own process would open (for a
+/// `RaftPeerClient` or a `ReplicaAdminClient`). Tests and the chaos suites
+/// use it to play a faulty validator with nothing but its key files.
+pub async fn connect_as(
+    tls: &crate::transport::tls::TlsMaterial,
+    to: NodeId,
+    addr: &str,
+    timeout: Duration,
+) -> Result<Channel, String> {
+    let connector = tls_connector(
+        Arc::new(crate::transport::net::TcpNetwork),
+        addr.to_owned(),
+        server_name_for(&validator_dns_name(to)).map_err(|e| e.to_string())?,
+        tls.peer_client_config().map_err(|e| e.to_string())?,
+    );
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("connecting to validator {to} at {addr}: {e}"))?;
+    Ok(channel)
+}
