@@ -406,6 +406,10 @@ async fn run(args: &ByzantineArgs) -> Result<Vec<Row>, RealError> {
     let identities = crate::hostile::identity_keys(&dir, VALIDATORS)
         .map_err(|e| RealError::invalid("identity keys", e))?;
     let issuer_stop = Arc::new(AtomicBool::new(false));
+    // Paused at the end of each scenario so every NEP settles and its final
+    // view can be recorded; `idle` once no emergency is in flight.
+    let issuer_pause = Arc::new(AtomicBool::new(false));
+    let issuer_idle = Arc::new(AtomicBool::new(false));
     let issuer_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let issuer_task = {
         let set = genesis
@@ -422,8 +426,15 @@ async fn run(args: &ByzantineArgs) -> Result<Vec<Row>, RealError> {
             .await
             .map_err(|e| RealError::invalid("certificate issuer", e))?;
         let (stop, errors) = (issuer_stop.clone(), issuer_errors.clone());
+        let (pause, idle) = (issuer_pause.clone(), issuer_idle.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
+                if pause.load(Ordering::Relaxed) {
+                    idle.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                idle.store(false, Ordering::Relaxed);
                 if let Err(e) = issuer.next().await {
                     errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
                 }
@@ -501,6 +512,25 @@ async fn run(args: &ByzantineArgs) -> Result<Vec<Row>, RealError> {
         }
         journal.heal(fault, "the faulty validator stopped".into());
         tokio::time::sleep(SETTLE).await;
+        // Every NEP settles (the issuer paused) so its final view, and with
+        // it every certificate's tally, can be checked.
+        issuer_pause.store(true, Ordering::Relaxed);
+        let skip = outcome.excluded.map(|(v, _)| v);
+        let settle_by = Instant::now() + Duration::from_secs(20);
+        let neps = loop {
+            let (done, neps) = settled(&watch, skip);
+            if issuer_idle.load(Ordering::Relaxed) && done {
+                break neps;
+            }
+            if Instant::now() > settle_by {
+                outcome.findings.push(format!(
+                    "NEPs not settled on every replica within 20 s: {}",
+                    watch.describe()
+                ));
+                break neps;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         for (i, status) in validators.exited() {
             outcome.findings.push(format!(
                 "validator {i} exited by itself ({status}); see its node.log"
@@ -510,8 +540,9 @@ async fn run(args: &ByzantineArgs) -> Result<Vec<Row>, RealError> {
         stop.store(true, Ordering::Relaxed);
         while samplers.join_next().await.is_some() {}
         let contradictions =
-            crate::real::finals::record(&endpoints, &journal, &watch, &[], &[]).await;
+            crate::real::finals::record(&endpoints, &journal, &watch, &neps, &[]).await;
         outcome.findings.extend(contradictions);
+        issuer_pause.store(false, Ordering::Relaxed);
         println!(
             "byzantine: {name}: {} in {:.1} s{}",
             if outcome.verdict.is_empty() {
@@ -751,10 +782,37 @@ fn record_ops(journal: &Journal, honest: &Honest, ops: &[&honest::Op]) {
     }
 }
 
+/// Whether every replica but `skip` saw every NEP any replica knows
+/// settled and every decided certificate issued; the NEPs.
+fn settled(watch: &Watch, skip: Option<usize>) -> (bool, Vec<neuroshard_governance::NepId>) {
+    let o = watch.lock();
+    let ids: std::collections::BTreeSet<u64> = o
+        .replicas
+        .iter()
+        .flat_map(|r| r.stages.keys().copied())
+        .collect();
+    let done = o
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != skip)
+        .all(|(_, r)| {
+            ids.iter().all(|n| r.settled_ms.contains_key(n))
+                && r.status.as_ref().is_some_and(|s| {
+                    s.pending_certificates == 0 && r.issued_through >= s.certificates
+                })
+        });
+    (
+        done,
+        ids.into_iter().map(neuroshard_governance::NepId).collect(),
+    )
+}
+
 /// Leaves out a replica's samples from index `from` on (and its payloads).
 fn exclude(history: &mut History, replica: u32, from: u64) {
     history.events.retain(|e| match e {
         Event::Applied(a) => !(a.replica == replica && a.index >= from),
+        Event::Final(f) => f.replica != replica,
         _ => true,
     });
     for e in history.events.iter_mut() {
