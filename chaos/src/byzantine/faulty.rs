@@ -101,6 +101,23 @@ impl Keys {
             .ok()
     }
 
+    /// The next nonce of `account` as validator `i` has applied it.
+    pub async fn next_nonce(
+        &self,
+        i: usize,
+        account: &neuroshard_governance::AccountId,
+    ) -> Option<u64> {
+        let endpoint = format!("https://{}", self.api_addrs[i]);
+        let mut c = neuroshard_node::client::ApiClient::connect(&endpoint, &self.ca, CALL_TIMEOUT)
+            .await
+            .ok()?;
+        tokio::time::timeout(CALL_TIMEOUT, c.account(account))
+            .await
+            .ok()?
+            .ok()
+            .map(|a| a.next_nonce)
+    }
+
     pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
         let mut out = Vec::new();
         for i in 0..self.configs.len() {

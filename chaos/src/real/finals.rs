@@ -25,7 +25,7 @@ use super::sampler::Watch;
 
 /// Longest one read of the final phase may take.
 pub const FINAL_READ_TIMEOUT: Duration = Duration::from_millis(2_000);
-/// Certificates read per replica at the end.
+/// Certificates read per call at the end (every page is read).
 pub const MAX_FINAL_CERTIFICATES: u32 = 64;
 
 fn stale() -> Option<api::ReadOptions> {
@@ -132,7 +132,9 @@ async fn final_of(
                 })
                 .await;
             if let Ok(c) = certificate {
-                if kind_from_proto(c.kind) == Some(CertificateKind::Activation) {
+                // An emergency's activation is decided when it is approved,
+                // before its ratification vote opens.
+                if !f.emergency && kind_from_proto(c.kind) == Some(CertificateKind::Activation) {
                     match f.closing_index {
                         Some(closed) if closed != c.decision_log_index => {
                             findings.push(format!(
@@ -173,18 +175,27 @@ pub async fn record(
                 journal.record(Event::Final(f));
             }
         }
-        let request = api::ListCertificatesRequest {
-            from_sequence: 1,
-            limit: MAX_FINAL_CERTIFICATES,
-            read: stale(),
-        };
-        let list = endpoints
-            .call(i, FINAL_READ_TIMEOUT, |mut c| async move {
-                c.list_certificates(request).await
-            })
-            .await;
-        if let Ok(list) = list {
+        // Every page: a long run issues more than one page of certificates.
+        let mut from = 1;
+        loop {
+            let request = api::ListCertificatesRequest {
+                from_sequence: from,
+                limit: MAX_FINAL_CERTIFICATES,
+                read: stale(),
+            };
+            let list = endpoints
+                .call(i, FINAL_READ_TIMEOUT, |mut c| async move {
+                    c.list_certificates(request).await
+                })
+                .await;
+            let Ok(list) = list else {
+                break;
+            };
+            if list.certificates.is_empty() {
+                break;
+            }
             for c in list.certificates {
+                from = c.sequence + 1;
                 payloads
                     .entry(c.sequence)
                     .or_default()
