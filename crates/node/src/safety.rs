@@ -126,6 +126,7 @@ impl Refusal {
         match self {
             Refusal::TickAhead { index, .. }
             | Refusal::ForeignMembership { index, .. }
+            | Refusal::BadCertificate { index, .. }
             | Refusal::UncertifiedSnapshot { index, .. } => Some(*index),
             Refusal::TicksWithheld { .. }
             | Refusal::MalformedAppend { .. }
