@@ -643,6 +643,27 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     let (applied, verify_findings) = honest::verify(&honest, &admin).await;
     let ops = honest.ops();
     let stats = honest::phase_stats(&ops, &applied, phase_names.len());
+    // CHAOS_HOSTILE_SLOWEST=N: each phase's N slowest measured commands,
+    // with when they were sent (to lay beside the validators' logs).
+    if let Some(n) = std::env::var("CHAOS_HOSTILE_SLOWEST")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        for (p, name) in phase_names.iter().enumerate() {
+            let mut slow: Vec<&honest::Op> =
+                ops.iter().filter(|o| o.phase == p && o.measured).collect();
+            slow.sort_by_key(|o| std::cmp::Reverse(o.latency));
+            for o in slow.iter().take(n) {
+                println!(
+                    "slowest: {name}: client {} sent at {} ms, {:.1} ms, {} send(s)",
+                    o.client,
+                    o.sent_ms,
+                    o.latency.as_secs_f64() * 1e3,
+                    o.sends
+                );
+            }
+        }
+    }
     let baseline_p99 = stats.get(1).and_then(|s| s.p99_ms);
     let rss_bound_mib = args.rss_bound_mib.unwrap_or_else(|| rss_bound_mib(budget));
     let mut rows: Vec<Row> = Vec::new();

@@ -139,6 +139,21 @@ impl Envelope {
         Ok(Self::new(payload, committee_epoch, &signature))
     }
 
+    /// [`Self::combine`] of shares already verified on this payload
+    /// (`ThresholdScheme::combine_verified`).
+    pub fn combine_verified(
+        keys: &PublicKeySet,
+        shares: &[(ShareIndex, SignatureShare)],
+        payload: Vec<u8>,
+        committee_epoch: u64,
+    ) -> Result<Self, SchemeError> {
+        let signature =
+            keys.scheme()
+                .scheme()
+                .combine_verified(keys, shares, &signing_message(&payload))?;
+        Ok(Self::new(payload, committee_epoch, &signature))
+    }
+
     /// The bytes the signature covers: `PAE(payload_type, payload)`.
     pub fn signed_bytes(&self) -> Vec<u8> {
         pae(&self.payload_type, &self.payload)

@@ -117,6 +117,39 @@ impl Verifier {
         })
     }
 
+    /// [`Self::verify`], and the threshold shares the signature was
+    /// combined from (`keys`: the committee's public key set), with one
+    /// pairing check for the signature and every share on the default
+    /// scheme. The outer error is the envelope's (as [`Self::verify`]
+    /// gives it, `BadSignature` included); the inner one names the first
+    /// invalid share.
+    pub fn verify_with_shares(
+        &self,
+        envelope: &Envelope,
+        keys: &crate::scheme::PublicKeySet,
+        shares: &[(crate::scheme::ShareIndex, &crate::scheme::SignatureShare)],
+    ) -> Result<Result<VerifiedCertificate, crate::scheme::SchemeError>, VerifyError> {
+        let unsigned = self.check_unsigned(envelope)?;
+        if keys.group_public_key().to_bytes() != self.group_key.to_bytes() {
+            return Ok(Err(crate::scheme::SchemeError::BadEncoding {
+                what: "public key set of another committee",
+            }));
+        }
+        match self.scheme().verify_signature_and_shares(
+            keys,
+            &unsigned.signature,
+            shares,
+            &unsigned.signed_bytes,
+        ) {
+            Ok(()) => Ok(Ok(VerifiedCertificate {
+                payload: unsigned.payload,
+                payload_hash: envelope.payload_hash(),
+            })),
+            Err(crate::scheme::SchemeError::BadSignature) => Err(VerifyError::BadSignature),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
     /// Every check but the pairing; returns what the pairing needs.
     pub(crate) fn check_unsigned(&self, envelope: &Envelope) -> Result<Unsigned, VerifyError> {
         let max = crate::envelope::MAX_PAYLOAD_BYTES;

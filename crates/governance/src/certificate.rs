@@ -277,7 +277,42 @@ fn verify_issued_uncached(
     c: &IssuedCertificate,
 ) -> Result<(), String> {
     let verifier = Verifier::new(committee.info.clone()).map_err(|e| e.to_string())?;
-    verifier.verify(&c.envelope).map_err(|e| e.to_string())?;
+    let Some(keys) = &committee.public_key_set else {
+        // No key set to check shares against: the signature alone.
+        verifier.verify(&c.envelope).map_err(|e| e.to_string())?;
+        return check_share_list(committee, c);
+    };
+    let scheme = committee.info.scheme.scheme();
+    let keys = scheme
+        .public_key_set_from_bytes(keys)
+        .map_err(|e| e.to_string())?;
+    check_share_list(committee, c)?;
+    let mut parsed = Vec::with_capacity(c.shares.len());
+    for s in &c.shares {
+        let share = scheme
+            .signature_share_from_bytes(&s.share)
+            .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
+        parsed.push((ShareIndex(s.validator), share));
+    }
+    // The envelope's checks, then one pairing check for the combined
+    // signature and every share (the signature, or else the first invalid
+    // share, is named when it fails).
+    let together: Vec<(ShareIndex, &_)> = parsed.iter().map(|(i, s)| (*i, s)).collect();
+    verifier
+        .verify_with_shares(&c.envelope, &keys, &together)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| match e {
+            neuroshard_certificate::SchemeError::InvalidShare { index } => {
+                format!("share of validator {}: {e}", index.0)
+            }
+            other => format!("shares: {other}"),
+        })?;
+    Ok(())
+}
+
+/// At most `MAX_CERTIFICATE_SHARES` shares, from distinct committee
+/// members, at least t + 1 of them.
+fn check_share_list(committee: &CommitteeGenesis, c: &IssuedCertificate) -> Result<(), String> {
     if c.shares.len() > MAX_CERTIFICATE_SHARES {
         return Err(format!(
             "{} shares, more than {MAX_CERTIFICATE_SHARES}",
@@ -300,31 +335,6 @@ fn verify_issued_uncached(
             "{} shares attached, {needed} (t + 1) needed",
             seen.len()
         ));
-    }
-    if let Some(keys) = &committee.public_key_set {
-        let scheme = info.scheme.scheme();
-        let keys = scheme
-            .public_key_set_from_bytes(keys)
-            .map_err(|e| e.to_string())?;
-        let message = c.envelope.signed_bytes();
-        let mut parsed = Vec::with_capacity(c.shares.len());
-        for s in &c.shares {
-            let share = scheme
-                .signature_share_from_bytes(&s.share)
-                .map_err(|e| format!("share of validator {}: {e}", s.validator))?;
-            parsed.push((ShareIndex(s.validator), share));
-        }
-        // One pairing check for all the shares (the first invalid one is
-        // named when it fails).
-        let together: Vec<(ShareIndex, &_)> = parsed.iter().map(|(i, s)| (*i, s)).collect();
-        scheme
-            .verify_shares(&keys, &together, &message)
-            .map_err(|e| match e {
-                neuroshard_certificate::SchemeError::InvalidShare { index } => {
-                    format!("share of validator {}: {e}", index.0)
-                }
-                other => format!("shares: {other}"),
-            })?;
     }
     Ok(())
 }

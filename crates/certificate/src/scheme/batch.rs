@@ -114,7 +114,19 @@ pub(super) fn verify_shares_same_message(
     shares: &[(ShareIndex, &SignatureShare)],
     msg: &[u8],
 ) -> Result<bool, SchemeError> {
-    if shares.len() > MAX_BATCH_SIGNATURES {
+    verify_shares_same_message_with(keys, shares, msg, None)
+}
+
+/// [`verify_shares_same_message`], with one more (key, signature) pair on
+/// the same message in the same check (a combined signature under the
+/// group key: validated when parsed).
+pub(super) fn verify_shares_same_message_with(
+    keys: &PublicKeySet,
+    shares: &[(ShareIndex, &SignatureShare)],
+    msg: &[u8],
+    extra: Option<(&min_pk::PublicKey, &min_pk::Signature)>,
+) -> Result<bool, SchemeError> {
+    if shares.len() >= MAX_BATCH_SIGNATURES {
         return Err(SchemeError::TooManyInBatch {
             count: shares.len(),
             max: MAX_BATCH_SIGNATURES,
@@ -138,9 +150,19 @@ pub(super) fn verify_shares_same_message(
         pks.push(pk);
         sigs.push(sig);
     }
+    if let Some((pk, sig)) = extra {
+        transcript.update(b"group");
+        transcript.update(pk.compress());
+        transcript.update(sig.compress());
+        pks.push(*pk);
+        sigs.push(*sig);
+    }
+    if pks.is_empty() {
+        return Ok(true);
+    }
     let transcript = transcript.finalize();
-    let mut scalars = Vec::with_capacity(shares.len() * BATCH_SCALAR_BITS / 8);
-    for i in 0..shares.len() as u64 {
+    let mut scalars = Vec::with_capacity(pks.len() * BATCH_SCALAR_BITS / 8);
+    for i in 0..pks.len() as u64 {
         let digest = Sha256::new()
             .chain_update(SHARE_SCALAR_TAG)
             .chain_update(transcript)

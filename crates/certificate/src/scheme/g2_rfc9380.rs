@@ -214,6 +214,28 @@ impl ThresholdScheme for G2Rfc9380 {
         }
     }
 
+    fn verify_signature_and_shares(
+        &self,
+        keys: &PublicKeySet,
+        signature: &Signature,
+        shares: &[(ShareIndex, &SignatureShare)],
+        msg: &[u8],
+    ) -> Result<(), SchemeError> {
+        let sig = signature_of(signature)?;
+        let group = group_key_of(keys.group_public_key())?;
+        if batch::verify_shares_same_message_with(keys, shares, msg, Some((group, sig)))? {
+            return Ok(());
+        }
+        // Something is invalid: say what, as the separate checks would.
+        self.verify(keys.group_public_key(), msg, signature)?;
+        for (index, share) in shares {
+            self.verify_share(keys, *index, share, msg)?;
+        }
+        Err(SchemeError::BadBatch {
+            count: shares.len() + 1,
+        })
+    }
+
     fn verify_shares(
         &self,
         keys: &PublicKeySet,
@@ -248,6 +270,17 @@ impl ThresholdScheme for G2Rfc9380 {
         let checked: Vec<(ShareIndex, &SignatureShare)> =
             sorted.iter().map(|(i, s)| (*i, s)).collect();
         self.verify_shares(keys, &checked, msg)?;
+        self.combine_verified(keys, shares, msg)
+    }
+
+    fn combine_verified(
+        &self,
+        keys: &PublicKeySet,
+        shares: &[(ShareIndex, SignatureShare)],
+        _msg: &[u8],
+    ) -> Result<Signature, SchemeError> {
+        let set = key_set(keys)?;
+        let sorted = order_shares(set.threshold(), keys.n, shares)?;
         let chosen = sorted
             .iter()
             .take(set.threshold() + 1)

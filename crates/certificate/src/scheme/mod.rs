@@ -242,6 +242,22 @@ pub trait ThresholdScheme: Send + Sync {
         Ok(())
     }
 
+    /// [`Self::verify`] of the combined `signature` under the set's group
+    /// key and [`Self::verify_shares`] of the shares it was combined from,
+    /// all on one `msg` — what a `CertificateIssued` carries. Backends that
+    /// can do it check everything with one pairing check. Errors as the
+    /// two calls in that order would give.
+    fn verify_signature_and_shares(
+        &self,
+        keys: &PublicKeySet,
+        signature: &Signature,
+        shares: &[(ShareIndex, &SignatureShare)],
+        msg: &[u8],
+    ) -> Result<(), SchemeError> {
+        self.verify(keys.group_public_key(), msg, signature)?;
+        self.verify_shares(keys, shares, msg)
+    }
+
     /// Combines shares on `msg` into the group signature. Every share is
     /// checked first — unknown index, duplicate index, invalid share are
     /// refused by name — because the interpolation itself checks nothing and
@@ -254,6 +270,21 @@ pub trait ThresholdScheme: Send + Sync {
         shares: &[(ShareIndex, SignatureShare)],
         msg: &[u8],
     ) -> Result<Signature, SchemeError>;
+
+    /// [`Self::combine`] of shares the caller has verified already on
+    /// this `msg` (e.g. with [`Self::verify_shares`] as they arrived):
+    /// the list is still refused for too few, unknown or duplicate
+    /// indices, but the shares are not checked again. An unverified
+    /// invalid share silently spoils the result: verify the combined
+    /// signature before relying on it.
+    fn combine_verified(
+        &self,
+        keys: &PublicKeySet,
+        shares: &[(ShareIndex, SignatureShare)],
+        msg: &[u8],
+    ) -> Result<Signature, SchemeError> {
+        self.combine(keys, shares, msg)
+    }
 
     /// Verifies a combined signature on `msg` under the group public key.
     fn verify(&self, key: &GroupPublicKey, msg: &[u8], sig: &Signature) -> Result<(), SchemeError>;

@@ -302,6 +302,55 @@ fn shares_verified_together_agree_with_one_by_one() {
     }
 }
 
+/// `verify_signature_and_shares` (one pairing check on the default
+/// backend) accepts a combined signature with its shares, and names what
+/// is wrong otherwise: the signature (`BadSignature`) before any share.
+#[test]
+fn signature_and_shares_verified_together() {
+    for id in SchemeId::ALL {
+        let scheme = id.scheme();
+        let keys = dealt(id, 2, 4, 9);
+        let keyset = &keys.public_key_set;
+        let good = shares_for(id, &keys, &[0, 1, 3], MSG);
+        let sig = scheme.combine(keyset, &good, MSG).expect("combine");
+        let other_sig = scheme
+            .combine(
+                keyset,
+                &shares_for(id, &keys, &[0, 1, 2], b"other"),
+                b"other",
+            )
+            .expect("combine");
+        let refs: Vec<(ShareIndex, &SignatureShare)> = good.iter().map(|(i, s)| (*i, s)).collect();
+        assert_eq!(
+            scheme.verify_signature_and_shares(keyset, &sig, &refs, MSG),
+            Ok(())
+        );
+        assert_eq!(
+            scheme.verify_signature_and_shares(keyset, &other_sig, &refs, MSG),
+            Err(SchemeError::BadSignature),
+            "{id:?}: a signature on another message"
+        );
+        let mut bad = good.clone();
+        bad[1].1 = shares_for(id, &keys, &[1], b"other").remove(0).1;
+        let refs: Vec<(ShareIndex, &SignatureShare)> = bad.iter().map(|(i, s)| (*i, s)).collect();
+        assert_eq!(
+            scheme.verify_signature_and_shares(keyset, &sig, &refs, MSG),
+            Err(SchemeError::InvalidShare {
+                index: ShareIndex(1)
+            }),
+            "{id:?}: a share on another message"
+        );
+        // combine_verified gives the signature combine gives.
+        assert_eq!(
+            scheme
+                .combine_verified(keyset, &good, MSG)
+                .expect("combine")
+                .to_bytes(),
+            sig.to_bytes()
+        );
+    }
+}
+
 #[test]
 fn t_shares_do_not_make_a_signature() {
     for id in SchemeId::ALL {

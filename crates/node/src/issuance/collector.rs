@@ -228,7 +228,11 @@ impl Collector {
             .take(self.needed)
             .map(|(i, s)| (ShareIndex(*i), s.clone()))
             .collect();
-        match Envelope::combine(&self.keys, &shares, pending.payload.clone(), self.epoch) {
+        // Each was verified above (together with the others): combined
+        // without checking them again. The proposal's own check
+        // (`safety::preverify_certificates`) and every follower's verify
+        // the result.
+        match Envelope::combine_verified(&self.keys, &shares, pending.payload.clone(), self.epoch) {
             Ok(envelope) => {
                 c.proposed_at = Some(now);
                 let shares = shares
