@@ -30,6 +30,8 @@ use openraft::{CommittedLeaderId, EntryPayload, Membership};
 /// campaign; the rest is slack for a loaded 2-core machine.
 const MOVES_ON_WITHIN: Duration = Duration::from_secs(10);
 const TWO_DAYS_MS: u64 = 2 * 86_400_000;
+/// `gov.max_clock_skew_ms` of the equivocation test's genesis.
+const SHORT_SKEW_MS: u64 = 3_000;
 
 type Payload = EntryPayload<neuroshard_node::types::TypeConfig>;
 /// What the faulty leader puts in its entry, given its own id.
@@ -535,7 +537,21 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
     opts.base_port = free_base_port(8);
     opts.ticks.tick_interval_ms = 200;
     opts.checkpoint_interval = Some(INTERVAL);
-    let ceremony = keygen::run(&opts).expect("keygen");
+    let mut ceremony = keygen::run(&opts).expect("keygen");
+    // A short skew bound: the diverged victim's committed time freezes
+    // with its state, and its tick watchdog must not take the honest
+    // leader for one withholding ticks (checked below, after the bound).
+    let genesis_path = ceremony.dir.join("genesis.toml");
+    let mut genesis = neuroshard_governance::Genesis::from_toml(
+        &std::fs::read_to_string(&genesis_path).expect("genesis"),
+    )
+    .expect("genesis parses");
+    genesis.parameters.insert(
+        "gov.max_clock_skew_ms".into(),
+        neuroshard_governance::genesis::ParamInput::Integer(SHORT_SKEW_MS as i64),
+    );
+    std::fs::write(&genesis_path, genesis.to_toml().expect("toml")).expect("write genesis");
+    ceremony.genesis = genesis;
     let mut cluster = LocalCluster::start(&neuroshard_binary(), ceremony).expect("start");
     let (leader, term) = cluster
         .wait_for_leader(Duration::from_secs(30))
@@ -733,12 +749,32 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
         .expect("a stale read");
     assert_eq!(frozen(&again), frozen_at, "its governance state is frozen");
 
-    // The leader goes away: the others elect one of themselves (the
-    // victim votes but never campaigns).
-    let (leader_now, _) = cluster
+    // Its committed time is frozen too, for longer than the skew bound
+    // and the watchdog's grace: it must neither refuse the honest leader
+    // (`ticks_withheld`) nor campaign.
+    let (leader_then, term_then) = cluster
         .wait_for_leader(Duration::from_secs(30))
         .await
         .expect("a leader");
+    tokio::time::sleep(Duration::from_millis(SHORT_SKEW_MS + 4_000)).await;
+    let quiet = cluster.status(victim).await.expect("status");
+    assert!(
+        quiet.ignored.is_empty(),
+        "the diverged victim ignores no honest leader: {:?}",
+        quiet.ignored
+    );
+    let (leader_now, term_now) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    assert_eq!(
+        (leader_now, term_now),
+        (leader_then, term_then),
+        "no election while the diverged victim idles"
+    );
+
+    // The leader goes away: the others elect one of themselves (the
+    // victim votes but never campaigns).
     assert_ne!(
         leader_now as usize, victim,
         "a diverged validator never leads"

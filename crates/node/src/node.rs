@@ -105,9 +105,10 @@ pub struct NodeCore {
 }
 
 impl NodeCore {
-    /// This replica diverged (`crate::checkpoint::exchange`): records it in
-    /// the data directory and stands down.
-    pub fn on_diverged(&self, divergence: &crate::store::machine::Divergence) {
+    /// Records that this replica diverged (`crate::checkpoint::exchange`)
+    /// in its data directory, durably; a disk that cannot stops the
+    /// process.
+    pub fn record_divergence(&self, divergence: &crate::store::machine::Divergence) {
         if let Some(path) = &self.divergence_marker {
             let written = serde_json::to_string_pretty(divergence)
                 .map_err(std::io::Error::other)
@@ -116,7 +117,6 @@ impl NodeCore {
                 crate::store::durability::disk_failed("record the divergence", &e);
             }
         }
-        self.stand_down();
     }
 
     /// A diverged replica neither campaigns nor leads: elections off, and

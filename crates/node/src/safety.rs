@@ -640,9 +640,9 @@ impl Safety {
             ignored_ms = ignore_for.as_millis() as u64,
             "refused what validator {from} sent, before Raft: {refusal}; ignoring it and campaigning"
         ));
-        if self.recovering().is_some() {
-            // A recovering validator never campaigns (openraft's explicit
-            // election trigger ignores `enable_elect`).
+        if self.recovering().is_some() || self.machine.read().checkpoints.diverged.is_some() {
+            // A recovering or diverged validator never campaigns
+            // (openraft's explicit election trigger ignores `enable_elect`).
             return;
         }
         if let Some(raft) = self.raft.get() {
@@ -867,6 +867,12 @@ pub async fn run_tick_watchdog(
             behind_since = None;
             continue;
         };
+        // A diverged replica's committed time is frozen with its state:
+        // it would take every honest leader for one withholding ticks.
+        if safety.machine.read().checkpoints.diverged.is_some() {
+            behind_since = None;
+            continue;
+        }
         if safety.recovering().is_some() {
             behind_since = None;
             continue;

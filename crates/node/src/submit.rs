@@ -79,6 +79,7 @@ struct Proposal {
 
 struct Inner {
     raft: Raft,
+    machine: SharedMachine,
     self_id: NodeId,
     settings: ClientSettings,
     election_timeout: Duration,
@@ -123,10 +124,16 @@ impl Submitter {
             },
             timeout,
         ));
-        tokio::spawn(run_proposer(propose_rx, raft.clone(), machine, timeout));
+        tokio::spawn(run_proposer(
+            propose_rx,
+            raft.clone(),
+            machine.clone(),
+            timeout,
+        ));
         Self {
             inner: Arc::new(Inner {
                 raft,
+                machine,
                 self_id,
                 settings,
                 election_timeout,
@@ -253,6 +260,9 @@ impl Submitter {
     /// Appends on this node, which must be the leader (it never forwards:
     /// the peer service calls this for commands forwarded to it).
     pub async fn write_local(&self, command: SignedCommand) -> Result<Submitted, NodeError> {
+        if let Some(refusal) = diverged_refusal(&self.inner.machine, self.inner.self_id) {
+            return Err(refusal);
+        }
         if !self.inner.settings.batch_entries {
             check_size(&command)?;
             let resp = self
@@ -273,6 +283,10 @@ impl Submitter {
         &self,
         commands: Vec<SignedCommand>,
     ) -> Vec<Result<Submitted, NodeError>> {
+        // A diverged leader proposes nothing, whatever the entry layout.
+        if let Some(refusal) = diverged_refusal(&self.inner.machine, self.inner.self_id) {
+            return commands.iter().map(|_| Err(same_error(&refusal))).collect();
+        }
         if !self.inner.settings.batch_entries {
             // One entry per command, enqueued back to back (they share
             // syncs).

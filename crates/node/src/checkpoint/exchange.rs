@@ -120,12 +120,17 @@ pub fn decide(
         };
     }
     // A split: validators that signed other payloads (each signs one per
-    // index when honest) leave fewer than t + 1 that could sign this one.
+    // index when honest) leave fewer than t + 1 that could sign this one —
+    // and they are more than the f faulty validators the committee
+    // tolerates, so at least one honest validator computed another state.
+    // (With t + 1 > n − f, which genesis allows, f faulty signers alone
+    // would otherwise leave too few and freeze every honest replica.)
     let others: Vec<(&CheckpointPayload, &BTreeMap<u32, SignatureShare>)> =
         by_payload.iter().filter(|(p, _)| *p != own).collect();
     let signed_other: std::collections::BTreeSet<u32> =
         others.iter().flat_map(|(_, s)| s.keys().copied()).collect();
-    if signed_other.len() > n.saturating_sub(needed) {
+    let tolerated = n.saturating_sub(1) / 3;
+    if signed_other.len() > n.saturating_sub(needed).max(tolerated) {
         if let Some((payload, _)) = others.iter().max_by_key(|(_, s)| s.len()) {
             return Decision::Diverged {
                 certified: (*payload).clone(),
@@ -479,7 +484,10 @@ impl Exchange {
             ?signers,
             "DIVERGED: a Byzantine quorum of validators signed a different state at this checkpoint; this validator stops signing, applying and leading, and answers reads marked diverged (docs/operations.md, \"A diverged validator\")"
         );
-        let divergence = {
+        // Recorded on disk before the state freezes, under the state's
+        // lock: nothing is applied between the two, so a restart replays
+        // to exactly where the running replica stopped.
+        {
             let mut m = self.core.machine.write();
             let d = Divergence {
                 index,
@@ -487,10 +495,10 @@ impl Exchange {
                 certified: certified.clone(),
                 frozen_at: m.last_applied,
             };
-            m.checkpoints.diverged = Some(d.clone());
-            d
-        };
-        self.core.on_diverged(&divergence);
+            self.core.record_divergence(&d);
+            m.checkpoints.diverged = Some(d);
+        }
+        self.core.stand_down();
     }
 }
 
@@ -566,6 +574,24 @@ mod tests {
             Decision::Diverged { signers, .. } => assert_eq!(signers, vec![2, 3]),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A threshold above n − f (n = 4, t + 1 = 4, which genesis allows):
+    /// the one faulty validator signing a made-up state leaves the own
+    /// payload short of t + 1, but f signers of another payload prove
+    /// nothing — no honest replica freezes; f + 1 do.
+    #[test]
+    fn a_split_needs_more_than_f_other_signers_whatever_the_threshold() {
+        let own = payload(7);
+        let mut by = BTreeMap::new();
+        signed(&mut by, &own, &[0, 1]);
+        signed(&mut by, &payload(8), &[3]);
+        assert!(
+            matches!(decide(&own, &by, 4, 4), Decision::Wait),
+            "one faulty signer at n = 4"
+        );
+        signed(&mut by, &payload(9), &[2]);
+        assert!(matches!(decide(&own, &by, 4, 4), Decision::Diverged { .. }));
     }
 
     #[test]

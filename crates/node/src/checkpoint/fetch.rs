@@ -124,8 +124,15 @@ pub async fn catch_up_from(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    if machine.read().last_applied.map(|l| l.index) >= meta.last_log_id.map(|l| l.index) {
-        return Ok(None);
+    {
+        let m = machine.read();
+        // A replica that diverged meanwhile installs nothing (its operator
+        // replaces its data directory).
+        if m.checkpoints.diverged.is_some()
+            || m.last_applied.map(|l| l.index) >= meta.last_log_id.map(|l| l.index)
+        {
+            return Ok(None);
+        }
     }
     raft.install_full_snapshot(
         vote,

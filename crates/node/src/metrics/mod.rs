@@ -351,7 +351,7 @@ pub fn peer_rpc<T>(
             crate::limited!(
                 crate::logging::RETRIES,
                 key = peer,
-                warn!(peer, rpc, code = ?status.code(), error = %status.message(), "peer RPC failed")
+                warn!(peer, rpc, code = ?status.code(), error = %status.message().chars().take(256).collect::<String>().escape_debug(), "peer RPC failed")
             );
         }
     }

@@ -191,6 +191,12 @@ impl GovernanceService {
             .await
             .map_err(|e| errors::read_status(&e))?;
         let machine = self.core.machine.read();
+        // Diverged while the read waited: no linearizable answer.
+        if let (false, Some(d)) = (stale, &machine.checkpoints.diverged) {
+            return Err(errors::read_status(&crate::reads::ReadError::Diverged {
+                detail: d.describe(),
+            }));
+        }
         let point = api::ReadPoint {
             node_id: self.core.id,
             applied_index: machine.state_position().map_or(0, |l| l.index),

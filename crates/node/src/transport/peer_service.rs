@@ -117,7 +117,9 @@ impl PeerService {
     }
 
     /// Checks the caller is `claimed`; a refusal is logged at most once a
-    /// second per rule (the `peer_rpc` span names the caller).
+    /// second per rule (the `peer_rpc` span names the caller; on the hot
+    /// RPCs, AppendEntries and ForwardCommands, only at debug level: the
+    /// refusal lines name the peer themselves).
     fn authenticate<T>(&self, req: &Request<T>, claimed: NodeId) -> Result<(), Status> {
         let refused = |rule: &'static str, status: Status| {
             crate::limited!(
@@ -399,7 +401,7 @@ fn raft_status<E: Serialize + std::fmt::Display>(
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "append_entries", peer = caller_id(&req), remote = caller_addr(&req)))]
+    #[tracing::instrument(name = "peer_rpc", level = "debug", skip_all, fields(rpc = "append_entries", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn append_entries(
         &self,
         req: Request<proto::AppendEntriesRequest>,
@@ -522,7 +524,7 @@ impl RaftPeer for PeerService {
         }
     }
 
-    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "forward_commands", peer = caller_id(&req), remote = caller_addr(&req)))]
+    #[tracing::instrument(name = "peer_rpc", level = "debug", skip_all, fields(rpc = "forward_commands", peer = caller_id(&req), remote = caller_addr(&req)))]
     async fn forward_commands(
         &self,
         req: Request<proto::ForwardCommandsRequest>,
