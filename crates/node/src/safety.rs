@@ -594,7 +594,7 @@ impl Safety {
         if !refusal.is_offence() {
             crate::limited!(
                 crate::logging::REFUSALS,
-                key = (refusal.rule(), from),
+                key = refusal.rule(),
                 debug!(peer = from, rule = refusal.rule(), index = refusal.index(), %refusal, "refused a message of an ignored validator")
             );
             return;
@@ -631,7 +631,7 @@ impl Safety {
         // every refused message is an offence until it is recorded.
         crate::limited!(
             crate::logging::REFUSALS,
-            key = (refusal.rule(), from),
+            key = refusal.rule(),
             warn!(
             peer = from,
             connection = who,
