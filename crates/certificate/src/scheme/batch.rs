@@ -160,19 +160,7 @@ pub(super) fn verify_shares_same_message_with(
     if pks.is_empty() {
         return Ok(true);
     }
-    let transcript = transcript.finalize();
-    let mut scalars = Vec::with_capacity(pks.len() * BATCH_SCALAR_BITS / 8);
-    for i in 0..pks.len() as u64 {
-        let digest = Sha256::new()
-            .chain_update(SHARE_SCALAR_TAG)
-            .chain_update(transcript)
-            .chain_update(i.to_be_bytes())
-            .finalize();
-        let mut scalar = [0u8; BATCH_SCALAR_BITS / 8];
-        scalar.copy_from_slice(&digest[..BATCH_SCALAR_BITS / 8]);
-        scalar[0] |= 1;
-        scalars.extend_from_slice(&scalar);
-    }
+    let scalars = scalars_from(SHARE_SCALAR_TAG, &transcript.finalize(), pks.len());
     let pk_sum = min_pk::AggregatePublicKey::aggregate_with_randomness(
         &pks,
         &scalars,
@@ -210,17 +198,22 @@ fn derive_scalars(key: &GroupPublicKey, items: &[(&[u8], &Signature)]) -> Vec<u8
         transcript.update(msg);
         transcript.update(sig.to_bytes());
     }
-    let transcript = transcript.finalize();
-    let mut out = Vec::with_capacity(items.len() * BATCH_SCALAR_BITS / 8);
-    for i in 0..items.len() as u64 {
+    scalars_from(SCALAR_TAG, &transcript.finalize(), items.len())
+}
+
+/// `count` scalars of 16 little-endian bytes (blst's layout), the i-th
+/// `SHA-256(tag || transcript || i)[..16]`, never zero (lowest bit set: a
+/// zero scalar would drop its signature from the check).
+fn scalars_from(tag: &[u8], transcript: &[u8], count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * BATCH_SCALAR_BITS / 8);
+    for i in 0..count as u64 {
         let digest = Sha256::new()
-            .chain_update(SCALAR_TAG)
+            .chain_update(tag)
             .chain_update(transcript)
             .chain_update(i.to_be_bytes())
             .finalize();
         let mut scalar = [0u8; BATCH_SCALAR_BITS / 8];
         scalar.copy_from_slice(&digest[..BATCH_SCALAR_BITS / 8]);
-        // A zero scalar would drop its signature from the check.
         scalar[0] |= 1;
         out.extend_from_slice(&scalar);
     }
