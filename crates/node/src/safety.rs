@@ -1165,10 +1165,16 @@ mod tests {
         bad_signature.envelope.signature.reverse();
         let mut too_few = good.clone();
         too_few.shares.pop();
+        // The combined signature verifies; one attached share is another
+        // validator's (a valid point, under the wrong index): only the
+        // shares' check (one pairing check with the signature) refuses it.
+        let mut swapped_share = good.clone();
+        swapped_share.shares[0].share = good.shares[1].share.clone();
         for (what, c) in [
             ("a bad signature", bad_signature),
             ("another chain's committee", certificate_of(&foreign)),
             ("too few shares", too_few),
+            ("a share under another validator's index", swapped_share),
         ] {
             match append(c) {
                 Err(
