@@ -537,6 +537,9 @@ fn certificate_seen(
 /// the base latencies, bounded sockets, random delivery order, all drawn
 /// from `seed`.
 pub(crate) fn sim_builder(epoch_ms: u64, duration: Duration, seed: u64) -> turmoil::Builder {
+    // A snapshot's verification on an OS thread would finish after however
+    // many simulated steps it takes in real time: inline, it takes none.
+    neuroshard_node::blocking::run_inline(true);
     let mut builder = turmoil::Builder::new();
     builder
         .epoch(UNIX_EPOCH + Duration::from_millis(epoch_ms))

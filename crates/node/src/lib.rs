@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod api_proto;
+pub mod blocking;
 pub mod boot;
 pub mod checkpoint;
 pub mod client;

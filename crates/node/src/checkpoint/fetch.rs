@@ -92,13 +92,12 @@ pub async fn catch_up_from(
         return Ok(None);
     }
     let pinned = machine.read().state.chain().clone();
-    let (meta, data) = tokio::task::spawn_blocking(move || {
+    let (meta, data) = crate::blocking::run(move || {
         verify_snapshot(&meta, &data, &pinned)
             .map(|_| (meta, data))
             .map_err(|e| format!("validator {peer}'s snapshot is refused: {e}"))
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await??;
     let index = meta.last_log_id.map_or(0, |l| l.index);
     // openraft installs a full snapshot under a committed leader's vote:
     // wait for this validator to know one (it may be campaigning after the

@@ -225,7 +225,7 @@ impl PeerService {
         };
         let pinned = self.machine.read().state.chain().clone();
         let meta = rpc.meta.clone();
-        let verified = tokio::task::spawn_blocking(move || {
+        let verified = crate::blocking::run(move || {
             crate::checkpoint::verify_snapshot(&meta, &data, &pinned)
                 .map(|_| data)
                 .map_err(|e| e.to_string())
@@ -667,12 +667,11 @@ impl RaftPeer for PeerService {
         let offset = req.get_ref().offset;
         let (machine, cache) = (self.machine.clone(), self.fetch_cache.clone());
         // Encoding the snapshot is O(state): off the runtime's workers.
-        let resp = tokio::task::spawn_blocking(move || {
-            crate::checkpoint::fetch::serve(&machine, &cache, offset)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::internal)?;
+        let resp =
+            crate::blocking::run(move || crate::checkpoint::fetch::serve(&machine, &cache, offset))
+                .await
+                .map_err(Status::internal)?
+                .map_err(Status::internal)?;
         Ok(Response::new(resp))
     }
 
