@@ -442,7 +442,18 @@ pub async fn verify(honest: &Honest, pool: &Pool) -> (Vec<bool>, Vec<(Option<usi
             if op.nonce < oldest || op.nonce > last_nonce {
                 continue;
             }
-            let again = client::submit_bytes(pool, i % n, op.bytes.clone(), ATTEMPT_TIMEOUT).await;
+            // A diverged validator orders nothing and says so
+            // (`replica_diverged`); an honest client sends the command to
+            // the next validator, as the refusal tells it to.
+            let mut again =
+                client::submit_bytes(pool, i % n, op.bytes.clone(), ATTEMPT_TIMEOUT).await;
+            for r in 1..n {
+                if !matches!(&again, Reply::Unknown { rule, .. } if rule == "replica_diverged") {
+                    break;
+                }
+                again = client::submit_bytes(pool, (i + r) % n, op.bytes.clone(), ATTEMPT_TIMEOUT)
+                    .await;
+            }
             match again {
                 Reply::Applied {
                     log_index: again_index,
