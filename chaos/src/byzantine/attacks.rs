@@ -114,8 +114,13 @@ pub async fn quiet(keys: &Keys, within: Duration) -> Result<(), String> {
     }
 }
 
-/// Waits until a leader in a term above `term` (not `faulty`, when given)
-/// commits again; returns how long since `since`.
+/// Waits until a leader in a term above `term` commits again; returns how
+/// long since `since`. The offender (`faulty`) is the real validator whose
+/// identity the suite used: once its ignore period ends the others hear it
+/// again, and it may win an election like anyone else (after split votes
+/// that outlast the period it sometimes does), so a later term led by it
+/// counts too, named as such. On a timeout the finding carries every
+/// validator's view.
 async fn recovered(
     keys: &Keys,
     term: u64,
@@ -124,17 +129,36 @@ async fn recovered(
     out: &mut Outcome,
 ) {
     loop {
+        let statuses = keys.statuses().await;
         if since.elapsed() > RECOVER_WITHIN {
+            let views: Vec<String> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s {
+                    Some(s) => format!(
+                        "v{i}: {} term {} leader {:?} commit {:?} applied {:?} ignored {:?} recovering {:?}{}",
+                        s.role,
+                        s.term,
+                        s.leader,
+                        s.commit_index,
+                        s.applied_index,
+                        s.ignored,
+                        s.recovering_until,
+                        if s.diverged.is_empty() { "" } else { " diverged" }
+                    ),
+                    None => format!("v{i}: no status"),
+                })
+                .collect();
             out.findings.push(format!(
-                "no leader above term {term} committed within {RECOVER_WITHIN:?}"
+                "no leader above term {term} committed within {RECOVER_WITHIN:?}; {}",
+                views.join("; ")
             ));
             return;
         }
-        let statuses = keys.statuses().await;
         let new = statuses
             .iter()
             .flatten()
-            .find(|s| s.role == "leader" && s.term > term && Some(s.node_id as usize) != faulty);
+            .find(|s| s.role == "leader" && s.term > term);
         if let Some(l) = new {
             let (id, before) = (l.node_id as usize, l.commit_index);
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -145,8 +169,15 @@ async fn recovered(
             {
                 out.election = true;
                 out.recovered_ms = Some(since.elapsed().as_millis() as u64);
-                out.notes
-                    .push(format!("validator {id} leads term {} and commits", l.term));
+                let who = if Some(id) == faulty {
+                    " (the offender, heard again after its ignore period)"
+                } else {
+                    ""
+                };
+                out.notes.push(format!(
+                    "validator {id}{who} leads term {} and commits",
+                    l.term
+                ));
                 return;
             }
         }
