@@ -23,7 +23,7 @@ use neuroshard_governance::{
     ParameterChange, SignedCommand, UpgradePath, VoteChoice, NEURO,
 };
 use neuroshard_load::{table, Plan, SampleFuture, Sampler, Summary};
-use neuroshard_node::GovernanceClient;
+use neuroshard_node::{GovernanceClient, NodeStatus};
 
 use crate::bench::read_key;
 use crate::cluster::LocalCluster;
@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// The validators' `client.batch_entries`.
     pub batch_entries: bool,
+    /// The genesis `checkpoint_interval` (None: keygen's default, 4096).
+    pub checkpoint_interval: Option<u64>,
 }
 
 /// Balance each worker account is funded with, and its stake.
@@ -132,6 +134,26 @@ impl Sampler for Counters {
     }
 }
 
+/// The checkpoints validator 0 saw certified between two of its statuses
+/// (warm-up and rounds), and the log entries they span: what checkpoints
+/// cost is read against these.
+fn checkpoints_during(before: Option<&NodeStatus>, after: Option<&NodeStatus>) -> String {
+    let (Some(b), Some(a)) = (before, after) else {
+        return "checkpoints: validator 0 gave no status".to_owned();
+    };
+    let entries = a
+        .last_log_index
+        .unwrap_or(0)
+        .saturating_sub(b.last_log_index.unwrap_or(0));
+    match (b.certified_checkpoint, a.certified_checkpoint) {
+        (_, None) => format!("no checkpoint certified yet ({entries} log entries)"),
+        (from, Some(to)) => format!(
+            "latest certified checkpoint {} -> {to} ({entries} log entries)",
+            from.map_or("none".to_owned(), |f| f.to_string())
+        ),
+    }
+}
+
 fn bench_nep() -> NepContent {
     NepContent {
         title: "bench: change train.prediction_heads".to_owned(),
@@ -189,11 +211,13 @@ impl Bench {
         base_port: u16,
         workers: usize,
         batch_entries: bool,
+        checkpoint_interval: Option<u64>,
     ) -> anyhow::Result<Self> {
         let mut kg = KeygenOptions::new(validators, dir);
         kg.chain_id = "neuroshard-bench".into();
         kg.base_port = base_port;
         kg.client.batch_entries = batch_entries;
+        kg.checkpoint_interval = checkpoint_interval;
         // The vote opens at the tick after its submission and lasts a day.
         kg.parameters
             .insert("gov.review_days".to_owned(), ParamInput::Integer(0));
@@ -391,7 +415,16 @@ pub async fn run(binary: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Summary
         // stopped or killed, also when the run is dropped (SIGTERM).
         let _remove = temporary.then(|| RemoveOnDrop(dir.clone()));
         let result = async {
-            let mut bench = Bench::start(binary, n, dir.clone(), opts.base_port, max_out, opts.batch_entries).await?;
+            let mut bench = Bench::start(
+                binary,
+                n,
+                dir.clone(),
+                opts.base_port,
+                max_out,
+                opts.batch_entries,
+                opts.checkpoint_interval,
+            )
+            .await?;
             let mut out = Vec::new();
             for &w in &opts.workloads {
                 for &o in &opts.outstanding {
@@ -401,13 +434,16 @@ pub async fn run(binary: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Summary
                         rounds: opts.rounds,
                         round: opts.round,
                     };
+                    let before = bench.cluster.status(0).await;
                     let s = bench.measure(w, &plan).await?;
+                    let after = bench.cluster.status(0).await;
                     eprintln!(
-                        "neuroshard, {n} validators, {}, {o} outstanding: {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms",
+                        "neuroshard, {n} validators, {}, {o} outstanding: {:.0} commands/s, p50 {:.2} ms, p99 {:.2} ms; {}",
                         w.name(),
                         s.median.ops_per_sec,
                         s.median.p50_ms,
-                        s.median.p99_ms
+                        s.median.p99_ms,
+                        checkpoints_during(before.as_ref(), after.as_ref())
                     );
                     out.push(s);
                 }

@@ -147,6 +147,10 @@ enum BenchCmd {
         /// entry per command).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         batch_entries: bool,
+        /// The genesis `checkpoint_interval` of the committees (default
+        /// 4096): a small one measures what checkpoints cost.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(8..=1_000_000))]
+        checkpoint_interval: Option<u64>,
     },
     /// Signed-command throughput through a local committee of real
     /// validator processes (durable appends).
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     json,
                     batch_entries,
+                    checkpoint_interval,
                 },
         } => {
             if rounds == 0 || round_secs <= 0.0 || warmup_secs < 0.0 {
@@ -292,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 base_port,
                 out,
                 batch_entries,
+                checkpoint_interval,
             };
             let binary = std::env::current_exe()?;
             let mut term =
