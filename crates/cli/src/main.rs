@@ -148,8 +148,9 @@ enum BenchCmd {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         batch_entries: bool,
         /// The genesis `checkpoint_interval` of the committees (default
-        /// 4096): a small one measures what checkpoints cost.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(8..=1_000_000))]
+        /// 4096; the genesis check refuses one outside its bounds): a small
+        /// one measures what checkpoints cost.
+        #[arg(long)]
         checkpoint_interval: Option<u64>,
     },
     /// Signed-command throughput through a local committee of real
