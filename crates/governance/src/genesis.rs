@@ -410,3 +410,44 @@ impl Genesis {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod checkpoint_interval_bounds {
+    use super::*;
+    use crate::testkit::{genesis, TestConfig};
+
+    fn with_interval(interval: u64) -> Result<(), GenesisError> {
+        let (mut g, _) = genesis(&TestConfig::default());
+        g.checkpoint_interval = interval;
+        g.validate()
+    }
+
+    #[test]
+    fn at_under_and_over_both_bounds() {
+        for ok in [
+            MIN_CHECKPOINT_INTERVAL,
+            MIN_CHECKPOINT_INTERVAL + 1,
+            DEFAULT_CHECKPOINT_INTERVAL,
+            MAX_CHECKPOINT_INTERVAL - 1,
+            MAX_CHECKPOINT_INTERVAL,
+        ] {
+            assert!(with_interval(ok).is_ok(), "{ok} refused");
+        }
+        for bad in [
+            0,
+            MIN_CHECKPOINT_INTERVAL - 1,
+            MAX_CHECKPOINT_INTERVAL + 1,
+            u64::MAX,
+        ] {
+            match with_interval(bad) {
+                Err(GenesisError::BadCheckpointInterval { interval, min, max }) => {
+                    assert_eq!(
+                        (interval, min, max),
+                        (bad, MIN_CHECKPOINT_INTERVAL, MAX_CHECKPOINT_INTERVAL)
+                    );
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}
