@@ -373,7 +373,9 @@ impl Bench {
             let conns = conns.clone();
             async move {
                 // Round-robin over the validators, as the existing workload.
+                neuroshard_node::hoptrace::mark("C_send", nonce);
                 workload::submit_until_acked(&conns, worker, worker + nonce as usize, &cmd).await?;
+                neuroshard_node::hoptrace::mark("C_recv", 0);
                 Ok(())
             }
         })

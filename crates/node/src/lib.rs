@@ -21,6 +21,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod governance_client;
+pub mod hoptrace;
 pub mod issuance;
 pub mod keys;
 pub mod logging;

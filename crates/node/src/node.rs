@@ -167,6 +167,7 @@ impl NodeCore {
         }
         if self.submitter.settings().batch_entries {
             self.signatures.check(&command, encoded_len).await;
+            crate::hoptrace::mark("SIG_done", 0);
         } else if encoded_len <= neuroshard_governance::limits::MAX_COMMAND_BYTES {
             // Checked one at a time, before the state's read lock; the
             // verdict is memoized for admission and apply.
@@ -187,6 +188,7 @@ impl NodeCore {
                 Verdict::Answer(original) => Ok(original),
                 Verdict::Propose => {
                     let _pending = self.quotas.acquire(command.author, source)?;
+                    crate::hoptrace::mark("ADM_done", 0);
                     self.submitter.submit(command, original).await
                 }
             }
@@ -467,7 +469,7 @@ impl Node {
         env: Environment,
     ) -> Result<Node, NodeError>
     where
-        LS: openraft::storage::RaftLogStorage<TypeConfig>,
+        LS: openraft::storage::RaftLogStorage<TypeConfig> + crate::store::ChecksOnAppend,
         SM: openraft::storage::RaftStateMachine<TypeConfig>,
     {
         Self::start_with_boot(
@@ -496,9 +498,12 @@ impl Node {
         boot: BootOptions,
     ) -> Result<Node, NodeError>
     where
-        LS: openraft::storage::RaftLogStorage<TypeConfig>,
+        LS: openraft::storage::RaftLogStorage<TypeConfig> + crate::store::ChecksOnAppend,
         SM: openraft::storage::RaftStateMachine<TypeConfig>,
     {
+        if config.client.batch_entries {
+            log.check_on_append(machine.clone());
+        }
         let members = config.members();
         let expected: BTreeSet<NodeId> = genesis
             .validators

@@ -748,16 +748,17 @@ fn check_structure(
     Ok(())
 }
 
-/// Checks, in a task of its own, what the entries about to be appended
-/// carry: every command's signature (`signature::verify_commands`, which
-/// skips the verdicts this validator already reached at admission) and
-/// every `CertificateIssued` certificate. Apply, under the state's write
-/// lock, then finds the verdicts memoized: the checks run in parallel with
-/// the entries' fsync and replication instead of delaying every command
-/// applied after them. A verdict that is not ready (or was evicted) is
-/// simply computed again at apply, with the same result.
-pub fn preverify_entries(machine: &SharedMachine, entries: &[RaftEntry]) {
-    let certificates = certificates_in(entries);
+/// Checks, in a task of its own, the signature of every client command
+/// the entries carry (`signature::verify_commands`, which skips the
+/// verdicts this validator already reached at admission). The log store
+/// calls it once it has requested the entries' sync
+/// (`store::ChecksOnAppend`), so the checks run while the disk syncs;
+/// apply, under the state's write lock, then finds the verdicts memoized
+/// instead of delaying every command applied after them. A verdict that is
+/// not ready (or was evicted) is simply computed again at apply, with the
+/// same result. Certificates are checked when they arrive
+/// ([`preverify_certificates`]).
+pub fn preverify_entry_commands(machine: &SharedMachine, entries: &[RaftEntry]) {
     let commands: Vec<neuroshard_governance::SignedCommand> = entries
         .iter()
         .filter_map(|e| match &e.payload {
@@ -767,14 +768,6 @@ pub fn preverify_entries(machine: &SharedMachine, entries: &[RaftEntry]) {
         .flatten()
         .cloned()
         .collect();
-    preverify(machine, certificates, commands);
-}
-
-/// [`preverify_entries`] for commands the leader is about to propose.
-pub fn preverify_commands(
-    machine: &SharedMachine,
-    commands: Vec<neuroshard_governance::SignedCommand>,
-) {
     preverify(machine, Vec::new(), commands);
 }
 
@@ -807,14 +800,17 @@ fn preverify(
     }
     if !commands.is_empty() {
         tokio::spawn(async move {
+            crate::hoptrace::mark("PV_start", commands.len() as u64);
             let refs: Vec<&neuroshard_governance::SignedCommand> = commands.iter().collect();
             neuroshard_governance::signature::verify_commands(&chain_id, &refs);
+            crate::hoptrace::mark("PV_end", 0);
         });
     }
 }
 
-/// Verifies one certificate the leader is about to propose (see
-/// [`preverify_entries`]).
+/// Verifies, in a task of its own, the certificates a leader is about to
+/// propose or a follower received in an AppendEntries request: their
+/// pairings run beside the append, and apply finds the verdict memoized.
 pub fn preverify_certificates(
     machine: &SharedMachine,
     certificates: &[neuroshard_governance::IssuedCertificate],

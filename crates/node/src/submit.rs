@@ -224,6 +224,7 @@ impl Submitter {
     }
 
     async fn forward(&self, leader: NodeId, command: Vec<u8>) -> Result<Submitted, NodeError> {
+        crate::hoptrace::mark("FW_send", 0);
         let (reply, rx) = oneshot::channel();
         self.inner
             .forward_tx
@@ -234,7 +235,9 @@ impl Submitter {
             })
             .await
             .map_err(|_| NodeError::ShuttingDown)?;
-        rx.await.map_err(|_| NodeError::ShuttingDown)?
+        let r = rx.await.map_err(|_| NodeError::ShuttingDown)?;
+        crate::hoptrace::mark("FW_back", 0);
+        r
     }
 
     /// Queues `command` for the leader's next batched entry (this node
@@ -390,9 +393,10 @@ async fn run_proposer(
             continue;
         }
         // Forwarded commands were admitted by another validator: their
-        // signatures are checked now, beside the entry's fsync and
-        // replication (this validator's own admissions are memoized).
-        crate::safety::preverify_commands(&machine, commands.clone());
+        // signatures are checked by the log store once the entry's sync is
+        // requested (`store::ChecksOnAppend`; this validator's own
+        // admissions are memoized).
+        crate::hoptrace::mark("P_write", commands.len() as u64);
         let written = raft.client_write_ff(Entry::Commands(commands)).await;
         tokio::spawn(async move {
             let _slot = slot;
@@ -415,6 +419,7 @@ async fn run_proposer(
                     Ok(Ok(Err(e))) => all(write_error(RaftError::APIError(e))),
                     Ok(Ok(Ok(resp))) => {
                         let log_index = resp.data.log_index;
+                        crate::hoptrace::mark("P_applied", log_index);
                         let mut outcomes = resp.data.outcomes.into_iter();
                         (0..replies.len())
                             .map(|k| match outcomes.next() {

@@ -121,9 +121,13 @@ impl DurableDb {
     /// Makes every write that completed before this call durable.
     pub fn sync(&self) -> io::Result<()> {
         let started = std::time::Instant::now();
+        crate::hoptrace::mark("SY_0", 0);
         self.db.flush().map_err(io::Error::other)?;
+        crate::hoptrace::mark("SY_flushed", 0);
         self.data_file.sync_data()?;
+        crate::hoptrace::mark("SY_synced", 0);
         self.sync_new_files()?;
+        crate::hoptrace::mark("SY_dirs", 0);
         self.syncs.fetch_add(1, Ordering::Relaxed);
         crate::metrics::observe_since(&crate::metrics::metrics().fsync_seconds, started);
         Ok(())
@@ -200,7 +204,9 @@ impl GroupCommit {
                             Err(_) => break,
                         }
                     }
+                    crate::hoptrace::mark("GC_start", batch.len() as u64);
                     let result = worker.sync();
+                    crate::hoptrace::mark("GC_end", 0);
                     if let Err(e) = &result {
                         disk_failed("sync the Raft store", e);
                     }

@@ -500,6 +500,13 @@ async fn group_commit(
 #[derive(Clone, Default)]
 pub struct MemLogStore {
     disk: MemDisk,
+    checks: crate::store::AppendChecks,
+}
+
+impl crate::store::ChecksOnAppend for MemLogStore {
+    fn check_on_append(&mut self, machine: SharedMachine) {
+        self.checks.set(machine);
+    }
 }
 
 impl MemLogStore {
@@ -510,7 +517,10 @@ impl MemLogStore {
 
     /// The log on `disk` (share it with the state machine: [`open`]).
     pub fn on(disk: MemDisk) -> Self {
-        Self { disk }
+        Self {
+            disk,
+            checks: crate::store::AppendChecks::default(),
+        }
     }
 
     pub fn disk(&self) -> &MemDisk {
@@ -585,6 +595,9 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        // The checks are a task of their own: they start once this append
+        // has requested its sync and RaftCore waits for it.
+        self.checks.start(&entries);
         let seq = self.disk.write(Write::Append(entries));
         self.disk.after_sync(callback, seq);
         Ok(())

@@ -21,6 +21,38 @@ pub use snapshot_buffer::{SnapshotBuffer, MAX_SNAPSHOT_BYTES};
 
 use neuroshard_governance::GovernanceState;
 
+use crate::types::RaftEntry;
+
+/// A log store that starts the signature checks of the client commands it
+/// appends once their durable write is under way: the checks (ed25519, on
+/// every replica) then run while the disk syncs, and never hold up the
+/// append itself. Before this hook they were started when an AppendEntries
+/// request arrived, and a 2-core validator ran them ahead of the append
+/// and its sync (BENCHMARKS.md, "One command's hand-offs").
+pub trait ChecksOnAppend {
+    /// From now on, check against `machine`'s chain (verdicts are memoized:
+    /// the apply reuses them).
+    fn check_on_append(&mut self, machine: SharedMachine);
+}
+
+/// What [`ChecksOnAppend`] keeps: the machine to check against, once set.
+#[derive(Clone, Default)]
+pub struct AppendChecks(Option<SharedMachine>);
+
+impl AppendChecks {
+    pub fn set(&mut self, machine: SharedMachine) {
+        self.0 = Some(machine);
+    }
+
+    /// Starts the checks of `entries`' commands (in a task of their own).
+    /// Call it after the entries' sync was requested.
+    pub fn start(&self, entries: &[RaftEntry]) {
+        if let Some(machine) = &self.0 {
+            crate::safety::preverify_entry_commands(machine, entries);
+        }
+    }
+}
+
 /// Opens the durable log and state machine in `dir` (one sled database, so
 /// one sync covers both). A validator that diverged (`crate::boot::DIVERGED`
 /// in `dir`) replays its log no further than where its state froze.

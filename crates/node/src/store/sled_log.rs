@@ -40,6 +40,13 @@ pub struct SledLogStore {
     /// The state machine's tree, read for the stored snapshot's index.
     state: sled::Tree,
     commit: GroupCommit,
+    checks: crate::store::AppendChecks,
+}
+
+impl crate::store::ChecksOnAppend for SledLogStore {
+    fn check_on_append(&mut self, machine: crate::store::SharedMachine) {
+        self.checks.set(machine);
+    }
 }
 
 fn io_err(
@@ -65,6 +72,7 @@ impl SledLogStore {
             meta: durable.db().open_tree("raft_meta")?,
             state: durable.db().open_tree("state")?,
             commit,
+            checks: crate::store::AppendChecks::default(),
         })
     }
 
@@ -133,10 +141,12 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
             Bound::Unbounded => Bound::Unbounded,
         };
         let mut out = Vec::new();
+        crate::hoptrace::mark("RD", start);
         for item in self.log.range((Bound::Included(index_key(start)), end)) {
             let (_, value) = item.map_err(read_logs_err)?;
             out.push(decode_entry(&value)?);
         }
+        crate::hoptrace::mark("RD_end", out.len() as u64);
         Ok(out)
     }
 
@@ -181,6 +191,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     /// Not synced on its own: it is a hint for re-applying after a restart,
     /// and it becomes durable with the next append or vote.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        crate::hoptrace::mark("SC", 0);
         self.put_meta(KEY_COMMITTED, &committed)
     }
 
@@ -198,19 +209,24 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I::IntoIter: Send,
     {
         let started = std::time::Instant::now();
+        let entries: Vec<RaftEntry> = entries.into_iter().collect();
         let mut batch = sled::Batch::default();
-        for entry in entries {
+        for entry in &entries {
+            crate::hoptrace::mark("LA", entry.get_log_id().index);
             // The same bound as the read above: a record that could not be
             // read back is refused here, before anything is written.
-            let bytes = codec::encode_entry("log entry", &entry).map_err(write_logs_err)?;
+            let bytes = codec::encode_entry("log entry", entry).map_err(write_logs_err)?;
             batch.insert(&index_key(entry.get_log_id().index), bytes);
         }
         written("append to the Raft log", self.log.apply_batch(batch));
+        crate::hoptrace::mark("LA_w", 0);
         let synced = self
             .commit
             .after_sync(callback)
             .await
             .map_err(write_logs_err);
+        // The sync is requested: the signature checks run while it lasts.
+        self.checks.start(&entries);
         crate::metrics::observe_since(&crate::metrics::metrics().append_seconds, started);
         synced
     }

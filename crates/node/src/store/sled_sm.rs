@@ -314,6 +314,7 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
             return Ok(Vec::new());
         };
+        crate::hoptrace::mark("SM_apply", last.index);
         // The entries themselves are in the Raft log already (written and
         // synced by their append); only the position moves here.
         let mut batch = sled::Batch::default();
@@ -337,7 +338,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // in-memory state never disagree for a reader.
         let mut machine = self.machine.write();
         written("store the applied position", self.tree.apply_batch(batch));
-        Ok(machine.apply(entries))
+        let r = machine.apply(entries);
+        crate::hoptrace::mark("SM_done", last.index);
+        Ok(r)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -86,6 +86,7 @@ impl ReplicaAdmin for AdminService {
         &self,
         req: Request<proto::SubmitRequest>,
     ) -> Result<Response<proto::SubmitResponse>, Status> {
+        crate::hoptrace::mark("S_recv", 0);
         let source = source_ip(&req);
         let bytes = req.into_inner().command;
         let result = match decode_command(&bytes) {
@@ -97,6 +98,7 @@ impl ReplicaAdmin for AdminService {
             }
             Err(e) => Err(e),
         };
+        crate::hoptrace::mark("S_done", 0);
         Ok(Response::new(proto::SubmitResponse {
             result: Some(result_to_wire(&result)),
         }))

@@ -415,21 +415,24 @@ impl RaftPeer for PeerService {
         self.authenticate(&req, claimed)?;
         let caller = who(&req);
         let rpc = convert::append_request_from(req.into_inner()).map_err(invalid)?;
+        let ae_idx = rpc.entries.last().map(|e| e.log_id.index).unwrap_or(0);
+        crate::hoptrace::mark("AE_recv", ae_idx);
         if let Err(r) = self
             .safety
             .check_append(claimed, &rpc.vote, rpc.prev_log_id, &rpc.entries)
         {
             return self.refuse(&caller, claimed, r);
         }
-        if self.submitter.settings().batch_entries {
-            crate::safety::preverify_entries(&self.machine, &rpc.entries);
-        } else {
-            crate::safety::preverify_certificates(
-                &self.machine,
-                &crate::safety::certificates_in(&rpc.entries),
-            );
-        }
+        // Certificates are checked from here, beside the append; client
+        // commands by the log store once their sync is requested
+        // (`store::ChecksOnAppend`), so they never delay the append.
+        crate::safety::preverify_certificates(
+            &self.machine,
+            &crate::safety::certificates_in(&rpc.entries),
+        );
+        crate::hoptrace::mark("AE_raft", ae_idx);
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
+        crate::hoptrace::mark("AE_done", ae_idx);
         Ok(Response::new(convert::append_response_to(&resp)))
     }
 
@@ -529,6 +532,7 @@ impl RaftPeer for PeerService {
         &self,
         req: Request<proto::ForwardCommandsRequest>,
     ) -> Result<Response<proto::ForwardCommandsResponse>, Status> {
+        crate::hoptrace::mark("FW_recv", 0);
         self.authenticate(&req, req.get_ref().from)?;
         let msg = req.into_inner();
         let results = admit_forwarded(
@@ -541,6 +545,7 @@ impl RaftPeer for PeerService {
         .iter()
         .map(result_to_wire)
         .collect();
+        crate::hoptrace::mark("FW_done", 0);
         Ok(Response::new(proto::ForwardCommandsResponse { results }))
     }
 
