@@ -8,6 +8,9 @@
 //! followers and back. `bench/hops` runs a 1-outstanding bench with it and
 //! prints the median time of every hand-off (BENCHMARKS.md, "One
 //! command's hand-offs"). Without the variable a mark is one atomic load.
+//! For benchmarks only: on, the files grow with every command and every
+//! heartbeat, and the validators of one process (the simulation) share a
+//! file.
 //!
 //! Events (value in brackets): `C_send`/`C_recv` the load generator
 //! around one command; `S_recv`/`S_done` the API's Submit handler;
@@ -35,7 +38,13 @@ pub fn mark(event: &str, value: u64) {
     let sink = SINK.get_or_init(|| {
         let dir = std::env::var_os("NEUROSHARD_HOP_TRACE")?;
         let path = std::path::Path::new(&dir).join(format!("{}.trace", std::process::id()));
-        match std::fs::File::create(&path) {
+        // A file of its own: never one that exists (another process's, or
+        // a link someone put there).
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(f) => Some(Mutex::new(std::io::BufWriter::new(f))),
             Err(e) => {
                 eprintln!(

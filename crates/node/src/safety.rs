@@ -749,63 +749,54 @@ fn check_structure(
 }
 
 /// Checks, in a task of its own, the signature of every client command
-/// the entries carry (`signature::verify_commands`, which skips the
-/// verdicts this validator already reached at admission). The log store
-/// calls it once it has requested the entries' sync
-/// (`store::ChecksOnAppend`), so the checks run while the disk syncs;
-/// apply, under the state's write lock, then finds the verdicts memoized
-/// instead of delaying every command applied after them. A verdict that is
-/// not ready (or was evicted) is simply computed again at apply, with the
-/// same result. Certificates are checked when they arrive
-/// ([`preverify_certificates`]).
-pub fn preverify_entry_commands(machine: &SharedMachine, entries: &[RaftEntry]) {
-    let commands: Vec<neuroshard_governance::SignedCommand> = entries
+/// `entries` carry (`signature::verify_commands`, which skips the verdicts
+/// this validator already reached at admission). The log store calls it
+/// once it has requested the entries' sync (`store::ChecksOnAppend`), so
+/// the checks run while the disk syncs; it takes no lock and copies
+/// nothing (the task owns the entries), so it never holds up RaftCore.
+/// Apply, under the state's write lock, then finds the verdicts memoized
+/// instead of delaying every command applied after them. A verdict that
+/// is not ready (the task has not run yet, or it was evicted) is simply
+/// computed again at apply, with the same result. Certificates are
+/// checked when they arrive ([`preverify_certificates`]).
+pub fn check_entry_commands(chain_id: std::sync::Arc<str>, entries: Vec<RaftEntry>) {
+    let carries_commands = entries
         .iter()
-        .filter_map(|e| match &e.payload {
-            EntryPayload::Normal(g) => Some(g.commands()),
-            _ => None,
-        })
-        .flatten()
-        .cloned()
-        .collect();
-    preverify(machine, Vec::new(), commands);
-}
-
-fn preverify(
-    machine: &SharedMachine,
-    certificates: Vec<neuroshard_governance::IssuedCertificate>,
-    commands: Vec<neuroshard_governance::SignedCommand>,
-) {
-    if certificates.is_empty() && commands.is_empty() {
+        .any(|e| matches!(&e.payload, EntryPayload::Normal(g) if !g.commands().is_empty()));
+    if !carries_commands {
         return;
     }
-    let (committee, chain_id) = {
-        let m = machine.read();
-        let chain = m.state.chain();
-        (chain.committee.clone(), chain.chain_id.clone())
-    };
+    tokio::spawn(async move {
+        let commands: Vec<&neuroshard_governance::SignedCommand> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                EntryPayload::Normal(g) => Some(g.commands()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        crate::hoptrace::mark("PV_start", commands.len() as u64);
+        neuroshard_governance::signature::verify_commands(&chain_id, &commands);
+        crate::hoptrace::mark("PV_end", 0);
+    });
+}
+
+fn preverify(machine: &SharedMachine, certificates: Vec<neuroshard_governance::IssuedCertificate>) {
+    if certificates.is_empty() {
+        return;
+    }
+    let committee = machine.read().state.chain().committee.clone();
     // A task of the runtime, not the blocking pool: a few milliseconds of
-    // pairings or a batch of ed25519 checks on one worker, and the
-    // simulation stays deterministic (a blocking-pool thread is scheduled
-    // by the OS).
-    // Certificates and commands in tasks of their own: a certificate's
-    // pairings must not wait behind a batch of ed25519 checks (its apply
-    // would then check it under the lock, holding every command after it).
-    if !certificates.is_empty() {
-        tokio::spawn(async move {
-            for c in &certificates {
-                neuroshard_governance::certificate::preverify_issued(&committee, c);
-            }
-        });
-    }
-    if !commands.is_empty() {
-        tokio::spawn(async move {
-            crate::hoptrace::mark("PV_start", commands.len() as u64);
-            let refs: Vec<&neuroshard_governance::SignedCommand> = commands.iter().collect();
-            neuroshard_governance::signature::verify_commands(&chain_id, &refs);
-            crate::hoptrace::mark("PV_end", 0);
-        });
-    }
+    // pairings on one worker, and the simulation stays deterministic (a
+    // blocking-pool thread is scheduled by the OS). A task of its own: a
+    // certificate's pairings must not wait behind a batch of ed25519
+    // checks (its apply would then check it under the lock, holding every
+    // command after it).
+    tokio::spawn(async move {
+        for c in &certificates {
+            neuroshard_governance::certificate::preverify_issued(&committee, c);
+        }
+    });
 }
 
 /// Verifies, in a task of its own, the certificates a leader is about to
@@ -815,7 +806,7 @@ pub fn preverify_certificates(
     machine: &SharedMachine,
     certificates: &[neuroshard_governance::IssuedCertificate],
 ) {
-    preverify(machine, certificates.to_vec(), Vec::new());
+    preverify(machine, certificates.to_vec());
 }
 
 /// The certificates carried by `entries`.

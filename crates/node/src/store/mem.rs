@@ -505,7 +505,7 @@ pub struct MemLogStore {
 
 impl crate::store::ChecksOnAppend for MemLogStore {
     fn check_on_append(&mut self, machine: SharedMachine) {
-        self.checks.set(machine);
+        self.checks.set(&machine);
     }
 }
 
@@ -595,11 +595,13 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
-        // The checks are a task of their own: they start once this append
-        // has requested its sync and RaftCore waits for it.
-        self.checks.start(&entries);
+        let checked = self.checks.is_on().then(|| entries.clone());
         let seq = self.disk.write(Write::Append(entries));
         self.disk.after_sync(callback, seq);
+        // The sync is requested: the signature checks run while it lasts.
+        if let Some(entries) = checked {
+            self.checks.start(entries);
+        }
         Ok(())
     }
 

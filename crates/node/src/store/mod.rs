@@ -25,31 +25,40 @@ use crate::types::RaftEntry;
 
 /// A log store that starts the signature checks of the client commands it
 /// appends once their durable write is under way: the checks (ed25519, on
-/// every replica) then run while the disk syncs, and never hold up the
-/// append itself. Before this hook they were started when an AppendEntries
-/// request arrived, and a 2-core validator ran them ahead of the append
-/// and its sync (BENCHMARKS.md, "One command's hand-offs").
+/// every replica) then run while the disk syncs and never hold up the
+/// append. Before, a follower started them when an AppendEntries request
+/// arrived, and a 2-core validator often ran them ahead of the append and
+/// its sync (BENCHMARKS.md, "One command's hand-offs"). Wired by
+/// `Node::start_with_boot` when `client.batch_entries` is on (off, apply
+/// checks each command itself, as before).
 pub trait ChecksOnAppend {
-    /// From now on, check against `machine`'s chain (verdicts are memoized:
-    /// the apply reuses them).
+    /// From now on, check appended commands against `machine`'s chain
+    /// (verdicts are memoized: the apply reuses them).
     fn check_on_append(&mut self, machine: SharedMachine);
 }
 
-/// What [`ChecksOnAppend`] keeps: the machine to check against, once set.
+/// What [`ChecksOnAppend`] keeps: the chain id to check against, once set
+/// (a genesis value: read once, so an append takes no lock).
 #[derive(Clone, Default)]
-pub struct AppendChecks(Option<SharedMachine>);
+pub struct AppendChecks(Option<std::sync::Arc<str>>);
 
 impl AppendChecks {
-    pub fn set(&mut self, machine: SharedMachine) {
-        self.0 = Some(machine);
+    pub fn set(&mut self, machine: &SharedMachine) {
+        self.0 = Some(machine.read().state.chain().chain_id.as_str().into());
     }
 
-    /// Starts the checks of `entries`' commands (in a task of their own).
-    /// Call it after the entries' sync was requested.
-    pub fn start(&self, entries: &[RaftEntry]) {
-        if let Some(machine) = &self.0 {
-            crate::safety::preverify_entry_commands(machine, entries);
+    /// Starts the checks of `entries`' commands in a task that owns them.
+    /// Call it once the entries' sync was requested.
+    pub fn start(&self, entries: Vec<RaftEntry>) {
+        if let Some(chain_id) = &self.0 {
+            crate::safety::check_entry_commands(chain_id.clone(), entries);
         }
+    }
+
+    /// Whether checks are on (the in-memory store copies the entries only
+    /// then).
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
     }
 }
 

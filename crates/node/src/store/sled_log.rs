@@ -45,7 +45,7 @@ pub struct SledLogStore {
 
 impl crate::store::ChecksOnAppend for SledLogStore {
     fn check_on_append(&mut self, machine: crate::store::SharedMachine) {
-        self.checks.set(machine);
+        self.checks.set(&machine);
     }
 }
 
@@ -226,7 +226,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             .await
             .map_err(write_logs_err);
         // The sync is requested: the signature checks run while it lasts.
-        self.checks.start(&entries);
+        self.checks.start(entries);
         crate::metrics::observe_since(&crate::metrics::metrics().append_seconds, started);
         synced
     }
