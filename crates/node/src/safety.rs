@@ -781,11 +781,18 @@ pub fn check_entry_commands(chain_id: std::sync::Arc<str>, entries: Vec<RaftEntr
     });
 }
 
-fn preverify(machine: &SharedMachine, certificates: Vec<neuroshard_governance::IssuedCertificate>) {
+/// Verifies, in a task of its own, the certificates a leader is about to
+/// propose or a follower received in an AppendEntries request: their
+/// pairings run beside the append, and apply finds the verdict memoized.
+pub fn preverify_certificates(
+    machine: &SharedMachine,
+    certificates: &[neuroshard_governance::IssuedCertificate],
+) {
     if certificates.is_empty() {
         return;
     }
     let committee = machine.read().state.chain().committee.clone();
+    let certificates = certificates.to_vec();
     // A task of the runtime, not the blocking pool: a few milliseconds of
     // pairings on one worker, and the simulation stays deterministic (a
     // blocking-pool thread is scheduled by the OS). A task of its own: a
@@ -797,16 +804,6 @@ fn preverify(machine: &SharedMachine, certificates: Vec<neuroshard_governance::I
             neuroshard_governance::certificate::preverify_issued(&committee, c);
         }
     });
-}
-
-/// Verifies, in a task of its own, the certificates a leader is about to
-/// propose or a follower received in an AppendEntries request: their
-/// pairings run beside the append, and apply finds the verdict memoized.
-pub fn preverify_certificates(
-    machine: &SharedMachine,
-    certificates: &[neuroshard_governance::IssuedCertificate],
-) {
-    preverify(machine, certificates.to_vec());
 }
 
 /// The certificates carried by `entries`.
