@@ -14,10 +14,17 @@
 //!    changed (new blob, new sled snapshot file), so the files can be found
 //!    after a power loss.
 //!
-//! A write is acknowledged (a Raft append callback fired, a vote or truncation
-//! returned) only after [`DurableDb::sync`] returned for a flush that started
-//! after the write. Many appends share one sync: the [`GroupCommit`] thread
-//! takes every request queued while the previous sync ran.
+//! The Raft log's entries are not in sled but in their own append-only
+//! segment files (`wal.rs`). A log append is acknowledged (its Raft callback
+//! fired) only after [`Wal::sync`] returned for a sync that started after
+//! the write; a vote, a truncation or a purge returns only after both the
+//! log and sled ([`DurableDb::sync`]) were synced. Many appends share one
+//! sync: the [`GroupCommit`] thread takes every request queued while the
+//! previous sync ran. What sled holds besides the vote (the applied and
+//! committed ids, the acknowledgement records) needs no sync of its own:
+//! the sled-sync thread makes it durable within [`SLED_SYNC_INTERVAL`]
+//! when something was written, and recovery never depends on it being
+//! newer than the log (sled_sm.rs).
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -30,7 +37,11 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::LogFlushed;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::wal::Wal;
 use crate::types::TypeConfig;
+
+/// How often the sled-sync thread makes sled's unsynced writes durable.
+pub const SLED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Exit status of a validator stopped by a failed write, flush or sync of
 /// its store (sysexits' EX_IOERR).
@@ -113,9 +124,23 @@ impl DurableDb {
         &self.db
     }
 
-    /// Number of completed syncs since open (for throughput reports).
+    /// Number of completed syncs since open, of sled and of the Raft log
+    /// (for throughput reports).
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Counts a sync of the Raft log's file.
+    fn count_log_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// As [`DurableDb::sync`], but only when sled had something to write.
+    pub fn sync_if_written(&self) -> io::Result<()> {
+        if self.db.flush().map_err(io::Error::other)? > 0 {
+            self.sync()?;
+        }
+        Ok(())
     }
 
     /// Makes every write that completed before this call durable.
@@ -189,9 +214,24 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(durable: Arc<DurableDb>) -> io::Result<Self> {
+    /// Starts the group-commit thread (log appends wait for the log's sync;
+    /// barriers for the log's and sled's) and the sled-sync thread.
+    pub fn start(durable: Arc<DurableDb>, wal: Arc<Wal>) -> io::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<SyncRequest>(MAX_PENDING_SYNC_REQUESTS);
         let worker = durable.clone();
+        let weak = Arc::downgrade(&durable);
+        std::thread::Builder::new()
+            .name("sled-sync".into())
+            .spawn(move || loop {
+                std::thread::sleep(SLED_SYNC_INTERVAL);
+                // Stops once the store is closed.
+                let Some(durable) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = durable.sync_if_written() {
+                    disk_failed("sync the state store", &e);
+                }
+            })?;
         std::thread::Builder::new()
             .name("sled-group-commit".into())
             .spawn(move || {
@@ -205,7 +245,20 @@ impl GroupCommit {
                         }
                     }
                     crate::hoptrace::mark("GC_start", batch.len() as u64);
-                    let result = worker.sync();
+                    let barrier = batch.iter().any(|r| matches!(r, SyncRequest::Barrier(_)));
+                    let started = std::time::Instant::now();
+                    let result = wal.sync().map_err(io::Error::other).and_then(|()| {
+                        worker.count_log_sync();
+                        crate::metrics::observe_since(
+                            &crate::metrics::metrics().fsync_seconds,
+                            started,
+                        );
+                        if barrier {
+                            worker.sync()
+                        } else {
+                            Ok(())
+                        }
+                    });
                     crate::hoptrace::mark("GC_end", 0);
                     if let Err(e) = &result {
                         disk_failed("sync the Raft store", e);
@@ -261,7 +314,8 @@ mod tests {
         let path = dir.path().join("store");
         {
             let durable = DurableDb::open(&path).expect("open");
-            let commit = GroupCommit::start(durable.clone()).expect("start");
+            let wal = Arc::new(Wal::open(&path).expect("open the log"));
+            let commit = GroupCommit::start(durable.clone(), wal).expect("start");
             let tree = durable.db().open_tree("t").expect("tree");
             tree.insert(b"k", vec![7u8; 300_000])
                 .expect("insert a blob-sized value");

@@ -9,6 +9,7 @@ pub mod sled_log;
 pub mod sled_sm;
 mod snapshot;
 mod snapshot_buffer;
+pub mod wal;
 
 use std::path::Path;
 
@@ -62,21 +63,24 @@ impl AppendChecks {
     }
 }
 
-/// Opens the durable log and state machine in `dir` (one sled database, so
-/// one sync covers both). A validator that diverged (`crate::boot::DIVERGED`
-/// in `dir`) replays its log no further than where its state froze.
+/// Opens the durable log and state machine in `dir`: the log's entries in
+/// their own segment files (`wal.rs`), everything else in one sled
+/// database. A validator that diverged (`crate::boot::DIVERGED` in `dir`)
+/// replays its log no further than where its state froze.
 pub fn open_sled(
     dir: &Path,
     genesis_state: GovernanceState,
     checkpoint_interval: u64,
 ) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
     let durable = DurableDb::open(dir).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
-    let commit =
-        GroupCommit::start(durable.clone()).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
-    let log = SledLogStore::open(&durable, commit.clone())?;
+    let wal = std::sync::Arc::new(wal::Wal::open(dir)?);
+    let commit = GroupCommit::start(durable.clone(), wal.clone())
+        .map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
+    let log = SledLogStore::open(&durable, wal.clone(), commit.clone())?;
     let diverged = crate::boot::read_divergence(dir).map_err(RecoveryError::Diverged)?;
     let sm = SledStateMachine::open(
         &durable,
+        &wal,
         commit,
         genesis_state,
         checkpoint_interval,

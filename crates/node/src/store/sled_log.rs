@@ -1,14 +1,19 @@
-//! The Raft log and vote on sled, durable against power loss.
+//! The Raft log and vote, durable against power loss.
 //!
-//! Tree `raft_log`: big-endian log index -> the entry record
-//! (`codec::encode_entry`: `ENTRY_FORMAT_VERSION`, then postcard of the whole
-//! openraft entry, log id and payload; a record of a version this binary
-//! cannot read is refused, naming both versions). Tree
-//! `raft_meta`: the vote, the last purged log id and the committed log id.
-//! Appends are written at once (readable immediately) and acknowledged by the
-//! group-commit thread after the sync; votes and truncations wait for their
-//! sync before returning; a purge first syncs (so the snapshot that covers
-//! the purged entries is durable before they disappear).
+//! The entries are in the log's own segment files (`wal.rs`), each one the
+//! entry record (`codec::encode_entry`: `ENTRY_FORMAT_VERSION`, then
+//! postcard of the whole openraft entry, log id and payload; a record of a
+//! version this binary cannot read is refused, naming both versions). sled
+//! tree `raft_meta`: the vote, the last purged log id and the committed log
+//! id. Appends are written at once (readable immediately) and acknowledged
+//! by the group-commit thread after the log's sync; votes wait for their
+//! sync before returning, truncations for their own; a purge first syncs
+//! (so the snapshot that covers the purged entries is durable before they
+//! disappear), then records the purged id durably, then deletes segments.
+//!
+//! Stores written before the log had its own files kept the entries in
+//! sled tree `raft_log`: opening such a store moves them into the segment
+//! files (synced) before it empties the tree.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -21,6 +26,7 @@ use openraft::{
 
 use crate::codec;
 use crate::store::durability::{written, DurableDb, GroupCommit};
+use crate::store::wal::{Wal, WalError};
 use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -30,12 +36,10 @@ const KEY_COMMITTED: &[u8] = b"committed";
 /// Most entries one read returns to a replication stream (openraft asks for
 /// more when it needs them).
 pub const MAX_ENTRIES_PER_READ: u64 = 4096;
-/// Log entries removed per sled batch when the log is purged.
-pub const PURGE_BATCH_ENTRIES: usize = 512;
 
 #[derive(Clone)]
 pub struct SledLogStore {
-    log: sled::Tree,
+    wal: Arc<Wal>,
     meta: sled::Tree,
     /// The state machine's tree, read for the stored snapshot's index.
     state: sled::Tree,
@@ -65,10 +69,19 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
+/// The sled tree that held the log's entries before they had their own
+/// files (read once, to move them).
+const LEGACY_LOG_TREE: &str = "raft_log";
+
 impl SledLogStore {
-    pub fn open(durable: &Arc<DurableDb>, commit: GroupCommit) -> Result<Self, sled::Error> {
+    pub fn open(
+        durable: &Arc<DurableDb>,
+        wal: Arc<Wal>,
+        commit: GroupCommit,
+    ) -> Result<Self, crate::store::RecoveryError> {
+        move_legacy_log(durable, &wal)?;
         Ok(Self {
-            log: durable.db().open_tree("raft_log")?,
+            wal,
             meta: durable.db().open_tree("raft_meta")?,
             state: durable.db().open_tree("state")?,
             commit,
@@ -98,6 +111,27 @@ impl SledLogStore {
         Ok(())
     }
 
+    /// The log's segment files.
+    pub fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    /// The id of the last entry held, if any.
+    fn last_held(&self) -> Result<Option<LogId>, StorageError> {
+        let Some(last) = self.wal.last_index() else {
+            return Ok(None);
+        };
+        match self
+            .wal
+            .read(last, last + 1, 1)
+            .map_err(read_logs_err)?
+            .first()
+        {
+            Some(bytes) => Ok(Some(*decode_entry(bytes)?.get_log_id())),
+            None => Ok(None),
+        }
+    }
+
     async fn barrier(&self, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
         self.commit
             .barrier()
@@ -106,12 +140,55 @@ impl SledLogStore {
     }
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
 fn key_index(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Moves the entries of a store written before the log had its own files
+/// into them: written and synced before the old tree is emptied, and
+/// entries the files already hold (a move cut short) are not written again.
+fn move_legacy_log(durable: &DurableDb, wal: &Wal) -> Result<(), crate::store::RecoveryError> {
+    if !durable
+        .db()
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == LEGACY_LOG_TREE.as_bytes())
+    {
+        return Ok(());
+    }
+    let tree = durable.db().open_tree(LEGACY_LOG_TREE)?;
+    if tree.is_empty() {
+        return Ok(());
+    }
+    let held = wal.last_index();
+    let mut moved = 0usize;
+    let mut chunk = Vec::new();
+    for item in tree.iter() {
+        let (key, value) = item?;
+        let Some(index) = key_index(&key) else {
+            continue;
+        };
+        if held.is_some_and(|h| index <= h) {
+            continue;
+        }
+        chunk.push((index, value.to_vec()));
+        if chunk.len() >= 256 {
+            moved += chunk.len();
+            wal.append(&std::mem::take(&mut chunk))?;
+        }
+    }
+    moved += chunk.len();
+    wal.append(&chunk)?;
+    wal.sync()?;
+    durable.db().drop_tree(LEGACY_LOG_TREE)?;
+    durable
+        .sync()
+        .map_err(|e| crate::store::RecoveryError::Sled(sled::Error::Io(e)))?;
+    tracing::info!(
+        moved,
+        "moved the Raft log's entries from sled into their own files (raft-wal/)"
+    );
+    Ok(())
 }
 
 fn decode_entry(bytes: &[u8]) -> Result<RaftEntry, StorageError> {
@@ -136,16 +213,18 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
             None => start,
         };
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
         };
-        let mut out = Vec::new();
         crate::hoptrace::mark("RD", start);
-        for item in self.log.range((Bound::Included(index_key(start)), end)) {
-            let (_, value) = item.map_err(read_logs_err)?;
-            out.push(decode_entry(&value)?);
-        }
+        let out = self
+            .wal
+            .read(start, end, usize::MAX)
+            .map_err(read_logs_err)?
+            .iter()
+            .map(|bytes| decode_entry(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
         crate::hoptrace::mark("RD_end", out.len() as u64);
         Ok(out)
     }
@@ -165,13 +244,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let last = match self.log.last().map_err(read_logs_err)? {
-            Some((_, value)) => Some(*decode_entry(&value)?.get_log_id()).max(last_purged),
-            None => last_purged,
-        };
         Ok(LogState {
             last_purged_log_id: last_purged,
-            last_log_id: last,
+            last_log_id: self.last_held()?.max(last_purged),
         })
     }
 
@@ -195,8 +270,19 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         self.put_meta(KEY_COMMITTED, &committed)
     }
 
+    /// Never past the last entry held: the hint is synced by the sled-sync
+    /// thread, the entries by the log's, so after a power loss the hint may
+    /// name entries this validator never made durable (and never
+    /// acknowledged); openraft would re-apply up to it at start.
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        let committed = self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        let held = self.last_held()?.max(last_purged);
+        Ok(match (committed, held) {
+            (Some(c), Some(h)) if c.index > h.index => Some(h),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
     }
 
     async fn append<I>(
@@ -210,15 +296,22 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     {
         let started = std::time::Instant::now();
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
-        let mut batch = sled::Batch::default();
+        let mut records = Vec::with_capacity(entries.len());
         for entry in &entries {
             crate::hoptrace::mark("LA", entry.get_log_id().index);
             // The same bound as the read above: a record that could not be
             // read back is refused here, before anything is written.
             let bytes = codec::encode_entry("log entry", entry).map_err(write_logs_err)?;
-            batch.insert(&index_key(entry.get_log_id().index), bytes);
+            records.push((entry.get_log_id().index, bytes));
         }
-        written("append to the Raft log", self.log.apply_batch(batch));
+        match self.wal.append(&records) {
+            Ok(()) => {}
+            // openraft's own order broken: refused, nothing written.
+            Err(e @ (WalError::OutOfOrder { .. } | WalError::TooLarge { .. })) => {
+                return Err(write_logs_err(e))
+            }
+            Err(e) => crate::store::durability::disk_failed("append to the Raft log", &e),
+        }
         crate::hoptrace::mark("LA_w", 0);
         let synced = self
             .commit
@@ -231,20 +324,14 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         synced
     }
 
+    /// Durable when it returns (the log removes the suffix from its end
+    /// back, so a crash leaves a prefix).
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // One atomic batch: a crash leaves the whole suffix or none of it.
-        let keys: Vec<_> = self
-            .log
-            .range(index_key(log_id.index)..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(write_logs_err)?;
-        let mut batch = sled::Batch::default();
-        for key in &keys {
-            batch.remove(key);
-        }
-        written("truncate the Raft log", self.log.apply_batch(batch));
-        self.barrier(ErrorSubject::Logs).await
+        written(
+            "truncate the Raft log",
+            self.wal.truncate_from(log_id.index),
+        );
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -252,6 +339,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // durable before the entries can go.
         self.barrier(ErrorSubject::Logs).await?;
         self.put_meta(KEY_PURGED, &log_id)?;
+        // The purged id is durable before any segment goes: a restart never
+        // finds the log starting past its purged id + 1.
+        self.barrier(ErrorSubject::Logs).await?;
         // The state machine replays the log after its *stored* snapshot on
         // restart (sled_sm.rs), and openraft may purge behind a snapshot
         // it is still installing: entries the stored snapshot does not
@@ -263,25 +353,8 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             Some(c) => c.min(log_id.index),
             None => return Ok(()),
         };
-        // In bounded batches: one batch of every purged key (thousands of
-        // entries at a snapshot) held a large transient allocation.
-        loop {
-            let keys: Vec<_> = self
-                .log
-                .range(..=index_key(upto))
-                .keys()
-                .take(PURGE_BATCH_ENTRIES)
-                .collect::<Result<_, _>>()
-                .map_err(write_logs_err)?;
-            if keys.is_empty() {
-                return Ok(());
-            }
-            let mut batch = sled::Batch::default();
-            for key in &keys {
-                debug_assert!(key_index(key).is_some_and(|i| i <= upto));
-                batch.remove(key);
-            }
-            written("purge the Raft log", self.log.apply_batch(batch));
-        }
+        // Whole segments only: entries above `upto` in a segment keep it.
+        written("purge the Raft log", self.wal.purge_upto(upto));
+        Ok(())
     }
 }

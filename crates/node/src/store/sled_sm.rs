@@ -3,18 +3,23 @@
 //! The governance state itself lives in memory ([`GovernanceMachine`]); what
 //! sled holds is enough to rebuild it exactly: the latest snapshot image (or
 //! genesis) plus the entries applied since, which are read back from the
-//! Raft log itself (tree `raft_log`, `sled_log.rs`): an entry is written to
+//! Raft log itself (its segment files, `wal.rs`): an entry is written to
 //! disk once, by its append. Every applied batch writes the new
 //! last-applied log id (and membership) in one sled batch; a restart
 //! replays the log's entries after the snapshot up to that id: nothing
-//! applied twice, nothing skipped. The log never lacks them: the log
-//! store's purge removes only entries the snapshot stored here covers
-//! (openraft may ask to purge behind a snapshot it is still installing),
-//! openraft truncates only entries that were never committed, so never
-//! applied; and sled recovers
-//! a prefix of its writes, so a recorded last-applied id implies the
-//! appends before it. Building a snapshot stores it; installing one
-//! replaces snapshot and last-applied id in one batch.
+//! applied twice, nothing skipped. The log never lacks them in the middle:
+//! the log store's purge removes only entries the snapshot stored here
+//! covers (openraft may ask to purge behind a snapshot it is still
+//! installing), and openraft truncates only entries that were never
+//! committed, so never applied. It may lack them at its end: sled and the
+//! log are synced apart, and a validator may apply an entry that a
+//! majority of the others made durable before its own sync did, so after a
+//! power loss the recorded last-applied id can be past the log's end. The
+//! replay then stops at the log's last entry and the state is the one after
+//! it: exactly what this validator had applied up to there, and the entries
+//! after it were never acknowledged by it; it receives them again from the
+//! leader and applies them again. Building a snapshot stores it; installing
+//! one replaces snapshot and last-applied id in one batch.
 //!
 //! Tree `state` keys: `applied`, `membership`, `snap/meta`, `snap/len`,
 //! `snap/chunk/<u32 BE>` (snapshot bytes in chunks below sled's blob
@@ -81,6 +86,8 @@ pub struct SledStateMachine {
 pub enum RecoveryError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    #[error("{0}")]
+    Wal(#[from] crate::store::wal::WalError),
     #[error("stored state: {0}")]
     Codec(#[from] codec::CodecError),
     #[error("stored snapshot: {0}")]
@@ -101,13 +108,13 @@ impl SledStateMachine {
     /// since.
     pub fn open(
         durable: &Arc<DurableDb>,
+        wal: &crate::store::wal::Wal,
         commit: GroupCommit,
         genesis_state: GovernanceState,
         checkpoint_interval: u64,
         diverged: Option<crate::store::machine::Divergence>,
     ) -> Result<Self, RecoveryError> {
         let tree = durable.db().open_tree("state")?;
-        let log = durable.db().open_tree("raft_log")?;
         let mut machine = match read_snapshot(&tree)? {
             Some((_meta, data)) => restore_stored(&data)?,
             None => GovernanceMachine::new(genesis_state),
@@ -127,29 +134,38 @@ impl SledStateMachine {
         // be large.
         let mut replay = Vec::new();
         let mut replayed = 0usize;
+        let mut replayed_to = None;
         if let Some(applied) = applied.filter(|a| a.index >= from) {
+            let upto = wal.last_index().map(|h| h.min(applied.index));
             let mut expected = from;
-            for item in log.range(from.to_be_bytes()..=applied.index.to_be_bytes()) {
-                let (_, value) = item?;
-                let entry: RaftEntry = codec::decode_entry("log entry", &value)?;
-                let index = entry.get_log_id().index;
-                if index != expected {
+            while upto.is_some_and(|upto| expected <= upto) {
+                let upto = upto.expect("checked by the loop");
+                let chunk = wal.read(expected, upto + 1, REPLAY_CHUNK_ENTRIES)?;
+                if chunk.is_empty() {
                     return Err(RecoveryError::MissingEntry { index: expected });
                 }
-                expected += 1;
-                replay.push(entry);
-                if replay.len() >= REPLAY_CHUNK_ENTRIES {
-                    replayed += replay.len();
-                    machine.replay(std::mem::take(&mut replay));
+                for bytes in &chunk {
+                    let entry: RaftEntry = codec::decode_entry("log entry", bytes)?;
+                    let id = *entry.get_log_id();
+                    if id.index != expected {
+                        return Err(RecoveryError::MissingEntry { index: expected });
+                    }
+                    expected += 1;
+                    replayed_to = Some(id);
+                    replay.push(entry);
                 }
+                replayed += replay.len();
+                machine.replay(std::mem::take(&mut replay));
             }
-            if expected != applied.index + 1 {
-                return Err(RecoveryError::MissingEntry { index: expected });
+            if expected <= applied.index {
+                tracing::warn!(
+                    recorded = applied.index,
+                    replayed_to = expected.checked_sub(1),
+                    "the state machine had applied entries past the end of this validator's durable log (a power loss before its own sync): it resumes after the last entry it holds and receives the rest again"
+                );
             }
-        }
-        replayed += replay.len();
-        machine.replay(replay);
-        if applied.is_some() {
+            machine.last_applied = replayed_to.max(machine.last_applied);
+        } else if applied.is_some() {
             machine.last_applied = applied.max(machine.last_applied);
         }
         if let Some(bytes) = tree.get(KEY_MEMBERSHIP)? {

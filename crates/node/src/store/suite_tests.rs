@@ -220,9 +220,23 @@ async fn reopen(
     reopened
 }
 
-/// Writes `entries` to the Raft log tree as an append does (the state
+/// Writes `entries` to the Raft log's files as an append does (the state
 /// machine replays them from there after a restart), and syncs.
-fn append_to_log(durable: &DurableDb, entries: &[RaftEntry]) {
+fn append_to_log(log: &SledLogStore, entries: &[RaftEntry]) {
+    let records: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let bytes = crate::codec::encode_entry("log entry", e).expect("encodes");
+            (e.log_id.index, bytes)
+        })
+        .collect();
+    log.wal().append(&records).expect("append");
+    log.wal().sync().expect("sync");
+}
+
+/// Writes `entries` where stores kept them before the log had its own
+/// files (sled tree `raft_log`), and syncs.
+fn append_to_legacy_tree(durable: &DurableDb, entries: &[RaftEntry]) {
     let log = durable.db().open_tree("raft_log").expect("log tree");
     for e in entries {
         let bytes = crate::codec::encode_entry("log entry", e).expect("encodes");
@@ -239,9 +253,9 @@ async fn sled_restart_rebuilds_the_applied_state_exactly() {
     let entries = workload(200);
     let (first, rest) = entries.split_at(120);
     let (hash, applied) = {
-        let (_log, mut sm, d) =
+        let (log, mut sm, _d) =
             open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
-        append_to_log(&d, &entries);
+        append_to_log(&log, &entries);
         let results = sm.apply(first.to_vec()).await.expect("apply");
         assert!(
             results
@@ -293,9 +307,9 @@ async fn a_diverged_replica_applies_nothing_after_its_frozen_state_across_a_rest
     entries.extend(workload(60));
     let (first, rest) = entries.split_at(31);
     let (frozen_hash, frozen_at, last) = {
-        let (_log, mut sm, d) =
+        let (log, mut sm, _d) =
             open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
-        append_to_log(&d, &entries);
+        append_to_log(&log, &entries);
         sm.apply(first.to_vec()).await.expect("apply");
         let m = sm.shared();
         let (hash, frozen_at) = {
@@ -479,9 +493,9 @@ async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
     let path = dir.path().join("store");
     let entries = workload(60);
     let (hash, applied) = {
-        let (mut log, mut sm, d) =
+        let (mut log, mut sm, _d) =
             open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
-        append_to_log(&d, &entries);
+        append_to_log(&log, &entries);
         sm.apply(entries[..20].to_vec()).await.expect("apply");
         certify_current(&sm.shared());
         sm.get_snapshot_builder()
@@ -505,4 +519,101 @@ async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
         reopened.expect("reopens: the entries after the stored snapshot were kept");
     assert_eq!(sm.applied_state().await.expect("applied").0, applied);
     assert_eq!(sm.shared().read().state.state_hash(), hash);
+}
+
+/// Sled and the log are synced apart: after a power loss the state
+/// machine's recorded position (and the committed hint) can name entries
+/// the log never made durable. The restart resumes after the last entry
+/// held, with exactly the state it had there.
+#[tokio::test]
+async fn applied_past_the_durable_end_of_the_log_resumes_after_the_last_entry_held() {
+    // Index 0 as openraft's initialization writes it: the replay starts
+    // there (no snapshot).
+    let mut entries = vec![RaftEntry {
+        log_id: log_id(0),
+        payload: EntryPayload::Blank,
+    }];
+    entries.extend(workload(59));
+    let other = tempfile::tempdir().expect("tempdir");
+    let (expected_hash, expected_applied) = {
+        let (log, mut sm, _d) = open_sled(
+            &other.path().join("store"),
+            genesis_state(),
+            genesis().checkpoint_interval,
+        )
+        .expect("open");
+        append_to_log(&log, &entries[..40]);
+        sm.apply(entries[..40].to_vec()).await.expect("apply");
+        let m = sm.shared();
+        let m = m.read();
+        (m.state.state_hash(), m.last_applied)
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let (mut log, mut sm, d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        append_to_log(&log, &entries);
+        sm.apply(entries.to_vec()).await.expect("apply");
+        log.save_committed(Some(entries[59].log_id))
+            .await
+            .expect("committed");
+        // The sled side is durable, the log's last 20 entries are not.
+        d.sync().expect("sync sled");
+        log.wal()
+            .truncate_from(entries[40].log_id.index)
+            .expect("lose the tail");
+    }
+    let (mut log, mut sm, _d) = reopen(&path).await.expect("reopens");
+    assert_eq!(
+        sm.applied_state().await.expect("applied").0,
+        expected_applied
+    );
+    assert_eq!(sm.shared().read().state.state_hash(), expected_hash);
+    assert_eq!(
+        log.read_committed().await.expect("committed"),
+        expected_applied,
+        "the committed hint never names an entry the log lacks"
+    );
+}
+
+/// A store written when the log's entries were kept in sled (tree
+/// `raft_log`) is moved into the log's files when it is opened, once.
+#[tokio::test]
+async fn a_store_with_its_log_in_sled_moves_it_into_the_log_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let mut entries = vec![RaftEntry {
+        log_id: log_id(0),
+        payload: EntryPayload::Blank,
+    }];
+    entries.extend(workload(49));
+    let (hash, applied) = {
+        let (_log, mut sm, d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        append_to_legacy_tree(&d, &entries);
+        sm.apply(entries[..30].to_vec()).await.expect("apply");
+        d.sync().expect("sync");
+        let m = sm.shared();
+        let m = m.read();
+        (m.state.state_hash(), m.last_applied)
+    };
+    for round in 0..2 {
+        let (mut log, mut sm, d) = reopen(&path).await.expect("reopens");
+        assert_eq!(sm.applied_state().await.expect("applied").0, applied);
+        assert_eq!(sm.shared().read().state.state_hash(), hash);
+        let read = log.try_get_log_entries(0..1000).await.expect("read");
+        assert_eq!(read.len(), entries.len(), "round {round}");
+        assert_eq!(
+            read.last().map(|e| e.log_id),
+            entries.last().map(|e| e.log_id)
+        );
+        assert!(
+            !d.db()
+                .tree_names()
+                .iter()
+                .any(|n| n.as_ref() == b"raft_log"),
+            "the old tree is gone"
+        );
+    }
 }
