@@ -21,10 +21,11 @@
 //! log and sled ([`DurableDb::sync`]) were synced. Many appends share one
 //! sync: the [`GroupCommit`] thread takes every request queued while the
 //! previous sync ran. What sled holds besides the vote (the applied and
-//! committed ids, the acknowledgement records) needs no sync of its own:
-//! the sled-sync thread makes it durable within [`SLED_SYNC_INTERVAL`]
-//! when something was written, and recovery never depends on it being
-//! newer than the log (sled_sm.rs).
+//! committed ids, the acknowledgement records, a built snapshot) waits for
+//! no sync of its own: the sled-sync thread syncs sled every
+//! [`SLED_SYNC_INTERVAL`], and a barrier syncs it at once. openraft 0.9
+//! waits for a log append's sync before it goes on, so an entry is applied
+//! (and its position recorded in sled) only once it is durable in the log.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -79,6 +80,8 @@ pub struct DurableDb {
     db: sled::Db,
     dir: PathBuf,
     data_file: File,
+    /// The Raft log's files, synced first by [`DurableDb::sync`].
+    log: std::sync::OnceLock<Arc<Wal>>,
     /// Directory entries already made durable, per directory.
     known: Mutex<(BTreeSet<OsString>, BTreeSet<OsString>)>,
     syncs: AtomicU64,
@@ -107,6 +110,7 @@ impl DurableDb {
             db,
             dir: dir.to_path_buf(),
             data_file,
+            log: std::sync::OnceLock::new(),
             known: Mutex::new((BTreeSet::new(), BTreeSet::new())),
             syncs: AtomicU64::new(0),
         });
@@ -135,16 +139,24 @@ impl DurableDb {
         self.syncs.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// As [`DurableDb::sync`], but only when sled had something to write.
-    pub fn sync_if_written(&self) -> io::Result<()> {
-        if self.db.flush().map_err(io::Error::other)? > 0 {
-            self.sync()?;
+    /// From now on [`DurableDb::sync`] syncs `log` too (first).
+    pub fn attach_log(&self, log: Arc<Wal>) {
+        let _already = self.log.set(log);
+    }
+
+    /// Makes every write that completed before this call durable: the
+    /// Raft log's (once attached), then sled's.
+    pub fn sync(&self) -> io::Result<()> {
+        if let Some(log) = self.log.get() {
+            log.sync().map_err(io::Error::other)?;
         }
+        self.sync_sled()?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Makes every write that completed before this call durable.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Makes every write to sled that completed before this call durable.
+    fn sync_sled(&self) -> io::Result<()> {
         let started = std::time::Instant::now();
         crate::hoptrace::mark("SY_0", 0);
         self.db.flush().map_err(io::Error::other)?;
@@ -153,7 +165,6 @@ impl DurableDb {
         crate::hoptrace::mark("SY_synced", 0);
         self.sync_new_files()?;
         crate::hoptrace::mark("SY_dirs", 0);
-        self.syncs.fetch_add(1, Ordering::Relaxed);
         crate::metrics::observe_since(&crate::metrics::metrics().fsync_seconds, started);
         Ok(())
     }
@@ -211,6 +222,9 @@ enum SyncRequest {
 pub struct GroupCommit {
     tx: mpsc::Sender<SyncRequest>,
     durable: Arc<DurableDb>,
+    /// Held by every store handle: the sled-sync thread stops once the
+    /// last one is dropped.
+    _open: Arc<()>,
 }
 
 impl GroupCommit {
@@ -219,16 +233,20 @@ impl GroupCommit {
     pub fn start(durable: Arc<DurableDb>, wal: Arc<Wal>) -> io::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<SyncRequest>(MAX_PENDING_SYNC_REQUESTS);
         let worker = durable.clone();
-        let weak = Arc::downgrade(&durable);
+        let open = Arc::new(());
+        let (weak, handles) = (Arc::downgrade(&durable), Arc::downgrade(&open));
         std::thread::Builder::new()
             .name("sled-sync".into())
             .spawn(move || loop {
                 std::thread::sleep(SLED_SYNC_INTERVAL);
                 // Stops once the store is closed.
+                if handles.strong_count() == 0 {
+                    return;
+                }
                 let Some(durable) = weak.upgrade() else {
                     return;
                 };
-                if let Err(e) = durable.sync_if_written() {
+                if let Err(e) = durable.sync_sled() {
                     disk_failed("sync the state store", &e);
                 }
             })?;
@@ -247,18 +265,17 @@ impl GroupCommit {
                     crate::hoptrace::mark("GC_start", batch.len() as u64);
                     let barrier = batch.iter().any(|r| matches!(r, SyncRequest::Barrier(_)));
                     let started = std::time::Instant::now();
-                    let result = wal.sync().map_err(io::Error::other).and_then(|()| {
-                        worker.count_log_sync();
-                        crate::metrics::observe_since(
-                            &crate::metrics::metrics().fsync_seconds,
-                            started,
-                        );
-                        if barrier {
-                            worker.sync()
-                        } else {
-                            Ok(())
-                        }
-                    });
+                    let result = if barrier {
+                        worker.sync()
+                    } else {
+                        wal.sync().map_err(io::Error::other).map(|()| {
+                            worker.count_log_sync();
+                            crate::metrics::observe_since(
+                                &crate::metrics::metrics().fsync_seconds,
+                                started,
+                            );
+                        })
+                    };
                     crate::hoptrace::mark("GC_end", 0);
                     if let Err(e) = &result {
                         disk_failed("sync the Raft store", e);
@@ -277,7 +294,11 @@ impl GroupCommit {
                     }
                 }
             })?;
-        Ok(Self { tx, durable })
+        Ok(Self {
+            tx,
+            durable,
+            _open: open,
+        })
     }
 
     pub fn durable(&self) -> &Arc<DurableDb> {

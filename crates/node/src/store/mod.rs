@@ -72,8 +72,34 @@ pub fn open_sled(
     genesis_state: GovernanceState,
     checkpoint_interval: u64,
 ) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
+    open_sled_for(dir, genesis_state, checkpoint_interval, false)
+}
+
+/// As [`open_sled`]; unless `recovering` (`neuroshard node --recover`), a
+/// store that holds a vote but whose log directory is gone is refused
+/// ([`RecoveryError::LogMissing`]) instead of starting with an empty log.
+pub fn open_sled_for(
+    dir: &Path,
+    genesis_state: GovernanceState,
+    checkpoint_interval: u64,
+    recovering: bool,
+) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
+    let log_dir = dir.join(wal::WAL_DIR);
+    let log_existed = log_dir.exists();
     let durable = DurableDb::open(dir).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
+    if !log_existed && !recovering {
+        let names = durable.db().tree_names();
+        let has = |name: &str| names.iter().any(|t| t.as_ref() == name.as_bytes());
+        // A store from before the log had its own files keeps it in sled.
+        if has("raft_meta")
+            && !has("raft_log")
+            && durable.db().open_tree("raft_meta")?.get(b"vote")?.is_some()
+        {
+            return Err(RecoveryError::LogMissing { path: log_dir });
+        }
+    }
     let wal = std::sync::Arc::new(wal::Wal::open(dir)?);
+    durable.attach_log(wal.clone());
     let commit = GroupCommit::start(durable.clone(), wal.clone())
         .map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
     let log = SledLogStore::open(&durable, wal.clone(), commit.clone())?;

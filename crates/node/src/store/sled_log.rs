@@ -72,6 +72,8 @@ fn write_logs_err(e: impl std::error::Error + 'static) -> StorageError {
 /// The sled tree that held the log's entries before they had their own
 /// files (read once, to move them).
 const LEGACY_LOG_TREE: &str = "raft_log";
+/// Bytes of entries moved from that tree per write.
+const LEGACY_MOVE_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 impl SledLogStore {
     pub fn open(
@@ -163,6 +165,7 @@ fn move_legacy_log(durable: &DurableDb, wal: &Wal) -> Result<(), crate::store::R
     let held = wal.last_index();
     let mut moved = 0usize;
     let mut chunk = Vec::new();
+    let mut chunk_bytes = 0usize;
     for item in tree.iter() {
         let (key, value) = item?;
         let Some(index) = key_index(&key) else {
@@ -171,9 +174,12 @@ fn move_legacy_log(durable: &DurableDb, wal: &Wal) -> Result<(), crate::store::R
         if held.is_some_and(|h| index <= h) {
             continue;
         }
+        chunk_bytes += value.len();
         chunk.push((index, value.to_vec()));
-        if chunk.len() >= 256 {
+        // At most one value past LEGACY_MOVE_CHUNK_BYTES in memory.
+        if chunk_bytes >= LEGACY_MOVE_CHUNK_BYTES {
             moved += chunk.len();
+            chunk_bytes = 0;
             wal.append(&std::mem::take(&mut chunk))?;
         }
     }
@@ -264,25 +270,15 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     /// Not synced on its own: it is a hint for re-applying after a restart,
-    /// and it becomes durable with the next append or vote.
+    /// and it becomes durable with the next sync of sled (the sled-sync
+    /// thread's, within `SLED_SYNC_INTERVAL`, or a vote's or purge's).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         crate::hoptrace::mark("SC", 0);
         self.put_meta(KEY_COMMITTED, &committed)
     }
 
-    /// Never past the last entry held: the hint is synced by the sled-sync
-    /// thread, the entries by the log's, so after a power loss the hint may
-    /// name entries this validator never made durable (and never
-    /// acknowledged); openraft would re-apply up to it at start.
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed = self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
-        let last_purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
-        let held = self.last_held()?.max(last_purged);
-        Ok(match (committed, held) {
-            (Some(c), Some(h)) if c.index > h.index => Some(h),
-            (Some(_), None) => None,
-            (c, _) => c,
-        })
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(

@@ -7,19 +7,17 @@
 //! disk once, by its append. Every applied batch writes the new
 //! last-applied log id (and membership) in one sled batch; a restart
 //! replays the log's entries after the snapshot up to that id: nothing
-//! applied twice, nothing skipped. The log never lacks them in the middle:
-//! the log store's purge removes only entries the snapshot stored here
-//! covers (openraft may ask to purge behind a snapshot it is still
-//! installing), and openraft truncates only entries that were never
-//! committed, so never applied. It may lack them at its end: sled and the
-//! log are synced apart, and a validator may apply an entry that a
-//! majority of the others made durable before its own sync did, so after a
-//! power loss the recorded last-applied id can be past the log's end. The
-//! replay then stops at the log's last entry and the state is the one after
-//! it: exactly what this validator had applied up to there, and the entries
-//! after it were never acknowledged by it; it receives them again from the
-//! leader and applies them again. Building a snapshot stores it; installing
-//! one replaces snapshot and last-applied id in one batch.
+//! applied twice, nothing skipped. The log never lacks them: the log
+//! store's purge removes only entries the snapshot stored here covers
+//! (openraft may ask to purge behind a snapshot it is still installing),
+//! openraft truncates only entries that were never committed, so never
+//! applied; and sled and the log are synced apart, but openraft 0.9 waits
+//! for an append's sync before it goes on, so an entry is applied (and
+//! its position recorded here) only once it is durable in the log. A
+//! recorded position past the log's end therefore means the log lost
+//! entries it had acknowledged: the start is refused
+//! ([`RecoveryError::MissingEntry`]). Building a snapshot stores it;
+//! installing one replaces snapshot and last-applied id in one batch.
 //!
 //! Tree `state` keys: `applied`, `membership`, `snap/meta`, `snap/len`,
 //! `snap/chunk/<u32 BE>` (snapshot bytes in chunks below sled's blob
@@ -88,6 +86,8 @@ pub enum RecoveryError {
     Sled(#[from] sled::Error),
     #[error("{0}")]
     Wal(#[from] crate::store::wal::WalError),
+    #[error("the store holds a Raft vote but its log directory {} is missing: the log was lost; start this validator with --recover (docs/operations.md, \"Recovering a validator\")", path.display())]
+    LogMissing { path: std::path::PathBuf },
     #[error("stored state: {0}")]
     Codec(#[from] codec::CodecError),
     #[error("stored snapshot: {0}")]
@@ -134,38 +134,26 @@ impl SledStateMachine {
         // be large.
         let mut replay = Vec::new();
         let mut replayed = 0usize;
-        let mut replayed_to = None;
         if let Some(applied) = applied.filter(|a| a.index >= from) {
-            let upto = wal.last_index().map(|h| h.min(applied.index));
             let mut expected = from;
-            while upto.is_some_and(|upto| expected <= upto) {
-                let upto = upto.expect("checked by the loop");
-                let chunk = wal.read(expected, upto + 1, REPLAY_CHUNK_ENTRIES)?;
+            while expected <= applied.index {
+                let chunk = wal.read(expected, applied.index + 1, REPLAY_CHUNK_ENTRIES)?;
                 if chunk.is_empty() {
                     return Err(RecoveryError::MissingEntry { index: expected });
                 }
                 for bytes in &chunk {
                     let entry: RaftEntry = codec::decode_entry("log entry", bytes)?;
-                    let id = *entry.get_log_id();
-                    if id.index != expected {
+                    if entry.get_log_id().index != expected {
                         return Err(RecoveryError::MissingEntry { index: expected });
                     }
                     expected += 1;
-                    replayed_to = Some(id);
                     replay.push(entry);
                 }
                 replayed += replay.len();
                 machine.replay(std::mem::take(&mut replay));
             }
-            if expected <= applied.index {
-                tracing::warn!(
-                    recorded = applied.index,
-                    replayed_to = expected.checked_sub(1),
-                    "the state machine had applied entries past the end of this validator's durable log (a power loss before its own sync): it resumes after the last entry it holds and receives the rest again"
-                );
-            }
-            machine.last_applied = replayed_to.max(machine.last_applied);
-        } else if applied.is_some() {
+        }
+        if applied.is_some() {
             machine.last_applied = applied.max(machine.last_applied);
         }
         if let Some(bytes) = tree.get(KEY_MEMBERSHIP)? {

@@ -521,33 +521,18 @@ async fn a_purge_ahead_of_the_stored_snapshot_keeps_what_replay_needs() {
     assert_eq!(sm.shared().read().state.state_hash(), hash);
 }
 
-/// Sled and the log are synced apart: after a power loss the state
-/// machine's recorded position (and the committed hint) can name entries
-/// the log never made durable. The restart resumes after the last entry
-/// held, with exactly the state it had there.
+/// An entry is applied only once it is durable in the log (openraft 0.9
+/// waits for an append's sync), so a recorded position past the log's end
+/// means the log lost entries it had acknowledged: the start is refused,
+/// naming the first one missing. A store that holds a vote but lost its
+/// whole log directory is refused unless it is recovering.
 #[tokio::test]
-async fn applied_past_the_durable_end_of_the_log_resumes_after_the_last_entry_held() {
-    // Index 0 as openraft's initialization writes it: the replay starts
-    // there (no snapshot).
+async fn a_log_that_lost_applied_or_all_entries_is_refused() {
     let mut entries = vec![RaftEntry {
         log_id: log_id(0),
         payload: EntryPayload::Blank,
     }];
     entries.extend(workload(59));
-    let other = tempfile::tempdir().expect("tempdir");
-    let (expected_hash, expected_applied) = {
-        let (log, mut sm, _d) = open_sled(
-            &other.path().join("store"),
-            genesis_state(),
-            genesis().checkpoint_interval,
-        )
-        .expect("open");
-        append_to_log(&log, &entries[..40]);
-        sm.apply(entries[..40].to_vec()).await.expect("apply");
-        let m = sm.shared();
-        let m = m.read();
-        (m.state.state_hash(), m.last_applied)
-    };
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store");
     {
@@ -555,25 +540,45 @@ async fn applied_past_the_durable_end_of_the_log_resumes_after_the_last_entry_he
             open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
         append_to_log(&log, &entries);
         sm.apply(entries.to_vec()).await.expect("apply");
-        log.save_committed(Some(entries[59].log_id))
+        log.save_vote(&openraft::Vote::new(1, 1))
             .await
-            .expect("committed");
-        // The sled side is durable, the log's last 20 entries are not.
-        d.sync().expect("sync sled");
+            .expect("vote");
+        d.sync().expect("sync");
         log.wal()
             .truncate_from(entries[40].log_id.index)
             .expect("lose the tail");
     }
-    let (mut log, mut sm, _d) = reopen(&path).await.expect("reopens");
-    assert_eq!(
-        sm.applied_state().await.expect("applied").0,
-        expected_applied
+    let mut refused = reopen(&path).await;
+    for _ in 0..100 {
+        if !matches!(refused, Err(RecoveryError::Sled(_))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        refused = reopen(&path).await;
+    }
+    match refused {
+        Err(RecoveryError::MissingEntry { index }) => {
+            assert_eq!(index, entries[40].log_id.index)
+        }
+        other => panic!("expected MissingEntry, got {:?}", other.err()),
+    }
+    std::fs::remove_dir_all(path.join(crate::store::wal::WAL_DIR)).expect("lose the log");
+    match crate::store::open_sled(&path, genesis_state(), genesis().checkpoint_interval) {
+        Err(e @ RecoveryError::LogMissing { .. }) => {
+            assert!(e.to_string().contains("--recover"), "{e}")
+        }
+        other => panic!("expected LogMissing, got {:?}", other.err()),
+    }
+    assert!(
+        !path.join(crate::store::wal::WAL_DIR).exists(),
+        "a refused start creates nothing"
     );
-    assert_eq!(sm.shared().read().state.state_hash(), expected_hash);
-    assert_eq!(
-        log.read_committed().await.expect("committed"),
-        expected_applied,
-        "the committed hint never names an entry the log lacks"
+    // Recovering, the store opens (it is rebuilt from the other validators).
+    let opened =
+        crate::store::open_sled_for(&path, genesis_state(), genesis().checkpoint_interval, true);
+    assert!(
+        !matches!(opened, Err(RecoveryError::LogMissing { .. })),
+        "recovering is not refused for the missing log"
     );
 }
 

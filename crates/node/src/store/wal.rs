@@ -56,6 +56,11 @@ pub const WAL_DIR: &str = "raft-wal";
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes before each record's payload.
 pub const RECORD_HEADER_BYTES: usize = 16;
+/// The longest segment file this program writes: a segment takes records
+/// while it is shorter than [`SEGMENT_BYTES`], so it ends at most one record
+/// past it. A longer file is refused as damaged when the log is opened.
+pub const MAX_SEGMENT_FILE_BYTES: u64 =
+    SEGMENT_BYTES + (RECORD_HEADER_BYTES + MAX_ENCODED_VALUE_BYTES) as u64;
 const SEGMENT_SUFFIX: &str = ".wal";
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +221,28 @@ fn scan(first: u64, bytes: &[u8]) -> (Vec<u64>, Option<Stop>) {
     (offsets, None)
 }
 
+/// Whether a valid record of an entry at or after `expected` starts
+/// anywhere after `stop` in `bytes`: then the bad record at `stop` is not the
+/// torn end of the last append but damage inside the log.
+fn valid_record_after(bytes: &[u8], stop: usize, expected: u64) -> bool {
+    let limit = expected.saturating_add(bytes.len() as u64);
+    (stop + 1..bytes.len().saturating_sub(RECORD_HEADER_BYTES)).any(|at| {
+        let header = &bytes[at..at + RECORD_HEADER_BYTES];
+        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        if index < expected || index >= limit {
+            return false;
+        }
+        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        if len == 0 || len > MAX_ENCODED_VALUE_BYTES {
+            return false;
+        }
+        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        bytes
+            .get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len)
+            .is_some_and(|payload| crc(index, payload) == sum)
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -224,13 +251,12 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 impl Wal {
     /// Opens (creating) the log in `data_dir`/[`WAL_DIR`], cutting off a torn
-    /// tail of the last segment.
+    /// tail of the last segment, and makes what it found durable: a
+    /// previous process may have stopped between a write and its sync, and
+    /// what it left in the page cache is acknowledged from now on.
     pub fn open(data_dir: &Path) -> Result<Self, WalError> {
         let dir = data_dir.join(WAL_DIR);
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-            sync_dir(data_dir)?;
-        }
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let mut firsts = Vec::new();
         for item in std::fs::read_dir(&dir).map_err(io_at(&dir))? {
             let item = item.map_err(io_at(&dir))?;
@@ -239,8 +265,10 @@ impl Wal {
             }
         }
         firsts.sort_unstable();
-        let mut segments = BTreeMap::new();
+        // Everything is checked before anything is changed.
         let count = firsts.len();
+        let mut found = Vec::with_capacity(count);
+        let mut cut = None;
         let mut previous_last: Option<u64> = None;
         for (n, first) in firsts.into_iter().enumerate() {
             let path = dir.join(segment_name(first));
@@ -249,11 +277,20 @@ impl Wal {
                 .write(true)
                 .open(&path)
                 .map_err(io_at(&path))?;
-            let mut bytes = Vec::new();
+            let len = file.metadata().map_err(io_at(&path))?.len();
+            if len > MAX_SEGMENT_FILE_BYTES {
+                return Err(WalError::Damaged {
+                    path,
+                    offset: MAX_SEGMENT_FILE_BYTES,
+                    what: "segment longer than any this program writes",
+                });
+            }
+            let mut bytes = Vec::with_capacity(len as usize);
             io::Read::read_to_end(&mut &file, &mut bytes).map_err(io_at(&path))?;
             let (offsets, stop) = scan(first, &bytes);
             let mut end = bytes.len() as u64;
             if let Some(stop) = stop {
+                let expected = first + offsets.len() as u64;
                 if n + 1 != count {
                     return Err(WalError::Damaged {
                         path,
@@ -261,18 +298,18 @@ impl Wal {
                         what: stop.what,
                     });
                 }
-                tracing::warn!(
-                    segment = %path.display(),
-                    offset = stop.offset,
-                    dropped_bytes = end - stop.offset,
-                    reason = stop.what,
-                    "the Raft log ends in a torn record (an append cut by a crash before it was synced, so never acknowledged): cut off"
-                );
-                file.set_len(stop.offset).map_err(io_at(&path))?;
-                file.sync_all().map_err(io_at(&path))?;
+                if valid_record_after(&bytes, stop.offset as usize, expected) {
+                    return Err(WalError::Damaged {
+                        path,
+                        offset: stop.offset,
+                        what: "a bad record followed by valid ones (not a torn append)",
+                    });
+                }
+                cut = Some((stop.offset, end - stop.offset, stop.what));
                 end = stop.offset;
             }
-            if let Some(previous_last) = previous_last {
+            let last = (!offsets.is_empty()).then(|| first + offsets.len() as u64 - 1);
+            if let (Some(previous_last), Some(_)) = (previous_last, last) {
                 if first <= previous_last {
                     return Err(WalError::Overlap {
                         path,
@@ -281,18 +318,43 @@ impl Wal {
                     });
                 }
             }
-            let segment = Segment {
+            previous_last = last.or(previous_last);
+            found.push(Segment {
                 first,
                 path,
                 file: Arc::new(file),
                 offsets,
                 end,
-            };
-            if let Some(last) = segment.last_index() {
-                previous_last = Some(last);
-            }
-            segments.insert(first, segment);
+            });
         }
+        let mut segments = BTreeMap::new();
+        let count = found.len();
+        for (n, segment) in found.into_iter().enumerate() {
+            let is_last = n + 1 == count;
+            if !is_last && segment.offsets.is_empty() {
+                // A segment created just before a crash, then left behind.
+                std::fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
+                continue;
+            }
+            if is_last {
+                if let Some((offset, dropped, reason)) = cut {
+                    tracing::warn!(
+                        segment = %segment.path.display(),
+                        offset,
+                        dropped_bytes = dropped,
+                        reason,
+                        "the Raft log ends in a torn record (an append cut by a crash before it was synced, so never acknowledged): cut off"
+                    );
+                    segment.file.set_len(offset).map_err(io_at(&segment.path))?;
+                }
+                segment.file.sync_all().map_err(io_at(&segment.path))?;
+            } else {
+                segment.file.sync_data().map_err(io_at(&segment.path))?;
+            }
+            segments.insert(segment.first, segment);
+        }
+        sync_dir(&dir)?;
+        sync_dir(data_dir)?;
         Ok(Self {
             dir,
             inner: Mutex::new(Inner {
@@ -417,37 +479,51 @@ impl Wal {
 
     /// The payloads of consecutive entries from the first one held at or
     /// after `start`, below `end`, at most `max` of them: it stops at the
-    /// next index not held.
+    /// next index not held. Each record's index and checksum are checked
+    /// again (the files are read outside the lock).
     pub fn read(&self, start: u64, end: u64, max: usize) -> Result<Vec<Vec<u8>>, WalError> {
-        let inner = self.lock();
-        let mut out = Vec::new();
-        let held = |s: &Segment| s.record_span(start).is_some();
-        let mut index = match inner.segments.range(..=start).next_back() {
-            Some((_, s)) if held(s) => start,
-            _ => match inner
-                .segments
-                .range(start..)
-                .find(|(_, s)| !s.offsets.is_empty())
-            {
-                Some((first, _)) => *first,
-                None => return Ok(out),
-            },
+        let spans = {
+            let inner = self.lock();
+            let held = |s: &Segment| s.record_span(start).is_some();
+            let mut index = match inner.segments.range(..=start).next_back() {
+                Some((_, s)) if held(s) => start,
+                _ => match inner
+                    .segments
+                    .range(start..)
+                    .find(|(_, s)| !s.offsets.is_empty())
+                {
+                    Some((first, _)) => *first,
+                    None => return Ok(Vec::new()),
+                },
+            };
+            let mut spans = Vec::new();
+            while index < end && spans.len() < max {
+                let Some((_, segment)) = inner.segments.range(..=index).next_back() else {
+                    break;
+                };
+                let Some((from, to)) = segment.record_span(index) else {
+                    break;
+                };
+                spans.push((index, segment.file.clone(), segment.path.clone(), from, to));
+                index += 1;
+            }
+            spans
         };
-        while index < end && out.len() < max {
-            let Some((_, segment)) = inner.segments.range(..=index).next_back() else {
-                break;
-            };
-            let Some((from, to)) = segment.record_span(index) else {
-                break;
-            };
+        let mut out = Vec::with_capacity(spans.len());
+        for (index, file, path, from, to) in spans {
             let mut record = vec![0u8; (to - from) as usize];
-            segment
-                .file
-                .read_exact_at(&mut record, from)
-                .map_err(io_at(&segment.path))?;
+            file.read_exact_at(&mut record, from)
+                .map_err(io_at(&path))?;
+            let (_, stop) = scan(index, &record);
+            if let Some(stop) = stop {
+                return Err(WalError::Damaged {
+                    path,
+                    offset: from + stop.offset,
+                    what: stop.what,
+                });
+            }
             record.drain(..RECORD_HEADER_BYTES);
             out.push(record);
-            index += 1;
         }
         Ok(out)
     }
@@ -482,12 +558,11 @@ impl Wal {
             .map(|(k, _)| *k)
             .rev()
             .collect();
+        // One directory sync per removal: the order of unlinks reaches the
+        // disk as it was made.
         for key in &later {
             let segment = inner.segments.remove(key).expect("listed above");
             std::fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
-        }
-        if !later.is_empty() {
-            inner.dir_dirty = false;
             sync_dir(&self.dir)?;
         }
         if let Some((_, segment)) = inner.segments.range_mut(..index).next_back() {
@@ -696,5 +771,86 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path()).expect("reopen");
         assert_eq!(wal.last_index(), Some(2));
+    }
+
+    #[test]
+    fn a_bad_record_with_valid_ones_after_it_is_damage_not_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(WAL_DIR).join(segment_name(1));
+        {
+            let wal = Wal::open(dir.path()).expect("open");
+            wal.append(&entries(1..11, 40)).expect("append");
+            wal.sync().expect("sync");
+        }
+        // A flipped byte in entry 3's payload of the last (only) segment.
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        let at = 2 * (RECORD_HEADER_BYTES as u64 + 40) + RECORD_HEADER_BYTES as u64 + 5;
+        f.write_all_at(&[0xee], at).expect("flip");
+        drop(f);
+        match Wal::open(dir.path()) {
+            Err(WalError::Damaged { offset, .. }) => {
+                assert_eq!(offset, 2 * (RECORD_HEADER_BYTES as u64 + 40))
+            }
+            other => panic!("expected damage, got {:?}", other.err()),
+        }
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").len(),
+            10 * (RECORD_HEADER_BYTES as u64 + 40),
+            "nothing was cut"
+        );
+    }
+
+    #[test]
+    fn reads_check_every_record_and_empty_segments_left_behind_go() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path()).expect("open");
+        wal.append(&entries(1..4, 30)).expect("append");
+        // Damage after the open: the read refuses it, naming the offset.
+        let path = dir.path().join(WAL_DIR).join(segment_name(1));
+        let f = OpenOptions::new().write(true).open(&path).expect("open");
+        f.write_all_at(&[0xaa], RECORD_HEADER_BYTES as u64 + 1)
+            .expect("flip");
+        match wal.read(1, 4, 10) {
+            Err(WalError::Damaged { offset: 0, .. }) => {}
+            other => panic!("expected damage, got {other:?}"),
+        }
+        assert_eq!(wal.read(2, 4, 10).expect("later entries read").len(), 2);
+        drop(wal);
+        drop(f);
+        // An empty segment between two others (made just before a crash).
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = Wal::open(dir.path()).expect("open");
+            wal.append(&entries(1..4, 30)).expect("append");
+            wal.append(&entries(10..12, 30)).expect("append");
+            wal.sync().expect("sync");
+        }
+        let stray = dir.path().join(WAL_DIR).join(segment_name(5));
+        File::create(&stray).expect("stray");
+        let wal = Wal::open(dir.path()).expect("open");
+        assert!(
+            !stray.exists(),
+            "the empty segment in the middle is removed"
+        );
+        assert_eq!(wal.segment_count(), 2);
+        assert_eq!(wal.purge_upto(3).expect("purge"), 1);
+    }
+
+    #[test]
+    fn a_segment_longer_than_any_written_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Wal::open(dir.path()).expect("open"));
+        let path = dir.path().join(WAL_DIR).join(segment_name(1));
+        let f = File::create(&path).expect("create");
+        // Sparse: the bound is checked before the file is read.
+        f.set_len(MAX_SEGMENT_FILE_BYTES + 1).expect("extend");
+        match Wal::open(dir.path()) {
+            Err(WalError::Damaged { offset, .. }) => assert_eq!(offset, MAX_SEGMENT_FILE_BYTES),
+            other => panic!("expected damage, got {:?}", other.err()),
+        }
+        // At the bound it is read (and here, being zeros, cut as torn).
+        f.set_len(MAX_SEGMENT_FILE_BYTES).expect("shrink");
+        let wal = Wal::open(dir.path()).expect("at the bound");
+        assert_eq!(wal.last_index(), None);
     }
 }
