@@ -69,7 +69,9 @@ pub fn write_first_boot_marker(
     )
 }
 
-/// Decides how a validator with a sled store in `data_dir` starts.
+/// Decides how a validator with a store in `data_dir` starts (`store_file`
+/// is sled's data file; the Raft log's directory is checked when the store
+/// is opened, `store::open_sled_for`).
 pub fn decide(data_dir: &Path, store_file: &str, recover: bool) -> Result<Boot, crate::NodeError> {
     if recover || data_dir.join(RECOVERING).exists() {
         return Ok(Boot::Recover);

@@ -182,7 +182,8 @@ pub struct Recovering {
 
 /// The highest log id each other validator acknowledged to this one while
 /// it led: kept in memory and (on sled) in the `acks` tree, written
-/// without a sync of its own (the next log sync carries it). Another
+/// without a sync of its own (the sled-sync thread makes it durable within
+/// `durability::SLED_SYNC_INTERVAL`). Another
 /// validator starting up asks for its own record: holding less than it
 /// acknowledged means its data directory was rolled back.
 pub struct AckRecords {

@@ -111,7 +111,7 @@ impl Metrics {
         };
         registry.register(
             "disk_fsync_duration_seconds",
-            "Duration of one store sync (sled flush and fdatasync of its files): the group commit every acknowledged write waits for",
+            "Duration of one store sync: of the Raft log's segment (the group commit every acknowledged write waits for), or of sled (flush and fdatasync of its files)",
             m.fsync_seconds.clone(),
         );
         registry.register(

@@ -2,11 +2,17 @@
 //! stores' durability contract without a disk, for the deterministic
 //! simulation (turmoil) and for tests.
 //!
-//! The simulated disk ([`MemDisk`]) keeps two images of what the sled
-//! database would hold — the Raft log and its metadata (vote, committed
-//! hint, purged id) and the state machine's records (last-applied id,
-//! membership, the stored snapshot) — in one durability domain, as the one
-//! sled database does (`store::open_sled`: one sync covers both):
+//! The simulated disk ([`MemDisk`]) keeps two images of what the durable
+//! store would hold — the Raft log and its metadata (vote, committed hint,
+//! purged id) and the state machine's records (last-applied id,
+//! membership, the stored snapshot) — in one durability domain. The real
+//! store has two (the log's segment files and sled, `store::open_sled`),
+//! synced apart; what it acknowledges waits for the log's sync in both,
+//! and an entry is applied only after it, so the states the real store can
+//! come back in after a power loss are the ones simulated here plus sled's
+//! records being older (up to the sled-sync thread's 50 ms), which a
+//! restart handles by replaying more of the log. The simulation does not
+//! produce that case; `chaos/powerloss` (real processes) does:
 //!
 //! * **durable**: what survives a power loss;
 //! * **current**: durable plus every write since the last sync (what reads
