@@ -615,6 +615,35 @@ mod tests {
         wal.read(start, u64::MAX, usize::MAX).expect("read")
     }
 
+    /// A log of `range`'s entries of `payload` bytes, synced and closed, and
+    /// the path of its (only) segment.
+    fn synced_log(
+        range: std::ops::Range<u64>,
+        payload: usize,
+    ) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(WAL_DIR).join(segment_name(range.start));
+        let wal = Wal::open(dir.path()).expect("open");
+        wal.append(&entries(range, payload)).expect("append");
+        wal.sync().expect("sync");
+        (dir, path)
+    }
+
+    /// Opening the log in `dir` fails with damage at `offset`, and the
+    /// segment at `path` keeps `records` records of `payload` bytes: the
+    /// damaged file is not changed.
+    fn assert_damaged_unchanged(dir: &Path, offset: u64, path: &Path, records: u64, payload: u64) {
+        match Wal::open(dir) {
+            Err(WalError::Damaged { offset: at, .. }) => assert_eq!(at, offset),
+            other => panic!("expected damage at {offset}, got {:?}", other.err()),
+        }
+        assert_eq!(
+            std::fs::metadata(path).expect("meta").len(),
+            records * (RECORD_HEADER_BYTES as u64 + payload),
+            "a damaged segment is left as it is"
+        );
+    }
+
     #[test]
     fn appends_read_back_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -687,13 +716,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_is_cut_off_and_damage_elsewhere_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(WAL_DIR).join(segment_name(1));
-        {
-            let wal = Wal::open(dir.path()).expect("open");
-            wal.append(&entries(1..6, 40)).expect("append");
-            wal.sync().expect("sync");
-        }
+        let (dir, path) = synced_log(1..6, 40);
         let len = std::fs::metadata(&path).expect("meta").len();
         // Half of the last record made it to disk.
         let f = OpenOptions::new().write(true).open(&path).expect("open");
@@ -714,15 +737,7 @@ mod tests {
         f.write_all_at(&[0xff], RECORD_HEADER_BYTES as u64 + 3)
             .expect("flip");
         drop(f);
-        match Wal::open(dir.path()) {
-            Err(WalError::Damaged { offset: 0, .. }) => {}
-            other => panic!("expected damage at offset 0, got {:?}", other.err()),
-        }
-        assert_eq!(
-            std::fs::metadata(&path).expect("meta").len(),
-            5 * (RECORD_HEADER_BYTES as u64 + 40),
-            "a damaged segment is left as it is"
-        );
+        assert_damaged_unchanged(dir.path(), 0, &path, 5, 40);
     }
 
     #[test]
@@ -775,29 +790,14 @@ mod tests {
 
     #[test]
     fn a_bad_record_with_valid_ones_after_it_is_damage_not_a_torn_tail() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(WAL_DIR).join(segment_name(1));
-        {
-            let wal = Wal::open(dir.path()).expect("open");
-            wal.append(&entries(1..11, 40)).expect("append");
-            wal.sync().expect("sync");
-        }
+        let (dir, path) = synced_log(1..11, 40);
         // A flipped byte in entry 3's payload of the last (only) segment.
         let f = OpenOptions::new().write(true).open(&path).expect("open");
         let at = 2 * (RECORD_HEADER_BYTES as u64 + 40) + RECORD_HEADER_BYTES as u64 + 5;
         f.write_all_at(&[0xee], at).expect("flip");
         drop(f);
-        match Wal::open(dir.path()) {
-            Err(WalError::Damaged { offset, .. }) => {
-                assert_eq!(offset, 2 * (RECORD_HEADER_BYTES as u64 + 40))
-            }
-            other => panic!("expected damage, got {:?}", other.err()),
-        }
-        assert_eq!(
-            std::fs::metadata(&path).expect("meta").len(),
-            10 * (RECORD_HEADER_BYTES as u64 + 40),
-            "nothing was cut"
-        );
+        let at = 2 * (RECORD_HEADER_BYTES as u64 + 40);
+        assert_damaged_unchanged(dir.path(), at, &path, 10, 40);
     }
 
     #[test]
