@@ -25,7 +25,7 @@ use crate::proto::raft_peer_server::RaftPeerServer;
 use crate::proto::replica_admin_server::ReplicaAdminServer;
 use crate::safety::Safety;
 use crate::status::NodeStatus;
-use crate::store::{open_sled_for, DurableDb, SharedMachine};
+use crate::store::{open_sled, DurableDb, SharedMachine};
 use crate::submit::{Submitted, Submitter};
 use crate::ticker::run_ticker;
 use crate::transport::api_service::AdminService;
@@ -411,13 +411,8 @@ impl Node {
             .map_err(|e| storage_err(e.to_string()))?;
         }
         tracing::info!(?boot, data_dir = %config.data_dir.display(), "starting");
-        let (log, sm, durable) = open_sled_for(
-            &config.data_dir,
-            state,
-            genesis.checkpoint_interval,
-            boot == Boot::Recover,
-        )
-        .map_err(|e| storage_err(e.to_string()))?;
+        let (log, sm, durable) = open_sled(&config.data_dir, state, genesis.checkpoint_interval)
+            .map_err(|e| storage_err(e.to_string()))?;
         let acks = crate::safety::AckRecords::on_disk(durable.db())
             .map_err(|e| storage_err(e.to_string()))?;
         let machine = sm.shared();

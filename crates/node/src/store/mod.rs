@@ -72,22 +72,12 @@ pub fn open_sled(
     genesis_state: GovernanceState,
     checkpoint_interval: u64,
 ) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
-    open_sled_for(dir, genesis_state, checkpoint_interval, false)
-}
-
-/// As [`open_sled`]; unless `recovering` (`neuroshard node --recover`), a
-/// store that holds a vote but whose log directory is gone is refused
-/// ([`RecoveryError::LogMissing`]) instead of starting with an empty log.
-pub fn open_sled_for(
-    dir: &Path,
-    genesis_state: GovernanceState,
-    checkpoint_interval: u64,
-    recovering: bool,
-) -> Result<(SledLogStore, SledStateMachine, std::sync::Arc<DurableDb>), RecoveryError> {
     let log_dir = dir.join(wal::WAL_DIR);
     let log_existed = log_dir.exists();
     let durable = DurableDb::open(dir).map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
-    if !log_existed && !recovering {
+    // A store that holds a vote but lost its log directory is refused
+    // instead of starting with an empty log.
+    if !log_existed {
         let names = durable.db().tree_names();
         let has = |name: &str| names.iter().any(|t| t.as_ref() == name.as_bytes());
         // A store from before the log had its own files keeps it in sled.

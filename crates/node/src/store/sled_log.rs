@@ -160,6 +160,8 @@ fn move_legacy_log(durable: &DurableDb, wal: &Wal) -> Result<(), crate::store::R
     }
     let tree = durable.db().open_tree(LEGACY_LOG_TREE)?;
     if tree.is_empty() {
+        // Dropped too: its presence turns off the missing-log check.
+        durable.db().drop_tree(LEGACY_LOG_TREE)?;
         return Ok(());
     }
     let held = wal.last_index();

@@ -86,7 +86,7 @@ pub enum RecoveryError {
     Sled(#[from] sled::Error),
     #[error("{0}")]
     Wal(#[from] crate::store::wal::WalError),
-    #[error("the store holds a Raft vote but its log directory {} is missing: the log was lost; start this validator with --recover (docs/operations.md, \"Recovering a validator\")", path.display())]
+    #[error("the store holds a Raft vote but its log directory {} is missing: the log was lost; move the data directory aside (keep it for inspection) and start this validator with --recover on an empty one (docs/operations.md, \"Recovering a validator\")", path.display())]
     LogMissing { path: std::path::PathBuf },
     #[error("stored state: {0}")]
     Codec(#[from] codec::CodecError),

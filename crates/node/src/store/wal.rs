@@ -35,11 +35,18 @@
 //!   which nothing reads.
 //!
 //! Recovery reads every segment: a record that is short, too long, fails
-//! its CRC or carries the wrong index ends the segment. At the end of the
-//! last segment that is the torn tail of an append that was never
-//! acknowledged: it is cut off (and synced). Anywhere else it is damage:
-//! opening fails with [`WalError::Damaged`], naming the file and offset,
-//! and nothing is overwritten.
+//! its CRC or carries the wrong index ends the segment. In the last segment
+//! that is taken for the torn tail of an append a crash interrupted before
+//! its sync, so never acknowledged: everything from it on is cut off (and
+//! synced), after a copy is kept beside the segment (`<segment>.torn`).
+//! Nothing after it is searched for valid records: record payloads carry
+//! client bytes, so a search could be fooled into refusing a store that
+//! only lost an unacknowledged append, and a torn write can leave later
+//! pages on disk. If the cut bytes were acknowledged (damage, not a torn
+//! append), the other validators' record of what this one acknowledged
+//! catches it at start (`safety::AckRecords`). In any other segment a bad
+//! record is damage: opening fails with [`WalError::Damaged`], naming the
+//! file and offset, and nothing is changed.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -62,6 +69,8 @@ pub const RECORD_HEADER_BYTES: usize = 16;
 pub const MAX_SEGMENT_FILE_BYTES: u64 =
     SEGMENT_BYTES + (RECORD_HEADER_BYTES + MAX_ENCODED_VALUE_BYTES) as u64;
 const SEGMENT_SUFFIX: &str = ".wal";
+/// Extension of the copy of a cut-off tail, beside its segment.
+const TORN_SUFFIX: &str = "torn";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
@@ -123,11 +132,21 @@ impl Segment {
     }
 }
 
+/// Records to read: (index, file, path, start, end), and the truncation
+/// count when they were taken.
+struct Spans {
+    records: Vec<(u64, Arc<File>, PathBuf, u64, u64)>,
+    truncations: u64,
+}
+
 struct Inner {
     /// By first index; the last one is the segment appends go to.
     segments: BTreeMap<u64, Segment>,
     /// A segment file was created or removed since the directory was synced.
     dir_dirty: bool,
+    /// Truncations so far: a read that raced one returns what it read
+    /// before the truncated part instead of an error.
+    truncations: u64,
 }
 
 impl Inner {
@@ -221,28 +240,6 @@ fn scan(first: u64, bytes: &[u8]) -> (Vec<u64>, Option<Stop>) {
     (offsets, None)
 }
 
-/// Whether a valid record of an entry at or after `expected` starts
-/// anywhere after `stop` in `bytes`: then the bad record at `stop` is not the
-/// torn end of the last append but damage inside the log.
-fn valid_record_after(bytes: &[u8], stop: usize, expected: u64) -> bool {
-    let limit = expected.saturating_add(bytes.len() as u64);
-    (stop + 1..bytes.len().saturating_sub(RECORD_HEADER_BYTES)).any(|at| {
-        let header = &bytes[at..at + RECORD_HEADER_BYTES];
-        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        if index < expected || index >= limit {
-            return false;
-        }
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        if len == 0 || len > MAX_ENCODED_VALUE_BYTES {
-            return false;
-        }
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        bytes
-            .get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len)
-            .is_some_and(|payload| crc(index, payload) == sum)
-    })
-}
-
 fn sync_dir(dir: &Path) -> Result<(), WalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -290,7 +287,6 @@ impl Wal {
             let (offsets, stop) = scan(first, &bytes);
             let mut end = bytes.len() as u64;
             if let Some(stop) = stop {
-                let expected = first + offsets.len() as u64;
                 if n + 1 != count {
                     return Err(WalError::Damaged {
                         path,
@@ -298,14 +294,11 @@ impl Wal {
                         what: stop.what,
                     });
                 }
-                if valid_record_after(&bytes, stop.offset as usize, expected) {
-                    return Err(WalError::Damaged {
-                        path,
-                        offset: stop.offset,
-                        what: "a bad record followed by valid ones (not a torn append)",
-                    });
-                }
-                cut = Some((stop.offset, end - stop.offset, stop.what));
+                cut = Some((
+                    stop.offset,
+                    bytes[stop.offset as usize..].to_vec(),
+                    stop.what,
+                ));
                 end = stop.offset;
             }
             let last = (!offsets.is_empty()).then(|| first + offsets.len() as u64 - 1);
@@ -337,13 +330,20 @@ impl Wal {
                 continue;
             }
             if is_last {
-                if let Some((offset, dropped, reason)) = cut {
+                if let Some((offset, dropped, reason)) = cut.take() {
+                    // Kept for inspection: a torn append is the usual cause,
+                    // but damage to the last records looks the same.
+                    let aside = segment.path.with_extension(TORN_SUFFIX);
+                    std::fs::write(&aside, &dropped)
+                        .and_then(|()| File::open(&aside)?.sync_all())
+                        .map_err(io_at(&aside))?;
                     tracing::warn!(
                         segment = %segment.path.display(),
                         offset,
-                        dropped_bytes = dropped,
+                        dropped_bytes = dropped.len(),
+                        kept_in = %aside.display(),
                         reason,
-                        "the Raft log ends in a torn record (an append cut by a crash before it was synced, so never acknowledged): cut off"
+                        "the Raft log ends in a bad record: cut off there, as the torn end of an append a crash interrupted before its sync (so never acknowledged); the other validators' record of what this one acknowledged is checked at start (docs/operations.md, \"Recovering a validator\")"
                     );
                     segment.file.set_len(offset).map_err(io_at(&segment.path))?;
                 }
@@ -360,6 +360,7 @@ impl Wal {
             inner: Mutex::new(Inner {
                 segments,
                 dir_dirty: false,
+                truncations: 0,
             }),
         })
     }
@@ -482,45 +483,65 @@ impl Wal {
     /// next index not held. Each record's index and checksum are checked
     /// again (the files are read outside the lock).
     pub fn read(&self, start: u64, end: u64, max: usize) -> Result<Vec<Vec<u8>>, WalError> {
-        let spans = {
-            let inner = self.lock();
-            let held = |s: &Segment| s.record_span(start).is_some();
-            let mut index = match inner.segments.range(..=start).next_back() {
-                Some((_, s)) if held(s) => start,
-                _ => match inner
-                    .segments
-                    .range(start..)
-                    .find(|(_, s)| !s.offsets.is_empty())
-                {
-                    Some((first, _)) => *first,
-                    None => return Ok(Vec::new()),
-                },
-            };
-            let mut spans = Vec::new();
-            while index < end && spans.len() < max {
-                let Some((_, segment)) = inner.segments.range(..=index).next_back() else {
-                    break;
-                };
-                let Some((from, to)) = segment.record_span(index) else {
-                    break;
-                };
-                spans.push((index, segment.file.clone(), segment.path.clone(), from, to));
-                index += 1;
-            }
-            spans
+        let spans = self.spans(start, end, max);
+        self.read_spans(spans)
+    }
+
+    /// Where the records [`Wal::read`] reads are, taken under the lock.
+    fn spans(&self, start: u64, end: u64, max: usize) -> Spans {
+        let inner = self.lock();
+        let mut spans = Spans {
+            records: Vec::new(),
+            truncations: inner.truncations,
         };
-        let mut out = Vec::with_capacity(spans.len());
-        for (index, file, path, from, to) in spans {
+        let held = |s: &Segment| s.record_span(start).is_some();
+        let mut index = match inner.segments.range(..=start).next_back() {
+            Some((_, s)) if held(s) => start,
+            _ => match inner
+                .segments
+                .range(start..)
+                .find(|(_, s)| !s.offsets.is_empty())
+            {
+                Some((first, _)) => *first,
+                None => return spans,
+            },
+        };
+        while index < end && spans.records.len() < max {
+            let Some((_, segment)) = inner.segments.range(..=index).next_back() else {
+                break;
+            };
+            let Some((from, to)) = segment.record_span(index) else {
+                break;
+            };
+            spans
+                .records
+                .push((index, segment.file.clone(), segment.path.clone(), from, to));
+            index += 1;
+        }
+        spans
+    }
+
+    /// Reads and checks the records of `spans`, outside the lock.
+    fn read_spans(&self, spans: Spans) -> Result<Vec<Vec<u8>>, WalError> {
+        let mut out = Vec::with_capacity(spans.records.len());
+        for (index, file, path, from, to) in spans.records {
             let mut record = vec![0u8; (to - from) as usize];
-            file.read_exact_at(&mut record, from)
-                .map_err(io_at(&path))?;
-            let (_, stop) = scan(index, &record);
-            if let Some(stop) = stop {
-                return Err(WalError::Damaged {
-                    path,
-                    offset: from + stop.offset,
-                    what: stop.what,
-                });
+            let read = file.read_exact_at(&mut record, from);
+            let stop = read.as_ref().ok().and_then(|()| scan(index, &record).1);
+            if read.is_err() || stop.is_some() {
+                // A replication task of a term that ended may read while the
+                // log is truncated: what it read before is all there is.
+                if self.lock().truncations != spans.truncations {
+                    return Ok(out);
+                }
+                read.map_err(io_at(&path))?;
+                if let Some(stop) = stop {
+                    return Err(WalError::Damaged {
+                        path,
+                        offset: from + stop.offset,
+                        what: stop.what,
+                    });
+                }
             }
             record.drain(..RECORD_HEADER_BYTES);
             out.push(record);
@@ -550,6 +571,7 @@ impl Wal {
     /// Removes every entry from `index` on, durably, before it returns.
     pub fn truncate_from(&self, index: u64) -> Result<(), WalError> {
         let mut inner = self.lock();
+        inner.truncations += 1;
         // Later segments first, from the last one back: a crash leaves a
         // prefix of the log.
         let later: Vec<u64> = inner
@@ -789,15 +811,30 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_record_with_valid_ones_after_it_is_damage_not_a_torn_tail() {
+    fn a_bad_record_in_the_last_segment_is_cut_there_and_kept_aside() {
         let (dir, path) = synced_log(1..11, 40);
-        // A flipped byte in entry 3's payload of the last (only) segment.
+        // A flipped byte in entry 3's payload of the last (only) segment,
+        // valid records after it: nothing after a bad record is trusted.
         let f = OpenOptions::new().write(true).open(&path).expect("open");
-        let at = 2 * (RECORD_HEADER_BYTES as u64 + 40) + RECORD_HEADER_BYTES as u64 + 5;
-        f.write_all_at(&[0xee], at).expect("flip");
+        let record = RECORD_HEADER_BYTES as u64 + 40;
+        f.write_all_at(&[0xee], 2 * record + RECORD_HEADER_BYTES as u64 + 5)
+            .expect("flip");
         drop(f);
-        let at = 2 * (RECORD_HEADER_BYTES as u64 + 40);
-        assert_damaged_unchanged(dir.path(), at, &path, 10, 40);
+        let wal = Wal::open(dir.path()).expect("opens");
+        assert_eq!(wal.last_index(), Some(2));
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), 2 * record);
+        let aside = path.with_extension(TORN_SUFFIX);
+        assert_eq!(
+            std::fs::metadata(&aside)
+                .expect("the cut bytes are kept")
+                .len(),
+            8 * record
+        );
+        // The copy is not taken for a segment.
+        drop(wal);
+        let wal = Wal::open(dir.path()).expect("reopens");
+        assert_eq!(wal.segment_count(), 1);
+        assert_eq!(wal.last_index(), Some(2));
     }
 
     #[test]
@@ -852,5 +889,26 @@ mod tests {
         f.set_len(MAX_SEGMENT_FILE_BYTES).expect("shrink");
         let wal = Wal::open(dir.path()).expect("at the bound");
         assert_eq!(wal.last_index(), None);
+    }
+
+    #[test]
+    fn a_read_that_races_a_truncation_returns_what_it_read_before() {
+        let (dir, _path) = synced_log(1..6, 30);
+        let wal = Wal::open(dir.path()).expect("open");
+        // The spans taken, then the log truncated before they are read.
+        let spans = wal.spans(1, 6, 10);
+        wal.truncate_from(3).expect("truncate");
+        let got = wal.read_spans(spans).expect("no error for a raced read");
+        assert_eq!(got, vec![vec![1u8; 30], vec![2u8; 30]]);
+        // Without a truncation, the same shortened file is damage.
+        let spans = wal.spans(1, 3, 10);
+        let path = dir.path().join(WAL_DIR).join(segment_name(1));
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_len(RECORD_HEADER_BYTES as u64 + 30)
+            .expect("shorten");
+        assert!(matches!(wal.read_spans(spans), Err(WalError::Io { .. })));
     }
 }
