@@ -196,6 +196,17 @@ fn encode_record(out: &mut Vec<u8>, index: u64, payload: &[u8]) -> Result<(), Wa
     Ok(())
 }
 
+/// (payload length, checksum, log index) of a record header.
+fn parse_header(header: &[u8]) -> Option<(usize, u32, u64)> {
+    let header: &[u8; RECORD_HEADER_BYTES] = header.try_into().ok()?;
+    let [l0, l1, l2, l3, s0, s1, s2, s3, index @ ..] = *header;
+    Some((
+        u32::from_le_bytes([l0, l1, l2, l3]) as usize,
+        u32::from_le_bytes([s0, s1, s2, s3]),
+        u64::from_le_bytes(index),
+    ))
+}
+
 /// Why a segment's scan stopped before the end of its bytes.
 struct Stop {
     offset: u64,
@@ -214,12 +225,12 @@ fn scan(first: u64, bytes: &[u8]) -> (Vec<u64>, Option<Stop>) {
                 what,
             })
         };
-        let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) else {
+        let Some((len, sum, index)) = bytes
+            .get(at..at + RECORD_HEADER_BYTES)
+            .and_then(parse_header)
+        else {
             return (offsets, stop("short record header"));
         };
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let sum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         if len == 0 || len > MAX_ENCODED_VALUE_BYTES {
             return (offsets, stop("record length out of bounds"));
         }
@@ -425,11 +436,13 @@ impl Wal {
         if buf.is_empty() {
             return Ok(());
         }
-        let segment = inner
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("a segment was started before its first record");
+        // `append` starts a segment before it encodes a first record.
+        let Some(segment) = inner.segments.values_mut().next_back() else {
+            return Err(WalError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other("no segment to write the records to"),
+            });
+        };
         segment
             .file
             .write_all_at(buf, segment.end)
@@ -574,16 +587,10 @@ impl Wal {
         inner.truncations += 1;
         // Later segments first, from the last one back: a crash leaves a
         // prefix of the log.
-        let later: Vec<u64> = inner
-            .segments
-            .range(index..)
-            .map(|(k, _)| *k)
-            .rev()
-            .collect();
+        let later = inner.segments.split_off(&index);
         // One directory sync per removal: the order of unlinks reaches the
         // disk as it was made.
-        for key in &later {
-            let segment = inner.segments.remove(key).expect("listed above");
+        for segment in later.values().rev() {
             std::fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
             sync_dir(&self.dir)?;
         }
@@ -603,20 +610,19 @@ impl Wal {
     /// the first one on (the rest of the log stays readable).
     pub fn purge_upto(&self, upto: u64) -> Result<usize, WalError> {
         let mut inner = self.lock();
-        let gone: Vec<u64> = inner
-            .segments
-            .values()
-            .take_while(|s| s.last_index().is_some_and(|l| l <= upto))
-            .map(|s| s.first)
-            .collect();
-        for key in &gone {
-            let segment = inner.segments.remove(key).expect("listed above");
+        let mut gone = 0;
+        while let Some(first) = inner.segments.first_entry() {
+            if first.get().last_index().is_none_or(|l| l > upto) {
+                break;
+            }
+            let segment = first.remove();
             std::fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
+            gone += 1;
         }
-        if !gone.is_empty() {
+        if gone > 0 {
             sync_dir(&self.dir)?;
         }
-        Ok(gone.len())
+        Ok(gone)
     }
 
     /// Segment files held (for tests and the status).
