@@ -836,3 +836,145 @@ async fn an_equivocating_leader_is_caught_at_the_next_checkpoint() {
     println!("the three others at applied index {index}, state hash {hash}");
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }
+
+/// The committee's own certificate over a made-up payload of this chain,
+/// signed with validators 0..=t's real BLS shares: it verifies.
+fn committee_certificate(
+    cluster: &LocalCluster,
+    genesis: &neuroshard_governance::Genesis,
+    sequence: u64,
+) -> neuroshard_governance::IssuedCertificate {
+    use neuroshard_certificate::proto::CertificatePayload;
+    use neuroshard_certificate::{encode_payload, signing_message, Envelope, ShareIndex};
+    let info = &genesis.committee.info;
+    let payload = encode_payload(&CertificatePayload {
+        chain_id: genesis.chain_id.clone(),
+        committee_hash: genesis.committee.committee_hash().to_vec(),
+        sequence,
+        ..Default::default()
+    });
+    let scheme = info.scheme.scheme();
+    let shares: Vec<_> = (0..=info.t as usize)
+        .map(|i| {
+            let config = NodeConfig::load(&cluster.ceremony.node_configs[i]).expect("config");
+            let k = neuroshard_node::keys::load_validator_keys(
+                i as u64,
+                genesis,
+                &config.keys.identity,
+                &config.keys.bls_share,
+            )
+            .expect("keys");
+            let share = scheme
+                .sign_share(&k.bls_share, &signing_message(&payload))
+                .expect("share");
+            (ShareIndex(i as u32), share)
+        })
+        .collect();
+    let keys = scheme
+        .public_key_set_from_bytes(genesis.committee.public_key_set.as_ref().expect("keys"))
+        .expect("key set");
+    let envelope = Envelope::combine(&keys, &shares, payload, info.epoch).expect("combine");
+    neuroshard_governance::IssuedCertificate {
+        sequence,
+        envelope,
+        shares: shares
+            .iter()
+            .map(
+                |(i, s)| neuroshard_governance::certificate::CertificateShare {
+                    validator: i.0,
+                    share: s.to_bytes().to_vec(),
+                },
+            )
+            .collect(),
+    }
+}
+
+/// `OfferCertificate` (the leader's combined certificate, sent before it is
+/// proposed so followers verify it off their write path): only this
+/// replica's leader may offer, the size bound holds at, under and over its
+/// value, undecodable bytes are refused by rule, a certificate that does
+/// not verify is answered `valid: false` with the reason, and the
+/// committee's own certificate verifies. An offer is not an entry: it is
+/// not an offence and changes no replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificate_offers_are_checked_by_rule() {
+    use neuroshard_node::transport::peer_service::MAX_CERTIFICATE_OFFER_BYTES;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = KeygenOptions::new(4, dir.path().join("committee"));
+    opts.chain_id = "neuroshard-offers".into();
+    opts.base_port = free_base_port(8);
+    let ceremony = keygen::run(&opts).expect("keygen");
+    let genesis = ceremony.genesis.clone();
+    let mut cluster = LocalCluster::start(&neuroshard_binary(), ceremony).expect("start");
+    let (leader, _) = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .expect("a leader");
+    let leader = leader as usize;
+    let follower = (0..4).find(|i| *i != leader).expect("a follower");
+    let other = (0..4)
+        .find(|i| *i != leader && *i != follower)
+        .expect("another follower");
+    let offer = |from: usize, certificate: Vec<u8>| proto::CertificateOfferRequest {
+        from: from as u64,
+        certificate,
+    };
+    let good = committee_certificate(&cluster, &genesis, 1);
+    let good_bytes = neuroshard_node::codec::encode_entry("certificate", &good).expect("encode");
+
+    // Not from the follower's leader: refused before anything is decoded.
+    let mut as_other = peer_as(&cluster, other, follower).await;
+    let err = as_other
+        .offer_certificate(offer(other, good_bytes.clone()))
+        .await
+        .expect_err("an offer from a non-leader");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("offer_not_from_leader"), "{err:?}");
+
+    let mut as_leader = peer_as(&cluster, leader, follower).await;
+    // Over the bound, at it and under it (not a certificate either way).
+    for (len, rule) in [
+        (MAX_CERTIFICATE_OFFER_BYTES + 1, "offer_too_large"),
+        (MAX_CERTIFICATE_OFFER_BYTES, "offer_malformed"),
+        (MAX_CERTIFICATE_OFFER_BYTES - 1, "offer_malformed"),
+        (3, "offer_malformed"),
+    ] {
+        let err = as_leader
+            .offer_certificate(offer(leader, vec![0xff; len]))
+            .await
+            .expect_err("not a certificate");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{len}: {err:?}");
+        assert!(err.message().contains(rule), "{len}: {err:?}");
+    }
+
+    // A broken signature: answered, not refused, with the reason.
+    let mut bad = good.clone();
+    bad.envelope.signature.reverse();
+    let bad_bytes = neuroshard_node::codec::encode_entry("certificate", &bad).expect("encode");
+    let resp = as_leader
+        .offer_certificate(offer(leader, bad_bytes))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(!resp.valid && !resp.reason.is_empty(), "{resp:?}");
+
+    // The committee's own certificate verifies.
+    let resp = as_leader
+        .offer_certificate(offer(leader, good_bytes))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(resp.valid, "{resp:?}");
+
+    // An offer is not an entry: the follower ignores nobody and refused
+    // nothing before Raft, and the leader still leads.
+    let status = cluster.status(follower).await.expect("status");
+    assert!(status.ignored.is_empty(), "{:?}", status.ignored);
+    assert!(
+        status.safety_refusals.values().all(|n| *n == 0),
+        "{:?}",
+        status.safety_refusals
+    );
+    assert_eq!(status.leader, Some(leader as u64));
+    assert_eq!(cluster.stop_all(), Vec::<usize>::new());
+}

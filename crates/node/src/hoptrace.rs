@@ -24,7 +24,10 @@
 //! [commands]/`PV_end` the signature checks of appended commands;
 //! `AE_recv`/`AE_raft`/`AE_done` [last index or 0] a follower serving
 //! AppendEntries; `RD` [start]/`RD_end` [entries] log reads; `SC` the
-//! committed index saved; `SM_apply`/`SM_done` [index] apply.
+//! committed index saved; `SM_apply`/`SM_done` [index] apply;
+//! `CP_start`/`CP_end` [index] a checkpoint's capture (inside apply);
+//! `CX_start`/`CX_end` [index] checking received checkpoint shares;
+//! `SB_start` [bytes]/`SB_end` storing a built snapshot.
 
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};

@@ -386,6 +386,7 @@ impl Exchange {
         let Some(own) = self.own.get(&index) else {
             return;
         };
+        crate::hoptrace::mark("CX_start", index);
         let own_payload = own.payload.clone();
         let own_share = own.share.clone();
         let scheme = self.keys.scheme().scheme();
@@ -435,6 +436,7 @@ impl Exchange {
                 at.remove(&from);
             }
         }
+        crate::hoptrace::mark("CX_end", index);
         match decide(&own_payload, &by_payload, self.needed, self.n() as usize) {
             Decision::Wait => {}
             Decision::Diverged { certified, signers } => {
@@ -442,7 +444,10 @@ impl Exchange {
             }
             Decision::Certify { picked } => {
                 let message = own_payload.signing_message();
-                let signature = match scheme.combine(&self.keys, &picked, &message) {
+                // Every picked share is this replica's own or was verified
+                // above: not checked a second time (a few pairings each, on
+                // the runtime's worker).
+                let signature = match scheme.combine_verified(&self.keys, &picked, &message) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(index, error = %e, "combining verified checkpoint shares failed");

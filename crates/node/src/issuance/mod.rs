@@ -380,15 +380,17 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
     let raft = core.raft.clone();
     let machine = core.machine.clone();
     let sequence = certificate.sequence;
-    // Verified now, while the entry is replicated and synced, so its apply
-    // (under the state's lock) finds the verdict.
-    crate::safety::preverify_certificates(&core.machine, std::slice::from_ref(&certificate));
     let nep = machine
         .read()
         .state
         .certificate(sequence)
         .map(|r| r.event.nep.0);
+    let offers = Offers::new(core, &certificate);
     tokio::spawn(async move {
+        // Verified first, here and on the followers, so the entry's append
+        // and apply find the verdict: its pairings then never hold up the
+        // commands replicated and applied beside it.
+        offers.run().await;
         let write = raft.client_write(Entry::CertificateIssued(certificate));
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
             Ok(Ok(resp)) => {
@@ -432,4 +434,84 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
         };
         let _ = done.send((sequence, committed)).await;
     });
+}
+
+/// How long the leader waits for its followers to verify an offered
+/// certificate before it proposes it anyway (a follower that has not
+/// answered verifies the entry when it is appended, as before).
+pub const OFFER_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A combined certificate offered to every other validator
+/// (`OfferCertificate`) and verified by the leader itself, before the
+/// leader proposes it.
+struct Offers {
+    from: NodeId,
+    committee: neuroshard_governance::CommitteeGenesis,
+    certificate: IssuedCertificate,
+    bytes: Vec<u8>,
+    clients: Vec<(
+        NodeId,
+        proto::raft_peer_client::RaftPeerClient<tonic::transport::Channel>,
+    )>,
+}
+
+impl Offers {
+    fn new(core: &NodeCore, certificate: &IssuedCertificate) -> Self {
+        let bytes =
+            crate::codec::encode_entry("offered certificate", certificate).unwrap_or_default();
+        let clients = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            core.members
+                .iter()
+                .filter(|p| **p != core.id)
+                .filter_map(|p| core.peers.client(*p).ok().map(|c| (*p, c)))
+                .collect()
+        };
+        Self {
+            from: core.id,
+            committee: core.machine.read().state.chain().committee.clone(),
+            certificate: certificate.clone(),
+            bytes,
+            clients,
+        }
+    }
+
+    /// Verifies the certificate on the blocking pool and offers it to the
+    /// followers at once; returns when all have answered, or after
+    /// [`OFFER_TIMEOUT`].
+    async fn run(self) {
+        let Offers {
+            from,
+            committee,
+            certificate,
+            bytes,
+            clients,
+        } = self;
+        let sequence = certificate.sequence;
+        let own = crate::blocking::run(move || {
+            neuroshard_governance::certificate::preverify_issued(&committee, &certificate)
+        });
+        let offers = futures::future::join_all(clients.into_iter().map(|(peer, mut client)| {
+            let mut req = tonic::Request::new(proto::CertificateOfferRequest {
+                from,
+                certificate: bytes.clone(),
+            });
+            req.set_timeout(OFFER_TIMEOUT);
+            async move {
+                match client.offer_certificate(req).await {
+                    Ok(resp) if !resp.get_ref().valid => {
+                        tracing::warn!(sequence, peer, reason = %resp.get_ref().reason, "a follower found the offered certificate invalid")
+                    }
+                    Ok(_) => {}
+                    Err(s) => crate::limited!(
+                        crate::logging::RETRIES,
+                        key = peer,
+                        debug!(sequence, peer, code = ?s.code(), message = %s.message(), "offering the certificate failed")
+                    ),
+                }
+            }
+        }));
+        let _ = tokio::time::timeout(OFFER_TIMEOUT, futures::future::join(own, offers)).await;
+    }
 }

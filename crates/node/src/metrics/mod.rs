@@ -65,6 +65,7 @@ pub struct Metrics {
     pub issuance_seconds: Histogram,
     pub shares_received: Counter,
     pub shares_refused: Family<Labels, Counter>,
+    pub certificate_offers: Family<Labels, Counter>,
     pub recoveries: Counter,
     view: ViewCollector,
 }
@@ -106,6 +107,7 @@ impl Metrics {
             issuance_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             shares_received: Counter::default(),
             shares_refused: Family::default(),
+            certificate_offers: Family::default(),
             recoveries: Counter::default(),
             view: ViewCollector::default(),
         };
@@ -220,6 +222,11 @@ impl Metrics {
             m.shares_refused.clone(),
         );
         registry.register(
+            "certificate_offers",
+            "Combined certificates a leader offered this validator before proposing them, by verdict (valid, invalid; refused: not from this replica's leader, too large, undecodable or timed out)",
+            m.certificate_offers.clone(),
+        );
+        registry.register(
             "recoveries",
             "Recoveries of a data directory this process completed (--recover)",
             m.recoveries.clone(),
@@ -305,6 +312,11 @@ pub fn init(own: u64, members: impl IntoIterator<Item = u64>) {
         "invalid",
     ] {
         let _ = m.shares_refused.get_or_create(&label("reason", reason));
+    }
+    for verdict in ["valid", "invalid", "refused"] {
+        let _ = m
+            .certificate_offers
+            .get_or_create(&label("verdict", verdict));
     }
     for rule in ["bad_signature", "nonce_replay"] {
         let _ = m.apply_refusals.get_or_create(&label("rule", rule));

@@ -190,6 +190,7 @@ impl GovernanceMachine {
         let Some(log_id) = self.last_applied else {
             return;
         };
+        crate::hoptrace::mark("CP_start", log_id.index);
         let image = match self
             .image()
             .and_then(|i| i.encode().map_err(ImageError::from))
@@ -212,6 +213,7 @@ impl GovernanceMachine {
             state_hash: self.state.state_hash(),
             image: Arc::new(image),
         }));
+        crate::hoptrace::mark("CP_end", log_id.index);
     }
 
     /// Applies `entries` in log order and returns one result per entry.

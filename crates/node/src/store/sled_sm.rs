@@ -287,9 +287,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
                 snapshot: Box::new(SnapshotBuffer::from_bytes(data)),
             });
         }
+        crate::hoptrace::mark("SB_start", data.len() as u64);
         let mut batch = sled::Batch::default();
         stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
         written("store a built snapshot", self.tree.apply_batch(batch));
+        crate::hoptrace::mark("SB_end", 0);
         tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, bytes = data.len(), "snapshot built");
         crate::metrics::metrics()
             .snapshot_bytes

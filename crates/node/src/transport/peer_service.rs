@@ -30,6 +30,14 @@ use crate::types::{NodeId, Raft};
 pub const MAX_PENDING_SHARES: usize = 1024;
 /// Largest serialized BLS signature share accepted.
 pub const MAX_SHARE_BYTES: usize = 512;
+/// Largest `OfferCertificate` certificate accepted: the envelope's payload
+/// bound plus room for the envelope's other fields and up to
+/// `MAX_CERTIFICATE_SHARES` attached shares (each under 110 bytes encoded).
+pub const MAX_CERTIFICATE_OFFER_BYTES: usize = neuroshard_certificate::MAX_PAYLOAD_BYTES
+    + neuroshard_governance::limits::MAX_CERTIFICATE_SHARES * 128
+    + 4 * 1024;
+/// How long an offer waits for the verification before it (one at a time).
+pub const OFFER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A signature share received from another validator, for the leader's
 /// certificate issuer.
@@ -57,6 +65,8 @@ pub struct PeerService {
     fetch_cache: std::sync::Arc<crate::checkpoint::fetch::FetchCache>,
     /// One received snapshot is verified at a time.
     verifying: std::sync::Arc<tokio::sync::Semaphore>,
+    /// One offered certificate is verified at a time.
+    offers: std::sync::Arc<tokio::sync::Semaphore>,
     /// Clients of the other validators (a catch-up after a refused
     /// snapshot fetches from them); absent in tests that build the service
     /// alone.
@@ -88,6 +98,7 @@ impl PeerService {
             assembling: Default::default(),
             fetch_cache: Default::default(),
             verifying: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            offers: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             peers: None,
             reads: crate::reads::ReadIndexBatcher::new(),
             safety,
@@ -661,6 +672,99 @@ impl RaftPeer for PeerService {
             accepted,
             message,
         }))
+    }
+
+    #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "offer_certificate", peer = caller_id(&req), remote = caller_addr(&req)))]
+    async fn offer_certificate(
+        &self,
+        req: Request<proto::CertificateOfferRequest>,
+    ) -> Result<Response<proto::CertificateOfferResponse>, Status> {
+        self.authenticate(&req, req.get_ref().from)?;
+        let msg = req.into_inner();
+        let count = |verdict: &str| {
+            crate::metrics::metrics()
+                .certificate_offers
+                .get_or_create(&crate::metrics::label("verdict", verdict))
+                .inc();
+        };
+        let refuse = |rule: &'static str, status: Status| {
+            count("refused");
+            crate::limited!(
+                crate::logging::REFUSALS,
+                key = rule,
+                debug!(rule, peer = msg.from, error = %status.message(), "certificate offer refused")
+            );
+            Err(status)
+        };
+        // Only this replica's leader proposes certificates; anyone else
+        // would only make this validator spend pairings.
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader != Some(msg.from) {
+            return refuse(
+                "offer_not_from_leader",
+                Status::failed_precondition(format!(
+                    "offer_not_from_leader: validator {} is not this replica's leader ({})",
+                    msg.from,
+                    leader.map_or("none known".to_owned(), |l| format!("validator {l}"))
+                )),
+            );
+        }
+        if msg.certificate.len() > MAX_CERTIFICATE_OFFER_BYTES {
+            return refuse(
+                "offer_too_large",
+                invalid(format!(
+                    "offer_too_large: certificate is {} bytes, at most {MAX_CERTIFICATE_OFFER_BYTES}",
+                    msg.certificate.len()
+                )),
+            );
+        }
+        let certificate: neuroshard_governance::IssuedCertificate =
+            match crate::codec::decode_entry("offered certificate", &msg.certificate) {
+                Ok(c) => c,
+                Err(e) => {
+                    return refuse("offer_malformed", invalid(format!("offer_malformed: {e}")))
+                }
+            };
+        // One at a time, off the runtime's workers: a few milliseconds of
+        // pairings that must not delay this validator's appends.
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(OFFER_QUEUE_WAIT, self.offers.clone().acquire_owned()).await
+        else {
+            return refuse(
+                "offers_busy",
+                Status::resource_exhausted(format!(
+                    "offers_busy: another offered certificate was being verified for {} ms; the entry's append verifies this one",
+                    OFFER_QUEUE_WAIT.as_millis()
+                )),
+            );
+        };
+        let committee = self.machine.read().state.chain().committee.clone();
+        let verdict = crate::blocking::run(move || {
+            neuroshard_governance::certificate::verify_issued(&committee, &certificate)
+        })
+        .await
+        .map_err(Status::internal)?;
+        match verdict {
+            Ok(()) => {
+                count("valid");
+                Ok(Response::new(proto::CertificateOfferResponse {
+                    valid: true,
+                    reason: String::new(),
+                }))
+            }
+            Err(reason) => {
+                count("invalid");
+                crate::limited!(
+                    crate::logging::REFUSALS,
+                    key = "offer_invalid",
+                    warn!(peer = msg.from, %reason, "the leader offered a certificate that does not verify")
+                );
+                Ok(Response::new(proto::CertificateOfferResponse {
+                    valid: false,
+                    reason,
+                }))
+            }
+        }
     }
 
     #[tracing::instrument(name = "peer_rpc", skip_all, fields(rpc = "fetch_checkpoint", peer = caller_id(&req), remote = caller_addr(&req)))]
