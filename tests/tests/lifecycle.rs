@@ -345,6 +345,29 @@ async fn a_nep_goes_from_draft_to_active_through_the_cli() {
         other => panic!("expected VotingClosed, got {other:?} ({api_err})"),
     }
 
+    // The certificates were offered to the followers before they were
+    // proposed (`OfferCertificate`), and every offer verified.
+    let (mut valid, mut invalid) = (0.0, 0.0);
+    for i in 0..4 {
+        valid += cli_support::metric(
+            &c.cluster,
+            i,
+            "neuroshard_certificate_offers_total{verdict=\"valid\"}",
+        )
+        .await;
+        invalid += cli_support::metric(
+            &c.cluster,
+            i,
+            "neuroshard_certificate_offers_total{verdict=\"invalid\"}",
+        )
+        .await;
+    }
+    assert!(valid >= 1.0, "no follower verified an offered certificate");
+    assert_eq!(
+        invalid, 0.0,
+        "a follower found an offered certificate invalid"
+    );
+
     let mut cluster = c.cluster;
     assert_eq!(
         cluster.stop_all(),

@@ -401,7 +401,7 @@ impl Safety {
             .collect()
     }
 
-    fn still_ignored(&self, from: NodeId) -> Option<Refusal> {
+    pub(crate) fn still_ignored(&self, from: NodeId) -> Option<Refusal> {
         let now = Instant::now();
         let ignored = self.ignored.lock().unwrap_or_else(|p| p.into_inner());
         let i = ignored.get(&from)?;
@@ -782,9 +782,11 @@ pub fn check_entry_commands(chain_id: std::sync::Arc<str>, entries: Vec<RaftEntr
     });
 }
 
-/// Verifies, in a task of its own, the certificates a leader is about to
-/// propose or a follower received in an AppendEntries request: their
-/// pairings run beside the append, and apply finds the verdict memoized.
+/// Verifies, in a task of its own, the certificates a follower received
+/// in an AppendEntries request (`check_append` has verified them already
+/// unless the memo evicted them: this keeps the verdict fresh for apply).
+/// The leader verifies what it proposes before it offers it
+/// (`issuance::Offers`).
 pub fn preverify_certificates(
     machine: &SharedMachine,
     certificates: &[neuroshard_governance::IssuedCertificate],

@@ -59,7 +59,9 @@ pub async fn start(setup: Setup) -> Committee {
     println!("test directory: {}", root.display());
     let mut opts = KeygenOptions::new(4, root.join("committee"));
     opts.chain_id = "neuroshard-e2e".into();
-    opts.base_port = free_base_port(8);
+    // Peer and API listeners, then the metrics listeners right after.
+    opts.base_port = free_base_port(12);
+    opts.metrics_base_port = Some(opts.base_port + 8);
     opts.day_ms = Some(setup.day_ms);
     opts.ticks.tick_interval_ms = setup.tick_ms;
     let ceremony = keygen::run(&opts).expect("keygen");
@@ -176,4 +178,32 @@ pub fn proposal_file(path: &Path, title: &str) {
         &format!("title = {title:?}"),
     );
     std::fs::write(path, text).expect("write proposal file");
+}
+
+/// The value of the series `series` (name and labels, as the exposition
+/// prints them) on validator `i`'s metrics listener; 0 when absent.
+#[allow(dead_code)] // not every test binary that includes this module reads metrics
+pub async fn metric(
+    cluster: &neuroshard_cli::cluster::LocalCluster,
+    i: usize,
+    series: &str,
+) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = neuroshard_node::NodeConfig::load(&cluster.ceremony.node_configs[i])
+        .expect("config")
+        .metrics
+        .listen
+        .expect("a metrics listener");
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("metrics");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.expect("response");
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
 }

@@ -230,8 +230,8 @@ impl Collector {
             .collect();
         // Each was verified above (together with the others): combined
         // without checking them again. The proposal's own check
-        // (`safety::preverify_certificates`) and every follower's verify
-        // the result.
+        // (`issuance::Offers::run`, before it is offered and proposed) and
+        // every follower's verify the result.
         match Envelope::combine_verified(&self.keys, &shares, pending.payload.clone(), self.epoch) {
             Ok(envelope) => {
                 c.proposed_at = Some(now);

@@ -390,7 +390,14 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
         // Verified first, here and on the followers, so the entry's append
         // and apply find the verdict: its pairings then never hold up the
         // commands replicated and applied beside it.
-        offers.run().await;
+        if let Err(reason) = offers.run().await {
+            // The shares were verified one by one and combined without a
+            // second check: only a bug gets here. Proposing it would make
+            // every follower refuse this leader.
+            tracing::error!(sequence, nep, %reason, "the combined certificate does not verify; not proposed");
+            let _ = done.send((sequence, false)).await;
+            return;
+        }
         let write = raft.client_write(Entry::CertificateIssued(certificate));
         let committed = match tokio::time::timeout(PROPOSE_TIMEOUT, write).await {
             Ok(Ok(resp)) => {
@@ -441,9 +448,9 @@ fn propose(core: &NodeCore, certificate: IssuedCertificate, done: mpsc::Sender<(
 /// answered verifies the entry when it is appended, as before).
 pub const OFFER_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// A combined certificate offered to every other validator
-/// (`OfferCertificate`) and verified by the leader itself, before the
-/// leader proposes it.
+/// A combined certificate verified by the leader itself and offered to
+/// every other validator (`OfferCertificate`), before the leader proposes
+/// it.
 struct Offers {
     from: NodeId,
     committee: neuroshard_governance::CommitteeGenesis,
@@ -453,6 +460,9 @@ struct Offers {
         NodeId,
         proto::raft_peer_client::RaftPeerClient<tonic::transport::Channel>,
     )>,
+    /// Followers whose verdict the leader waits for: with the leader, a
+    /// majority (the replicas a commit needs).
+    wait_for: usize,
 }
 
 impl Offers {
@@ -474,31 +484,37 @@ impl Offers {
             certificate: certificate.clone(),
             bytes,
             clients,
+            wait_for: core.members.len() / 2,
         }
     }
 
-    /// Verifies the certificate on the blocking pool and offers it to the
-    /// followers at once; returns when all have answered, or after
-    /// [`OFFER_TIMEOUT`].
-    async fn run(self) {
+    /// Verifies the certificate on the blocking pool (its verdict is
+    /// returned), then offers it to the followers at once and returns when
+    /// a majority's worth have answered, or after [`OFFER_TIMEOUT`]; the
+    /// other offers go on by themselves until their deadline.
+    async fn run(self) -> Result<(), String> {
         let Offers {
             from,
             committee,
             certificate,
             bytes,
             clients,
+            wait_for,
         } = self;
         let sequence = certificate.sequence;
-        let own = crate::blocking::run(move || {
-            neuroshard_governance::certificate::preverify_issued(&committee, &certificate)
-        });
-        let offers = futures::future::join_all(clients.into_iter().map(|(peer, mut client)| {
+        crate::blocking::run(move || {
+            neuroshard_governance::certificate::verify_issued(&committee, &certificate)
+        })
+        .await??;
+        let (answered, mut answers) = mpsc::channel(clients.len().max(1));
+        for (peer, mut client) in clients {
             let mut req = tonic::Request::new(proto::CertificateOfferRequest {
                 from,
                 certificate: bytes.clone(),
             });
             req.set_timeout(OFFER_TIMEOUT);
-            async move {
+            let answered = answered.clone();
+            tokio::spawn(async move {
                 match client.offer_certificate(req).await {
                     Ok(resp) if !resp.get_ref().valid => {
                         tracing::warn!(sequence, peer, reason = %resp.get_ref().reason, "a follower found the offered certificate invalid")
@@ -510,8 +526,18 @@ impl Offers {
                         debug!(sequence, peer, code = ?s.code(), message = %s.message(), "offering the certificate failed")
                     ),
                 }
+                let _ = answered.send(()).await;
+            });
+        }
+        drop(answered);
+        let _ = tokio::time::timeout(OFFER_TIMEOUT, async {
+            for _ in 0..wait_for {
+                if answers.recv().await.is_none() {
+                    break;
+                }
             }
-        }));
-        let _ = tokio::time::timeout(OFFER_TIMEOUT, futures::future::join(own, offers)).await;
+        })
+        .await;
+        Ok(())
     }
 }

@@ -31,13 +31,17 @@ pub const MAX_PENDING_SHARES: usize = 1024;
 /// Largest serialized BLS signature share accepted.
 pub const MAX_SHARE_BYTES: usize = 512;
 /// Largest `OfferCertificate` certificate accepted: the envelope's payload
-/// bound plus room for the envelope's other fields and up to
-/// `MAX_CERTIFICATE_SHARES` attached shares (each under 110 bytes encoded).
-pub const MAX_CERTIFICATE_OFFER_BYTES: usize = neuroshard_certificate::MAX_PAYLOAD_BYTES
-    + neuroshard_governance::limits::MAX_CERTIFICATE_SHARES * 128
+/// bound as postcard writes it (base64 text, 4/3 of the bytes) plus room
+/// for the envelope's other fields and up to `MAX_CERTIFICATE_SHARES`
+/// attached shares (each about 200 bytes: hex text and the index).
+pub const MAX_CERTIFICATE_OFFER_BYTES: usize = neuroshard_certificate::MAX_PAYLOAD_BYTES / 3 * 4
+    + 4
+    + neuroshard_governance::limits::MAX_CERTIFICATE_SHARES * 256
     + 4 * 1024;
-/// How long an offer waits for the verification before it (one at a time).
-pub const OFFER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an offer waits for the one verification slot before it is
+/// refused (`offers_busy`): well under the leader's deadline
+/// (`issuance::OFFER_TIMEOUT`), so the refusal reaches it.
+pub const OFFER_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A signature share received from another validator, for the leader's
 /// certificate issuer.
@@ -696,6 +700,9 @@ impl RaftPeer for PeerService {
             );
             Err(status)
         };
+        if let Some(r) = self.safety.still_ignored(msg.from) {
+            return refuse("ignored_validator", r.to_status());
+        }
         // Only this replica's leader proposes certificates; anyone else
         // would only make this validator spend pairings.
         let leader = self.raft.metrics().borrow().current_leader;
@@ -725,25 +732,58 @@ impl RaftPeer for PeerService {
                     return refuse("offer_malformed", invalid(format!("offer_malformed: {e}")))
                 }
             };
+        // Only a certificate this replica decided and has not issued, on
+        // the payload it derived itself: what a leader may make it verify
+        // is bounded by what the committee decided.
+        let pending = {
+            let m = self.machine.read();
+            m.state.certificate(certificate.sequence).map(|r| {
+                (
+                    r.issued.is_none(),
+                    r.payload == certificate.envelope.payload,
+                )
+            })
+        };
+        if pending != Some((true, true)) {
+            return refuse(
+                "offer_not_pending",
+                Status::failed_precondition(format!(
+                    "offer_not_pending: certificate {} is {} on this replica",
+                    certificate.sequence,
+                    match pending {
+                        None => "not decided (yet)",
+                        Some((false, _)) => "issued already",
+                        Some((true, _)) => "decided on another payload",
+                    }
+                )),
+            );
+        }
         // One at a time, off the runtime's workers: a few milliseconds of
-        // pairings that must not delay this validator's appends.
-        let Ok(Ok(_permit)) =
+        // pairings that must not delay this validator's appends. The slot
+        // is held by the verification itself, so a caller that goes away
+        // does not free it early.
+        let Ok(Ok(permit)) =
             tokio::time::timeout(OFFER_QUEUE_WAIT, self.offers.clone().acquire_owned()).await
         else {
             return refuse(
                 "offers_busy",
                 Status::resource_exhausted(format!(
-                    "offers_busy: another offered certificate was being verified for {} ms; the entry's append verifies this one",
+                    "offers_busy: another offered certificate was being verified for {} ms; the entry's append will verify this one",
                     OFFER_QUEUE_WAIT.as_millis()
                 )),
             );
         };
         let committee = self.machine.read().state.chain().committee.clone();
         let verdict = crate::blocking::run(move || {
+            let _permit = permit;
             neuroshard_governance::certificate::verify_issued(&committee, &certificate)
         })
         .await
-        .map_err(Status::internal)?;
+        .map_err(|e| {
+            Status::internal(format!(
+                "offer_unverified: the verification did not finish: {e}"
+            ))
+        })?;
         match verdict {
             Ok(()) => {
                 count("valid");
@@ -844,5 +884,43 @@ impl RaftPeer for PeerService {
             accepted,
             message,
         }))
+    }
+}
+
+#[cfg(test)]
+mod offer_bound_tests {
+    use neuroshard_certificate::{Envelope, MAX_PAYLOAD_BYTES, PAYLOAD_TYPE};
+    use neuroshard_governance::certificate::CertificateShare;
+    use neuroshard_governance::limits::MAX_CERTIFICATE_SHARES;
+    use neuroshard_governance::IssuedCertificate;
+
+    use super::MAX_CERTIFICATE_OFFER_BYTES;
+
+    #[test]
+    fn the_largest_certificate_a_leader_can_combine_fits_the_offer_bound() {
+        let largest = IssuedCertificate {
+            sequence: u64::MAX,
+            envelope: Envelope {
+                payload_type: PAYLOAD_TYPE.to_owned(),
+                payload: vec![0xff; MAX_PAYLOAD_BYTES],
+                scheme: "s".repeat(64),
+                committee_epoch: u64::MAX,
+                signature: vec![0xff; 96],
+            },
+            shares: (0..MAX_CERTIFICATE_SHARES)
+                .map(|i| CertificateShare {
+                    validator: u32::MAX - i as u32,
+                    share: vec![0xff; 96],
+                })
+                .collect(),
+        };
+        let bytes = crate::codec::encode_entry("offered certificate", &largest).expect("encodes");
+        assert!(
+            bytes.len() <= MAX_CERTIFICATE_OFFER_BYTES,
+            "{} > {MAX_CERTIFICATE_OFFER_BYTES}",
+            bytes.len()
+        );
+        // Not loose by more than the slack for the envelope's other fields.
+        assert!(MAX_CERTIFICATE_OFFER_BYTES - bytes.len() <= 8 * 1024 + 256 * 64);
     }
 }
