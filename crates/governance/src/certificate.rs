@@ -220,8 +220,8 @@ pub struct PendingCertificate {
 ///
 /// The verdict is a pure function of its inputs, so it is memoized (the
 /// last [`VERIFIED_MEMO`] verdicts, keyed by a hash of the committee and the
-/// certificate): a validator verifies a `CertificateIssued` entry when it
-/// receives it ([`preverify_issued`], in parallel with its fsync), and the
+/// certificate): a validator verifies a certificate when the leader offers
+/// it, before it is proposed (or else when its entry is appended), and the
 /// apply that follows, under the state's lock, finds the verdict.
 pub fn verify_issued(committee: &CommitteeGenesis, c: &IssuedCertificate) -> Result<(), String> {
     let key = memo_key(committee, c);

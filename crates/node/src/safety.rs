@@ -759,7 +759,8 @@ fn check_structure(
 /// instead of delaying every command applied after them. A verdict that
 /// is not ready (the task has not run yet, or it was evicted) is simply
 /// computed again at apply, with the same result. Certificates are
-/// checked when they arrive ([`preverify_certificates`]).
+/// checked before they are proposed (`issuance::Offers`, and each
+/// follower's `OfferCertificate`) or by [`Safety::check_append`].
 pub fn check_entry_commands(chain_id: std::sync::Arc<str>, entries: Vec<RaftEntry>) {
     let carries_commands = entries
         .iter()
@@ -780,46 +781,6 @@ pub fn check_entry_commands(chain_id: std::sync::Arc<str>, entries: Vec<RaftEntr
         neuroshard_governance::signature::verify_commands(&chain_id, &commands);
         crate::hoptrace::mark("PV_end", 0);
     });
-}
-
-/// Verifies, in a task of its own, the certificates a follower received
-/// in an AppendEntries request (`check_append` has verified them already
-/// unless the memo evicted them: this keeps the verdict fresh for apply).
-/// The leader verifies what it proposes before it offers it
-/// (`issuance::Offers`).
-pub fn preverify_certificates(
-    machine: &SharedMachine,
-    certificates: &[neuroshard_governance::IssuedCertificate],
-) {
-    if certificates.is_empty() {
-        return;
-    }
-    let committee = machine.read().state.chain().committee.clone();
-    let certificates = certificates.to_vec();
-    // A task of the runtime, not the blocking pool: a few milliseconds of
-    // pairings on one worker, and the simulation stays deterministic (a
-    // blocking-pool thread is scheduled by the OS). A task of its own: a
-    // certificate's pairings must not wait behind a batch of ed25519
-    // checks (its apply would then check it under the lock, holding every
-    // command after it).
-    tokio::spawn(async move {
-        for c in &certificates {
-            neuroshard_governance::certificate::preverify_issued(&committee, c);
-        }
-    });
-}
-
-/// The certificates carried by `entries`.
-pub fn certificates_in(entries: &[RaftEntry]) -> Vec<neuroshard_governance::IssuedCertificate> {
-    entries
-        .iter()
-        .filter_map(|e| match &e.payload {
-            EntryPayload::Normal(neuroshard_governance::Entry::CertificateIssued(c)) => {
-                Some(c.clone())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// The tick watchdog: a follower whose committed time stays more than

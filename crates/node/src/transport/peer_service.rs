@@ -438,13 +438,10 @@ impl RaftPeer for PeerService {
         {
             return self.refuse(&caller, claimed, r);
         }
-        // Certificates are checked from here, beside the append; client
-        // commands by the log store once their sync is requested
-        // (`store::ChecksOnAppend`), so they never delay the append.
-        crate::safety::preverify_certificates(
-            &self.machine,
-            &crate::safety::certificates_in(&rpc.entries),
-        );
+        // Certificates were checked by `check_append` (a memo hit when the
+        // leader offered them first); client commands are checked by the
+        // log store once their sync is requested (`store::ChecksOnAppend`),
+        // so they never delay the append.
         crate::hoptrace::mark("AE_raft", ae_idx);
         let resp = self.raft.append_entries(rpc).await.map_err(raft_status)?;
         crate::hoptrace::mark("AE_done", ae_idx);
