@@ -128,6 +128,11 @@ impl DurableDb {
         &self.db
     }
 
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Number of completed syncs since open, of sled and of the Raft log
     /// (for throughput reports).
     pub fn sync_count(&self) -> u64 {

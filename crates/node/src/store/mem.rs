@@ -230,7 +230,7 @@ fn encoded<T: serde::Serialize>(value: &T) -> u64 {
 }
 
 fn snapshot_bytes(s: &StoredSnapshot) -> u64 {
-    // `snap/meta`, `snap/len` and the chunks (`sled_sm::stage_snapshot`).
+    // `snap/meta`, `snap/len` and the bytes (`sled_sm::stage_snapshot`).
     s.data.len() as u64 + encoded(&s.meta) + encoded(&(s.data.len() as u64))
 }
 

@@ -19,12 +19,25 @@
 //! ([`RecoveryError::MissingEntry`]). Building a snapshot stores it;
 //! installing one replaces snapshot and last-applied id in one batch.
 //!
+//! A snapshot's bytes are a file of their own in `<dir>/snapshots/`,
+//! written under a temporary name, synced, renamed and the directory
+//! synced, all on a blocking thread, before sled's small batch names it
+//! (`snap/file`); the file it replaced is removed once that batch is
+//! durable, and files no record names are removed at open. Kept out of
+//! sled because a multi-megabyte batch there held sled's global write
+//! lock and filled its write buffers: every other sled write (the applied
+//! position, the committed id) then waited tens of milliseconds for the
+//! next flush (docs/chaos.md, "Checkpoints at a full state budget").
+//!
 //! Tree `state` keys: `applied`, `membership`, `snap/meta`, `snap/len`,
-//! `snap/chunk/<u32 BE>` (snapshot bytes in chunks below sled's blob
-//! threshold). Stores written before issue 12 also kept a second copy of
-//! every applied entry under `wal/<u64 BE log index>`; they are removed
-//! when such a store is opened.
+//! `snap/file` (the snapshot file's name). Stores written before the
+//! snapshot files kept the bytes in sled under `snap/chunk/<u32 BE>`; they
+//! are read from there until the next snapshot replaces them. Stores
+//! written before issue 12 also kept a second copy of every applied entry
+//! under `wal/<u64 BE log index>`; they are removed when such a store is
+//! opened.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
@@ -46,15 +59,16 @@ const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAP_META: &[u8] = b"snap/meta";
 const KEY_SNAP_LEN: &[u8] = b"snap/len";
+const KEY_SNAP_FILE: &[u8] = b"snap/file";
+/// Where stores written before the snapshot files kept snapshot bytes.
 const PREFIX_SNAP_CHUNK: &[u8] = b"snap/chunk/";
+/// The store's directory of snapshot files.
+pub const SNAPSHOT_DIR: &str = "snapshots";
+/// A snapshot file being written (removed at open if one is left).
+const SNAPSHOT_TMP_SUFFIX: &str = ".tmp";
 const PREFIX_WAL: &[u8] = b"wal/";
 /// Entries replayed per `apply_batch` when the state is rebuilt at start.
 const REPLAY_CHUNK_ENTRIES: usize = 64;
-
-/// Snapshot bytes are stored in pieces of this size: below sled 0.34's blob
-/// threshold (segment size / 4), so they live in sled's log file, which the
-/// durability layer syncs.
-pub const SNAPSHOT_STORE_CHUNK_BYTES: usize = 32 * 1024;
 
 fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write_state_machine(AnyError::new(&e)).into()
@@ -64,20 +78,16 @@ fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_state_machine(AnyError::new(&e)).into()
 }
 
-fn chunk_key(n: u32) -> Vec<u8> {
-    let mut k = PREFIX_SNAP_CHUNK.to_vec();
-    k.extend_from_slice(&n.to_be_bytes());
-    k
-}
-
 #[derive(Clone)]
 pub struct SledStateMachine {
     tree: sled::Tree,
     machine: SharedMachine,
     commit: GroupCommit,
     /// Serialises storing a built snapshot with installing a received one,
-    /// so an older snapshot never replaces a newer one.
+    /// so an older snapshot never replaces a newer one, and naming a
+    /// snapshot file with reading or removing it.
     snapshot_lock: Arc<Mutex<()>>,
+    snapshot_dir: Arc<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +106,13 @@ pub enum RecoveryError {
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("stored snapshot is {found} bytes but its length record says {expected}")]
     SnapshotLength { expected: u64, found: u64 },
+    #[error("stored snapshot file {}: {error}", path.display())]
+    SnapshotFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("the store names snapshot file {name:?}, which is not a name this store writes; the store is damaged")]
+    SnapshotName { name: String },
     #[error("the Raft log lacks entry {index}, which the state machine applied after its snapshot; the store is damaged")]
     MissingEntry { index: u64 },
     #[error("divergence marker: {0}")]
@@ -115,7 +132,9 @@ impl SledStateMachine {
         diverged: Option<crate::store::machine::Divergence>,
     ) -> Result<Self, RecoveryError> {
         let tree = durable.db().open_tree("state")?;
-        let mut machine = match read_snapshot(&tree)? {
+        let snapshot_dir = durable.dir().join(SNAPSHOT_DIR);
+        open_snapshot_dir(&tree, &snapshot_dir)?;
+        let mut machine = match read_snapshot(&tree, &snapshot_dir)? {
             Some((_meta, data)) => restore_stored(&data)?,
             None => GovernanceMachine::new(genesis_state),
         };
@@ -186,6 +205,7 @@ impl SledStateMachine {
             machine: SharedMachine::new(machine),
             commit,
             snapshot_lock: Arc::default(),
+            snapshot_dir: Arc::new(snapshot_dir),
         })
     }
 
@@ -206,7 +226,92 @@ pub fn stored_snapshot_index(tree: &sled::Tree) -> Result<Option<u64>, RecoveryE
     }
 }
 
-fn read_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, RecoveryError> {
+/// The snapshot file name the store records, if any.
+fn stored_file_name(tree: &sled::Tree) -> Result<Option<String>, RecoveryError> {
+    let Some(bytes) = tree.get(KEY_SNAP_FILE)? else {
+        return Ok(None);
+    };
+    let name: String = codec::decode("snapshot file name", &bytes)?;
+    if !is_snapshot_file_name(&name) {
+        return Err(RecoveryError::SnapshotName { name });
+    }
+    Ok(Some(name))
+}
+
+/// `<20-digit index>-<16 hex digits>.snap`: the only names written here
+/// (never a peer's snapshot id, which is text a leader chose).
+fn is_snapshot_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".snap") else {
+        return false;
+    };
+    let Some((index, unique)) = stem.split_once('-') else {
+        return false;
+    };
+    index.len() == 20
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && unique.len() == 16
+        && unique.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A fresh file name for a snapshot at `index`.
+fn new_snapshot_file_name(index: u64) -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{index:020}-{:016x}.snap",
+        nanos ^ seq.rotate_left(48) ^ u64::from(std::process::id())
+    )
+}
+
+/// Creates the snapshot directory (its entry made durable) and removes
+/// every file in it the store does not name: a temporary file left by a
+/// crash, a snapshot written but never recorded, one replaced before its
+/// removal. Runs before anything else uses the store.
+fn open_snapshot_dir(tree: &sled::Tree, dir: &Path) -> Result<(), RecoveryError> {
+    let file_err = |path: &Path, error| RecoveryError::SnapshotFile {
+        path: path.to_path_buf(),
+        error,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)
+                .and_then(|p| p.sync_all())
+                .map_err(|e| file_err(parent, e))?;
+        }
+    }
+    let keep = stored_file_name(tree)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| file_err(dir, e))?;
+        let name = entry.file_name();
+        if keep
+            .as_deref()
+            .is_some_and(|k| name == std::ffi::OsStr::new(k))
+        {
+            continue;
+        }
+        let name = name.to_string_lossy();
+        if is_snapshot_file_name(&name)
+            || name
+                .strip_suffix(SNAPSHOT_TMP_SUFFIX)
+                .is_some_and(is_snapshot_file_name)
+        {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| file_err(&path, e))?;
+            tracing::info!(file = %path.display(), "removed a snapshot file the store does not name");
+        }
+    }
+    Ok(())
+}
+
+fn read_snapshot(
+    tree: &sled::Tree,
+    dir: &Path,
+) -> Result<Option<(SnapshotMeta, Vec<u8>)>, RecoveryError> {
     let Some(meta) = tree.get(KEY_SNAP_META)? else {
         return Ok(None);
     };
@@ -215,11 +320,21 @@ fn read_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, R
         Some(b) => codec::decode("snapshot length", &b)?,
         None => 0,
     };
-    let mut data = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    for item in tree.scan_prefix(PREFIX_SNAP_CHUNK) {
-        let (_, chunk) = item?;
-        data.extend_from_slice(&chunk);
-    }
+    let data = match stored_file_name(tree)? {
+        Some(name) => {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|error| RecoveryError::SnapshotFile { path, error })?
+        }
+        None => {
+            // A store from before the snapshot files.
+            let mut data = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+            for item in tree.scan_prefix(PREFIX_SNAP_CHUNK) {
+                let (_, chunk) = item?;
+                data.extend_from_slice(&chunk);
+            }
+            data
+        }
+    };
     if data.len() as u64 != expected {
         return Err(RecoveryError::SnapshotLength {
             expected,
@@ -229,27 +344,87 @@ fn read_snapshot(tree: &sled::Tree) -> Result<Option<(SnapshotMeta, Vec<u8>)>, R
     Ok(Some((meta, data)))
 }
 
-/// Adds "replace the stored snapshot with `meta`/`data`" to `batch`.
+/// Writes `data` to a new snapshot file in `dir`, durable (file synced,
+/// renamed from a temporary name, directory synced) when this returns, on
+/// a blocking thread. Returns the file's name.
+async fn write_snapshot_file(
+    dir: Arc<PathBuf>,
+    meta: &SnapshotMeta,
+    data: Arc<Vec<u8>>,
+) -> Result<String, StorageError> {
+    let name = new_snapshot_file_name(meta.last_log_id.map_or(0, |l| l.index));
+    let written_name = name.clone();
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let tmp = dir.join(format!("{written_name}{SNAPSHOT_TMP_SUFFIX}"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(&data)?;
+        file.sync_data()?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join(&written_name))?;
+        std::fs::File::open(dir.as_path())?.sync_all()
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => Ok(name),
+        Ok(Err(e)) => crate::store::durability::disk_failed("write a snapshot file", &e),
+        Err(e) => Err(snapshot_write_error(meta, &e)),
+    }
+}
+
+/// Adds "the stored snapshot is `meta`/`len` in file `name`" to `batch`,
+/// removing a pre-file store's chunks.
 fn stage_snapshot(
     tree: &sled::Tree,
     batch: &mut sled::Batch,
     meta: &SnapshotMeta,
-    data: &[u8],
+    len: usize,
+    name: &str,
 ) -> Result<(), StorageError> {
     for key in tree.scan_prefix(PREFIX_SNAP_CHUNK).keys() {
         batch.remove(key.map_err(|e| snapshot_write_error(meta, &e))?);
     }
-    for (n, chunk) in data.chunks(SNAPSHOT_STORE_CHUNK_BYTES).enumerate() {
-        let n = u32::try_from(n).map_err(|e| snapshot_write_error(meta, &e))?;
-        batch.insert(chunk_key(n), chunk);
-    }
     let meta_bytes =
         codec::encode("snapshot metadata", meta).map_err(|e| snapshot_write_error(meta, &e))?;
-    let len_bytes = codec::encode("snapshot length", &(data.len() as u64))
+    let len_bytes = codec::encode("snapshot length", &(len as u64))
+        .map_err(|e| snapshot_write_error(meta, &e))?;
+    let name_bytes = codec::encode("snapshot file name", &name.to_string())
         .map_err(|e| snapshot_write_error(meta, &e))?;
     batch.insert(KEY_SNAP_META, meta_bytes);
     batch.insert(KEY_SNAP_LEN, len_bytes);
+    batch.insert(KEY_SNAP_FILE, name_bytes);
     Ok(())
+}
+
+/// The file name the store records now (under the snapshot lock), for
+/// removal once the record that replaces it is durable.
+fn replaced_file(tree: &sled::Tree, meta: &SnapshotMeta) -> Result<Option<String>, StorageError> {
+    stored_file_name(tree).map_err(|e| snapshot_write_error(meta, &e))
+}
+
+/// Removes `name` from `dir` once a durable record names another file.
+fn remove_replaced(lock: &Mutex<()>, tree: &sled::Tree, dir: &Path, name: Option<String>) {
+    let Some(name) = name else { return };
+    let _serial = lock.lock().unwrap_or_else(|p| p.into_inner());
+    if stored_file_name(tree).ok().flatten().as_deref() == Some(name.as_str()) {
+        return;
+    }
+    let path = dir.join(&name);
+    if let Err(e) = std::fs::remove_file(&path) {
+        // Removed at the next open at the latest.
+        tracing::warn!(file = %path.display(), error = %e, "could not remove a replaced snapshot file");
+    }
+}
+
+/// Removes a snapshot file that was written but not recorded.
+fn remove_unrecorded(dir: &Path, name: &str) {
+    let path = dir.join(name);
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(file = %path.display(), error = %e, "could not remove an unrecorded snapshot file");
+    }
 }
 
 /// Takes the latest certified checkpoint when openraft asks for a builder:
@@ -258,6 +433,8 @@ pub struct SledSnapshotBuilder {
     built: Result<(SnapshotMeta, Vec<u8>), StorageError>,
     tree: sled::Tree,
     snapshot_lock: Arc<Mutex<()>>,
+    snapshot_dir: Arc<PathBuf>,
+    commit: GroupCommit,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
@@ -270,28 +447,50 @@ impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
                     .into(),
             ),
         )?;
-        let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let stored: Option<SnapshotMeta> = match self.tree.get(KEY_SNAP_META) {
-            Ok(Some(b)) => codec::decode("snapshot metadata", &b).ok(),
-            Ok(None) => None,
-            Err(e) => return Err(snapshot_write_error(&meta, &e)),
-        };
-        if stored
-            .as_ref()
-            .is_some_and(|s| s.last_log_id >= meta.last_log_id)
-        {
-            // A snapshot at least as new was installed meanwhile; keep it.
-            tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, "newer snapshot already stored; not replacing it");
-            return Ok(Snapshot {
-                meta,
-                snapshot: Box::new(SnapshotBuffer::from_bytes(data)),
-            });
-        }
         crate::hoptrace::mark("SB_start", data.len() as u64);
-        let mut batch = sled::Batch::default();
-        stage_snapshot(&self.tree, &mut batch, &meta, &data)?;
-        written("store a built snapshot", self.tree.apply_batch(batch));
+        // The file first, off the runtime's workers and outside every lock;
+        // then the small record naming it.
+        let data = Arc::new(data);
+        let name = write_snapshot_file(self.snapshot_dir.clone(), &meta, data.clone()).await?;
+        let replaced = {
+            let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let stored: Option<SnapshotMeta> = match self.tree.get(KEY_SNAP_META) {
+                Ok(Some(b)) => codec::decode("snapshot metadata", &b).ok(),
+                Ok(None) => None,
+                Err(e) => return Err(snapshot_write_error(&meta, &e)),
+            };
+            if stored
+                .as_ref()
+                .is_some_and(|s| s.last_log_id >= meta.last_log_id)
+            {
+                // A snapshot at least as new was installed meanwhile; keep it.
+                remove_unrecorded(&self.snapshot_dir, &name);
+                tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, "newer snapshot already stored; not replacing it");
+                return Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(SnapshotBuffer::from_bytes(unshare(data))),
+                });
+            }
+            let replaced = replaced_file(&self.tree, &meta)?;
+            let mut batch = sled::Batch::default();
+            stage_snapshot(&self.tree, &mut batch, &meta, data.len(), &name)?;
+            written("store a built snapshot", self.tree.apply_batch(batch));
+            replaced
+        };
+        // The replaced file goes once the record naming the new one is
+        // durable (a crash before leaves it, and the next open removes it).
+        self.commit
+            .barrier()
+            .await
+            .map_err(|e| snapshot_write_error(&meta, &e))?;
+        remove_replaced(
+            &self.snapshot_lock,
+            &self.tree,
+            &self.snapshot_dir,
+            replaced,
+        );
         crate::hoptrace::mark("SB_end", 0);
+        let data = unshare(data);
         tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, bytes = data.len(), "snapshot built");
         crate::metrics::metrics()
             .snapshot_bytes
@@ -323,27 +522,35 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         crate::hoptrace::mark("SM_apply", last.index);
         // The entries themselves are in the Raft log already (written and
         // synced by their append); only the position moves here.
-        let mut batch = sled::Batch::default();
         let membership = entries.iter().rev().find_map(|entry| match &entry.payload {
             EntryPayload::Membership(m) => {
                 Some(StoredMembership::new(Some(*entry.get_log_id()), m.clone()))
             }
             _ => None,
         });
-        batch.insert(
-            KEY_APPLIED,
-            codec::encode("last applied log id", &Some(last)).map_err(sm_write_err)?,
-        );
-        if let Some(m) = &membership {
-            batch.insert(
-                KEY_MEMBERSHIP,
-                codec::encode("applied membership", m).map_err(sm_write_err)?,
-            );
-        }
+        let applied = codec::encode("last applied log id", &Some(last)).map_err(sm_write_err)?;
         // Hold the machine's lock across the write so the stored and the
         // in-memory state never disagree for a reader.
         let mut machine = self.machine.write();
-        written("store the applied position", self.tree.apply_batch(batch));
+        match &membership {
+            // One key: a plain insert, which (unlike a batch) does not
+            // take sled's global write lock.
+            None => {
+                written(
+                    "store the applied position",
+                    self.tree.insert(KEY_APPLIED, applied),
+                );
+            }
+            Some(m) => {
+                let mut batch = sled::Batch::default();
+                batch.insert(KEY_APPLIED, applied);
+                batch.insert(
+                    KEY_MEMBERSHIP,
+                    codec::encode("applied membership", m).map_err(sm_write_err)?,
+                );
+                written("store the applied position", self.tree.apply_batch(batch));
+            }
+        }
         let r = machine.apply(entries);
         crate::hoptrace::mark("SM_done", last.index);
         Ok(r)
@@ -354,6 +561,8 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             built: certified_snapshot(&self.machine.read()),
             tree: self.tree.clone(),
             snapshot_lock: self.snapshot_lock.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+            commit: self.commit.clone(),
         }
     }
 
@@ -371,20 +580,24 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         let data = snapshot.into_bytes();
         // Decode and check everything before touching the stored state.
         let machine = install_image(meta, &data, &self.machine.read())?;
+        let data = Arc::new(data);
+        let name = write_snapshot_file(self.snapshot_dir.clone(), meta, data.clone()).await?;
         let mut batch = sled::Batch::default();
-        stage_snapshot(&self.tree, &mut batch, meta, &data)?;
         let applied = codec::encode("last applied log id", &meta.last_log_id)
             .map_err(|e| snapshot_write_error(meta, &e))?;
         let membership = codec::encode("applied membership", &meta.last_membership)
             .map_err(|e| snapshot_write_error(meta, &e))?;
-        batch.insert(KEY_APPLIED, applied);
-        batch.insert(KEY_MEMBERSHIP, membership);
-        {
+        let replaced = {
             let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            stage_snapshot(&self.tree, &mut batch, meta, data.len(), &name)?;
+            batch.insert(KEY_APPLIED, applied);
+            batch.insert(KEY_MEMBERSHIP, membership);
+            let replaced = replaced_file(&self.tree, meta)?;
             let mut current = self.machine.write();
             written("store an installed snapshot", self.tree.apply_batch(batch));
             *current = machine;
-        }
+            replaced
+        };
         // openraft may purge the log behind this snapshot before it is
         // stored; the purge keeps what the stored snapshot does not cover
         // (sled_log.rs). Make the install durable on its own too.
@@ -392,6 +605,12 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             .barrier()
             .await
             .map_err(|e| snapshot_write_error(meta, &e))?;
+        remove_replaced(
+            &self.snapshot_lock,
+            &self.tree,
+            &self.snapshot_dir,
+            replaced,
+        );
         tracing::info!(index = meta.last_log_id.map(|l| l.index), term = meta.last_log_id.map(|l| l.leader_id.term), snapshot = %meta, bytes = data.len(), "snapshot installed");
         crate::metrics::metrics()
             .snapshot_bytes
@@ -400,7 +619,11 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        match read_snapshot(&self.tree) {
+        let read = {
+            let _serial = self.snapshot_lock.lock().unwrap_or_else(|p| p.into_inner());
+            read_snapshot(&self.tree, &self.snapshot_dir)
+        };
+        match read {
             Ok(Some((meta, data))) => Ok(Some(Snapshot {
                 meta,
                 snapshot: Box::new(SnapshotBuffer::from_bytes(data)),
@@ -409,4 +632,10 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             Err(e) => Err(sm_read_err(e)),
         }
     }
+}
+
+/// The bytes of `data`, copied only if another holder is left (the write
+/// thread's handle is gone once its write returned).
+fn unshare(data: Arc<Vec<u8>>) -> Vec<u8> {
+    Arc::try_unwrap(data).unwrap_or_else(|shared| shared.as_ref().clone())
 }

@@ -617,3 +617,215 @@ async fn a_store_with_its_log_in_sled_moves_it_into_the_log_files() {
         );
     }
 }
+
+/// The `.snap` files in a store's snapshot directory, sorted.
+fn snapshot_files(store: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.join(sled_sm::SNAPSHOT_DIR))
+        .expect("snapshot dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A snapshot's bytes live in one file of the store's snapshot directory,
+/// not in sled: a second snapshot replaces the first file, a restart reads
+/// the one the store names and removes every file it does not name (a
+/// temporary left by a crash, a snapshot written but never recorded).
+#[tokio::test]
+async fn snapshot_bytes_live_in_one_file_that_the_next_snapshot_replaces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let entries = workload(120);
+    let (first, rest) = entries.split_at(60);
+    let hash = {
+        let (log, mut sm, durable) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        append_to_log(&log, &entries);
+        assert!(snapshot_files(&path).is_empty(), "no snapshot yet");
+        sm.apply(first.to_vec()).await.expect("apply");
+        certify_current(&sm.shared());
+        let one = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        let after_one = snapshot_files(&path);
+        assert_eq!(after_one.len(), 1, "one file: {after_one:?}");
+        let on_disk =
+            std::fs::read(path.join(sled_sm::SNAPSHOT_DIR).join(&after_one[0])).expect("read");
+        assert_eq!(on_disk, one.snapshot.as_bytes(), "the file holds the bytes");
+        // sled holds only the small records.
+        let tree = durable.db().open_tree("state").expect("tree");
+        let largest = tree
+            .iter()
+            .map(|kv| kv.expect("kv").1.len())
+            .max()
+            .unwrap_or(0);
+        assert!(largest < 1024, "sled value of {largest} bytes");
+
+        sm.apply(rest.to_vec()).await.expect("apply rest");
+        certify_current(&sm.shared());
+        let two = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        let after_two = snapshot_files(&path);
+        assert_eq!(
+            after_two.len(),
+            1,
+            "the first file was removed: {after_two:?}"
+        );
+        assert_ne!(after_two, after_one);
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("current")
+            .expect("stored");
+        assert_eq!(current.meta, two.meta);
+        assert_eq!(current.snapshot.as_bytes(), two.snapshot.as_bytes());
+        (sm.shared().read().state.state_hash(), after_two)
+    };
+    let (hash, recorded) = hash;
+    // What a crash can leave: a temporary file, and a complete file that
+    // no record names.
+    let snaps = path.join(sled_sm::SNAPSHOT_DIR);
+    let stray = "00000000000000000007-00000000000000ab.snap";
+    std::fs::write(snaps.join(stray), b"never recorded").expect("stray");
+    std::fs::write(
+        snaps.join("00000000000000000009-00000000000000cd.snap.tmp"),
+        b"half written",
+    )
+    .expect("tmp");
+    // Not a name the store writes: left alone.
+    std::fs::write(snaps.join("operator-notes.txt"), b"keep").expect("notes");
+    let (_log, mut sm, _d) = reopen(&path).await.expect("reopen");
+    assert_eq!(sm.shared().read().state.state_hash(), hash);
+    let left = snapshot_files(&path);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"operator-notes.txt".to_string()));
+    assert!(!left.contains(&stray.to_string()));
+    assert!(left.contains(&recorded[0]), "the recorded file is kept");
+    assert!(sm.get_current_snapshot().await.expect("read").is_some());
+}
+
+/// A store whose recorded snapshot file is gone, or that names a file
+/// outside its own naming, refuses to start with an error that says so.
+#[tokio::test]
+async fn a_missing_or_misnamed_snapshot_file_refuses_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let (_log, mut sm, _d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        sm.apply(workload(5)).await.expect("apply");
+        certify_current(&sm.shared());
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+    }
+    let name = snapshot_files(&path).pop().expect("one file");
+    let file = path.join(sled_sm::SNAPSHOT_DIR).join(&name);
+    let bytes = std::fs::read(&file).expect("read");
+    std::fs::remove_file(&file).expect("remove");
+    match reopen(&path).await {
+        Err(e @ RecoveryError::SnapshotFile { .. }) => {
+            assert!(e.to_string().contains(&name), "{e}");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a missing snapshot file must refuse the start"),
+    }
+    // Back in place: starts again.
+    std::fs::write(&file, &bytes).expect("restore");
+    drop(reopen(&path).await.expect("reopen with the file back"));
+    // A record naming a path outside the directory is refused, not read.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    {
+        let durable = loop {
+            match DurableDb::open(&path) {
+                Ok(d) => break d,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        let tree = durable.db().open_tree("state").expect("tree");
+        tree.insert(
+            b"snap/file",
+            crate::codec::encode("name", &"../../etc/passwd".to_string()).expect("encode"),
+        )
+        .expect("insert");
+        durable.sync().expect("sync");
+    }
+    match reopen(&path).await {
+        Err(RecoveryError::SnapshotName { name }) => assert_eq!(name, "../../etc/passwd"),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a misnamed snapshot file must refuse the start"),
+    }
+}
+
+/// A store written before the snapshot files kept the bytes in sled
+/// chunks: it still starts from them, and its next snapshot moves to a
+/// file and removes the chunks.
+#[tokio::test]
+async fn a_store_with_snapshot_chunks_in_sled_still_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let entries = workload(40);
+    let (hash, meta) = {
+        let (log, mut sm, durable) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        append_to_log(&log, &entries);
+        sm.apply(entries.clone()).await.expect("apply");
+        certify_current(&sm.shared());
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("snapshot");
+        // Rewrite it the way the older store kept it.
+        let tree = durable.db().open_tree("state").expect("tree");
+        tree.remove(b"snap/file").expect("remove");
+        for (n, chunk) in snap.snapshot.as_bytes().chunks(32 * 1024).enumerate() {
+            let mut key = b"snap/chunk/".to_vec();
+            key.extend_from_slice(&(n as u32).to_be_bytes());
+            tree.insert(key, chunk).expect("chunk");
+        }
+        durable.sync().expect("sync");
+        (sm.shared().read().state.state_hash(), snap.meta)
+    };
+    let (_log, mut sm, durable) = reopen(&path).await.expect("reopen");
+    assert!(
+        snapshot_files(&path).is_empty(),
+        "the unnamed file was removed at open"
+    );
+    assert_eq!(sm.shared().read().state.state_hash(), hash);
+    let current = sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(current.meta, meta);
+    // Next snapshot: a file, and the chunks go.
+    sm.apply(vec![gov_entry(
+        42,
+        GovEntry::Tick {
+            now_ms: genesis().genesis_time_ms + 2,
+        },
+    )])
+    .await
+    .expect("apply");
+    certify_current(&sm.shared());
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot_files(&path).len(), 1);
+    let tree = durable.db().open_tree("state").expect("tree");
+    assert_eq!(tree.scan_prefix(b"snap/chunk/").count(), 0);
+}
