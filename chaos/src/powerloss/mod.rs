@@ -71,6 +71,11 @@ pub struct PowerlossArgs {
     pub arm_writes: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Genesis `checkpoint_interval`: small, so checkpoints are certified,
+    /// snapshot files written and replaced and the log purged throughout
+    /// the run, and crash points land in those writes too.
+    #[arg(long, default_value_t = 256)]
+    pub checkpoint_interval: u64,
     /// Test of the test: from the last crash point's load on, every disk
     /// answers fsync/fdatasync without making anything durable (a drive
     /// that ignores cache flushes). The run must then report acknowledged
@@ -167,10 +172,16 @@ fn account_of(key: &SigningKey) -> AccountId {
     AccountId(key.verifying_key().to_bytes())
 }
 
-fn set_genesis(path: &Path, keys: &[SigningKey], sink: &SigningKey) -> Result<(), RealError> {
+fn set_genesis(
+    path: &Path,
+    keys: &[SigningKey],
+    sink: &SigningKey,
+    checkpoint_interval: u64,
+) -> Result<(), RealError> {
     let text = std::fs::read_to_string(path).map_err(RealError::io(path))?;
     let mut genesis =
         Genesis::from_toml(&text).map_err(|e| RealError::invalid(path.display().to_string(), e))?;
+    genesis.checkpoint_interval = checkpoint_interval;
     for key in keys.iter().chain(std::iter::once(sink)) {
         genesis.allocations.push(Allocation {
             account: account_of(key),
@@ -423,7 +434,12 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
         .map(|_| SigningKey::from_bytes(&rng.gen()))
         .collect();
     let sink = SigningKey::from_bytes(&rng.gen());
-    set_genesis(&dir.join("genesis.toml"), &keys, &sink)?;
+    set_genesis(
+        &dir.join("genesis.toml"),
+        &keys,
+        &sink,
+        args.checkpoint_interval,
+    )?;
 
     let data_dirs = committee
         .configs
@@ -444,10 +460,11 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
     )?;
     let first = wait_for_leader(&pool).await?;
     println!(
-        "powerloss: {n} validators (release binary, TLS, sled) on lazyfs mounts, leader after {:.1} s; {} clients transferring; {} crash points",
+        "powerloss: {n} validators (release binary, TLS, sled) on lazyfs mounts, leader after {:.1} s; {} clients transferring; {} crash points; checkpoint_interval {}",
         first.as_secs_f64(),
         args.clients,
-        args.crash_points
+        args.crash_points,
+        args.checkpoint_interval
     );
 
     let load = Load::new(keys, account_of(&sink), CLIENT_NEURO * NEURO);
@@ -601,6 +618,26 @@ async fn run(args: &PowerlossArgs) -> Result<bool, RealError> {
     }
     if acks.is_empty() {
         println!("powerloss: FAIL: no command was acknowledged");
+        pass = false;
+    }
+    // Snapshot files the validators hold now (through their mounts): the
+    // run must have written some, or it exercised no snapshot.
+    let snapshot_files: Vec<usize> = data_dirs
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(d.join("snapshots")).map_or(0, |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                    .count()
+            })
+        })
+        .collect();
+    println!("powerloss: snapshot files held at the end, per validator: {snapshot_files:?}");
+    if !args.sabotage_lying_disks && snapshot_files.iter().all(|&c| c == 0) {
+        println!(
+            "powerloss: FAIL: no validator holds a snapshot file: the run exercised no snapshot"
+        );
         pass = false;
     }
     if pass {

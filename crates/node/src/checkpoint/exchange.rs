@@ -225,7 +225,7 @@ impl Exchange {
                 },
                 _ = poll.tick() => {}
             }
-            self.round();
+            self.round().await;
         }
     }
 
@@ -271,7 +271,7 @@ impl Exchange {
         (low, high, interval)
     }
 
-    fn round(&mut self) {
+    async fn round(&mut self) {
         let (captured, certified, diverged) = {
             let m = self.core.machine.read();
             (
@@ -290,7 +290,11 @@ impl Exchange {
                 continue;
             }
             self.sign_and_send(checkpoint);
-            self.try_certify(checkpoint);
+            self.try_certify(checkpoint).await;
+            // Diverged at this checkpoint: nothing later is signed.
+            if self.core.machine.read().checkpoints.diverged.is_some() {
+                return;
+            }
         }
         // The latest own share (certified or not) goes out again now and
         // then, for validators that restarted or lag.
@@ -381,12 +385,89 @@ impl Exchange {
     /// Verifies the shares received for `checkpoint`'s index and, with
     /// t + 1 on this replica's payload, certifies it; t + 1 on another
     /// payload is a divergence.
-    fn try_certify(&mut self, checkpoint: &Checkpoint) {
+    async fn try_certify(&mut self, checkpoint: &Checkpoint) {
         let index = checkpoint.log_id.index;
+        if !self.own.contains_key(&index) {
+            return;
+        }
+        crate::hoptrace::mark("CX_start", index);
+        // The shares not verified yet, verified on the blocking pool (a
+        // pairing check each, milliseconds on a busy machine; on the
+        // runtime's worker they held up whatever else it ran).
+        let pending: Vec<(u32, CheckpointPayload, Vec<u8>)> = self
+            .received
+            .get(&index)
+            .map(|at| {
+                at.iter()
+                    .filter(|(_, (_, _, verified))| verified.is_none())
+                    .map(|(from, (payload, bytes, _))| (*from, payload.clone(), bytes.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            let keys = self.keys.clone();
+            let checked = crate::blocking::run(move || {
+                let scheme = keys.scheme().scheme();
+                pending
+                    .into_iter()
+                    .map(|(from, payload, bytes)| {
+                        let checked = scheme
+                            .signature_share_from_bytes(&bytes)
+                            .and_then(|s| {
+                                scheme
+                                    .verify_share(
+                                        &keys,
+                                        ShareIndex(from),
+                                        &s,
+                                        &payload.signing_message(),
+                                    )
+                                    .map(|()| s)
+                            })
+                            .map_err(|e| e.to_string());
+                        (from, payload, bytes, checked)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            let checked = match checked {
+                Ok(c) => c,
+                Err(e) => {
+                    // A check that panicked is not retried forever: those
+                    // shares are dropped (their senders resend them).
+                    tracing::warn!(index, error = %e, "checking checkpoint shares did not finish; dropped them");
+                    if let Some(at) = self.received.get_mut(&index) {
+                        at.retain(|_, (_, _, verified)| verified.is_some());
+                    }
+                    return;
+                }
+            };
+            if let Some(at) = self.received.get_mut(&index) {
+                for (from, payload, bytes, result) in checked {
+                    // Only what is still held is updated (the task is the
+                    // only writer, so it is).
+                    let Some(held) = at
+                        .get_mut(&from)
+                        .filter(|(p, b, v)| *p == payload && *b == bytes && v.is_none())
+                    else {
+                        continue;
+                    };
+                    match result {
+                        Ok(s) => held.2 = Some(s),
+                        Err(e) => {
+                            crate::limited!(
+                                crate::logging::REFUSALS,
+                                key = u64::from(from),
+                                warn!(index, peer = from, rule = "invalid", error = %e, "a checkpoint share does not verify; dropped")
+                            );
+                            at.remove(&from);
+                        }
+                    }
+                }
+            }
+        }
         let Some(own) = self.own.get(&index) else {
             return;
         };
-        crate::hoptrace::mark("CX_start", index);
         let own_payload = own.payload.clone();
         let own_share = own.share.clone();
         let scheme = self.keys.scheme().scheme();
@@ -398,42 +479,14 @@ impl Exchange {
             .entry(own_payload.clone())
             .or_default()
             .insert(me, own_share);
-        if let Some(at) = self.received.get_mut(&index) {
-            let mut refused = Vec::new();
-            for (from, (payload, bytes, verified)) in at.iter_mut() {
-                if verified.is_none() {
-                    let checked = scheme.signature_share_from_bytes(bytes).and_then(|s| {
-                        scheme
-                            .verify_share(
-                                &self.keys,
-                                ShareIndex(*from),
-                                &s,
-                                &payload.signing_message(),
-                            )
-                            .map(|()| s)
-                    });
-                    match checked {
-                        Ok(s) => *verified = Some(s),
-                        Err(e) => {
-                            crate::limited!(
-                                crate::logging::REFUSALS,
-                                key = u64::from(*from),
-                                warn!(index, peer = *from, rule = "invalid", error = %e, "a checkpoint share does not verify; dropped")
-                            );
-                            refused.push(*from);
-                            continue;
-                        }
-                    }
-                }
+        if let Some(at) = self.received.get(&index) {
+            for (from, (payload, _, verified)) in at {
                 if let Some(s) = verified {
                     by_payload
                         .entry(payload.clone())
                         .or_default()
                         .insert(*from, s.clone());
                 }
-            }
-            for from in refused {
-                at.remove(&from);
             }
         }
         crate::hoptrace::mark("CX_end", index);

@@ -337,16 +337,19 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // durable before the entries can go.
         self.barrier(ErrorSubject::Logs).await?;
         self.put_meta(KEY_PURGED, &log_id)?;
-        // The purged id is durable before any segment goes: a restart never
-        // finds the log starting past its purged id + 1.
-        self.barrier(ErrorSubject::Logs).await?;
         // The state machine replays the log after its *stored* snapshot on
         // restart (sled_sm.rs), and openraft may purge behind a snapshot
         // it is still installing: entries the stored snapshot does not
         // cover yet stay on disk (openraft never reads below the purged
-        // id; the next purge removes them).
+        // id; the next purge removes them). Read before the barrier below,
+        // so what it covers is durable once that barrier returns: an
+        // install recorded after the read is not counted, even if it is
+        // visible (not yet durable) by the time the segments go.
         let covered =
             crate::store::sled_sm::stored_snapshot_index(&self.state).map_err(write_logs_err)?;
+        // The purged id is durable before any segment goes: a restart never
+        // finds the log starting past its purged id + 1.
+        self.barrier(ErrorSubject::Logs).await?;
         let upto = match covered {
             Some(c) => c.min(log_id.index),
             None => return Ok(()),

@@ -733,6 +733,12 @@ async fn a_missing_or_misnamed_snapshot_file_refuses_the_start() {
     let file = path.join(sled_sm::SNAPSHOT_DIR).join(&name);
     let bytes = std::fs::read(&file).expect("read");
     std::fs::remove_file(&file).expect("remove");
+    // An older snapshot file the operator might still need: the refused
+    // start removes nothing.
+    let older = path
+        .join(sled_sm::SNAPSHOT_DIR)
+        .join("00000000000000000001-00000000000000aa.snap");
+    std::fs::write(&older, b"older").expect("older");
     match reopen(&path).await {
         Err(e @ RecoveryError::SnapshotFile { .. }) => {
             assert!(e.to_string().contains(&name), "{e}");
@@ -740,6 +746,7 @@ async fn a_missing_or_misnamed_snapshot_file_refuses_the_start() {
         Err(e) => panic!("unexpected error: {e}"),
         Ok(_) => panic!("a missing snapshot file must refuse the start"),
     }
+    assert!(older.exists(), "a refused start removes no snapshot file");
     // Back in place: starts again.
     std::fs::write(&file, &bytes).expect("restore");
     drop(reopen(&path).await.expect("reopen with the file back"));
