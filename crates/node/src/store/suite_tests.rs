@@ -618,6 +618,16 @@ async fn a_store_with_its_log_in_sled_moves_it_into_the_log_files() {
     }
 }
 
+/// Certifies the machine's current state and builds its snapshot.
+async fn certify_and_build(sm: &mut SledStateMachine) -> crate::types::Snapshot {
+    certify_current(&sm.shared());
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("snapshot")
+}
+
 /// The `.snap` files in a store's snapshot directory, sorted.
 fn snapshot_files(store: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(store.join(sled_sm::SNAPSHOT_DIR))
@@ -644,13 +654,7 @@ async fn snapshot_bytes_live_in_one_file_that_the_next_snapshot_replaces() {
         append_to_log(&log, &entries);
         assert!(snapshot_files(&path).is_empty(), "no snapshot yet");
         sm.apply(first.to_vec()).await.expect("apply");
-        certify_current(&sm.shared());
-        let one = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("snapshot");
+        let one = certify_and_build(&mut sm).await;
         let after_one = snapshot_files(&path);
         assert_eq!(after_one.len(), 1, "one file: {after_one:?}");
         let on_disk =
@@ -666,13 +670,7 @@ async fn snapshot_bytes_live_in_one_file_that_the_next_snapshot_replaces() {
         assert!(largest < 1024, "sled value of {largest} bytes");
 
         sm.apply(rest.to_vec()).await.expect("apply rest");
-        certify_current(&sm.shared());
-        let two = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("snapshot");
+        let two = certify_and_build(&mut sm).await;
         let after_two = snapshot_files(&path);
         assert_eq!(
             after_two.len(),
@@ -787,13 +785,7 @@ async fn a_store_with_snapshot_chunks_in_sled_still_starts() {
             open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
         append_to_log(&log, &entries);
         sm.apply(entries.clone()).await.expect("apply");
-        certify_current(&sm.shared());
-        let snap = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("snapshot");
+        let snap = certify_and_build(&mut sm).await;
         // Rewrite it the way the older store kept it.
         let tree = durable.db().open_tree("state").expect("tree");
         tree.remove(b"snap/file").expect("remove");
