@@ -5,7 +5,8 @@
 //! genesis) plus the entries applied since, which are read back from the
 //! Raft log itself (its segment files, `wal.rs`): an entry is written to
 //! disk once, by its append. Every applied batch writes the new
-//! last-applied log id (and membership) in one sled batch; a restart
+//! last-applied log id (one sled insert; with the membership in one sled
+//! batch when that changed); a restart
 //! replays the log's entries after the snapshot up to that id: nothing
 //! applied twice, nothing skipped. The log never lacks them: the log
 //! store's purge removes only entries the snapshot stored here covers
@@ -688,14 +689,13 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             Ok(None) => return Ok(None),
             Ok(Some(Stored::Bytes(meta, data))) => Ok((meta, data)),
             Ok(Some(Stored::File(meta, expected, file, path))) => {
+                let shown = path.clone();
                 crate::blocking::run(move || read_snapshot_file(file, &path, expected))
                     .await
                     .unwrap_or_else(|e| {
                         Err(RecoveryError::SnapshotFile {
-                            path: std::path::PathBuf::new(),
-                            error: std::io::Error::other(format!(
-                                "the snapshot file's read did not finish: {e}"
-                            )),
+                            path: shown,
+                            error: std::io::Error::other(format!("the read did not finish: {e}")),
                         })
                     })
                     .map(|data| (meta, data))

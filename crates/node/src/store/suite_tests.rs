@@ -828,3 +828,39 @@ async fn a_store_with_snapshot_chunks_in_sled_still_starts() {
     let tree = durable.db().open_tree("state").expect("tree");
     assert_eq!(tree.scan_prefix(b"snap/chunk/").count(), 0);
 }
+
+/// The snapshot file is read up to one byte past its recorded length: a
+/// file one byte shorter or longer than the record refuses the start
+/// (`SnapshotLength`), the exact length starts.
+#[tokio::test]
+async fn a_snapshot_file_of_another_length_than_recorded_refuses_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let (_log, mut sm, _d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        sm.apply(workload(5)).await.expect("apply");
+        certify_and_build(&mut sm).await;
+    }
+    let name = snapshot_files(&path).pop().expect("one file");
+    let file = path.join(sled_sm::SNAPSHOT_DIR).join(&name);
+    let exact = std::fs::read(&file).expect("read");
+    let mut longer = exact.clone();
+    longer.push(0);
+    for (what, bytes) in [
+        ("one byte short", &exact[..exact.len() - 1]),
+        ("one byte long", &longer[..]),
+    ] {
+        std::fs::write(&file, bytes).expect("rewrite");
+        match reopen(&path).await {
+            Err(RecoveryError::SnapshotLength { expected, found }) => {
+                assert_eq!(expected, exact.len() as u64, "{what}");
+                assert_eq!(found, bytes.len() as u64, "{what}");
+            }
+            Err(e) => panic!("{what}: unexpected error: {e}"),
+            Ok(_) => panic!("{what}: a snapshot file of another length must refuse the start"),
+        }
+    }
+    std::fs::write(&file, &exact).expect("restore");
+    drop(reopen(&path).await.expect("the exact length starts"));
+}
