@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// The validators' `client.batch_entries`.
     pub batch_entries: bool,
+    /// The validators' `raft.replicate_before_sync`.
+    pub replicate_before_sync: bool,
     /// The genesis `checkpoint_interval` (None: keygen's default, 4096).
     pub checkpoint_interval: Option<u64>,
 }
@@ -210,14 +212,14 @@ impl Bench {
         dir: PathBuf,
         base_port: u16,
         workers: usize,
-        batch_entries: bool,
-        checkpoint_interval: Option<u64>,
+        opts: &RunOptions,
     ) -> anyhow::Result<Self> {
         let mut kg = KeygenOptions::new(validators, dir);
         kg.chain_id = "neuroshard-bench".into();
         kg.base_port = base_port;
-        kg.client.batch_entries = batch_entries;
-        kg.checkpoint_interval = checkpoint_interval;
+        kg.client.batch_entries = opts.batch_entries;
+        kg.raft.replicate_before_sync = opts.replicate_before_sync;
+        kg.checkpoint_interval = opts.checkpoint_interval;
         // The vote opens at the tick after its submission and lasts a day.
         kg.parameters
             .insert("gov.review_days".to_owned(), ParamInput::Integer(0));
@@ -423,8 +425,7 @@ pub async fn run(binary: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Summary
                 dir.clone(),
                 opts.base_port,
                 max_out,
-                opts.batch_entries,
-                opts.checkpoint_interval,
+                opts,
             )
             .await?;
             let mut out = Vec::new();

@@ -147,6 +147,11 @@ enum BenchCmd {
         /// entry per command).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         batch_entries: bool,
+        /// The validators' `raft.replicate_before_sync` (the leader
+        /// replicates its new entries while their sync runs; `false`
+        /// measures the path that syncs first).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        replicate_before_sync: bool,
         /// The genesis `checkpoint_interval` of the committees (default
         /// 4096; the genesis check refuses one outside its bounds): a small
         /// one measures what checkpoints cost.
@@ -280,6 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     json,
                     batch_entries,
+                    replicate_before_sync,
                     checkpoint_interval,
                 },
         } => {
@@ -298,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 base_port,
                 out,
                 batch_entries,
+                replicate_before_sync,
                 checkpoint_interval,
             };
             let binary = std::env::current_exe()?;

@@ -181,6 +181,13 @@ pub struct RaftSettings {
     pub snapshot_rpc_timeout_ms: u64,
     /// Largest gRPC message accepted or sent on the peer listener.
     pub max_message_bytes: u64,
+    /// The leader replicates its own new entries while their sync runs,
+    /// instead of after it; nothing is applied, answered or reported as
+    /// committed before it is durable on the leader too
+    /// (`store::durable_mark`; docs/operations.md, "Writes"). Off, the
+    /// leader's sync comes first, as before (kept to compare the two in
+    /// one run: `bench run --replicate-before-sync false`).
+    pub replicate_before_sync: bool,
 }
 
 impl Default for RaftSettings {
@@ -196,6 +203,7 @@ impl Default for RaftSettings {
             rpc_timeout_ms: 2_000,
             snapshot_rpc_timeout_ms: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
+            replicate_before_sync: true,
         }
     }
 }

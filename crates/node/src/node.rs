@@ -504,6 +504,9 @@ impl Node {
         if config.client.batch_entries {
             log.check_on_append(machine.clone());
         }
+        if config.raft.replicate_before_sync {
+            log.replicate_before_sync(config.node_id);
+        }
         let members = config.members();
         let expected: BTreeSet<NodeId> = genesis
             .validators
@@ -556,7 +559,9 @@ impl Node {
             Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             boot.acks,
         );
-        let peers = peers.with_safety(safety.clone());
+        let peers = peers
+            .with_safety(safety.clone())
+            .with_durable_mark(log.durable_mark());
         let recovery = prepare_boot(config, &members, &peers, &mut log, boot.boot).await?;
         let raft = Raft::new(config.node_id, raft_cfg, peers.clone(), log, sm)
             .await

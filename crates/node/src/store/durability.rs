@@ -17,15 +17,18 @@
 //! The Raft log's entries are not in sled but in their own append-only
 //! segment files (`wal.rs`). A log append is acknowledged (its Raft callback
 //! fired) only after [`Wal::sync`] returned for a sync that started after
-//! the write; a vote, a truncation or a purge returns only after both the
+//! the write (except a leader's own, below); a vote, a truncation or a purge returns only after both the
 //! log and sled ([`DurableDb::sync`]) were synced. Many appends share one
 //! sync: the [`GroupCommit`] thread takes every request queued while the
 //! previous sync ran. What sled holds besides the vote (the applied and
 //! committed ids, the acknowledgement records, a built snapshot) waits for
 //! no sync of its own: the sled-sync thread syncs sled every
-//! [`SLED_SYNC_INTERVAL`], and a barrier syncs it at once. openraft 0.9
-//! waits for a log append's sync before it goes on, so an entry is applied
-//! (and its position recorded in sled) only once it is durable in the log.
+//! [`SLED_SYNC_INTERVAL`], and a barrier syncs it at once. Every log sync
+//! moves the log's durable mark (`store::durable_mark`) before any callback
+//! fires; an entry is applied (and its position recorded in sled) only once
+//! the mark covers it. A leader's own appends have their callback fired
+//! before the sync (`raft.replicate_before_sync`); every other append's
+//! fires after it.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -38,8 +41,9 @@ use std::sync::{Arc, Mutex};
 use openraft::storage::LogFlushed;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::durable_mark::DurableMark;
 use crate::store::wal::Wal;
-use crate::types::TypeConfig;
+use crate::types::{LogId, TypeConfig};
 
 /// How often the sled-sync thread makes sled's unsynced writes durable.
 pub const SLED_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -214,8 +218,15 @@ fn list(dir: &Path) -> io::Result<BTreeSet<OsString>> {
 }
 
 enum SyncRequest {
-    /// Fire a Raft append callback once durable.
-    Log(LogFlushed<TypeConfig>),
+    /// Move the durable mark to `last` (an append made in `epoch`) once
+    /// durable, then fire the append's Raft callback if it is still owed
+    /// (a leader's own appends had theirs fired at once:
+    /// `store::durable_mark`).
+    Log {
+        callback: Option<LogFlushed<TypeConfig>>,
+        last: LogId,
+        epoch: u64,
+    },
     /// Wake a caller that waits for durability (vote, truncation, purge).
     Barrier(oneshot::Sender<io::Result<()>>),
 }
@@ -227,6 +238,7 @@ enum SyncRequest {
 pub struct GroupCommit {
     tx: mpsc::Sender<SyncRequest>,
     durable: Arc<DurableDb>,
+    mark: DurableMark,
     /// Held by every store handle: the sled-sync thread stops once the
     /// last one is dropped.
     _open: Arc<()>,
@@ -235,9 +247,10 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the group-commit thread (log appends wait for the log's sync;
     /// barriers for the log's and sled's) and the sled-sync thread.
-    pub fn start(durable: Arc<DurableDb>, wal: Arc<Wal>) -> io::Result<Self> {
+    pub fn start(durable: Arc<DurableDb>, wal: Arc<Wal>, mark: DurableMark) -> io::Result<Self> {
         let (tx, mut rx) = mpsc::channel::<SyncRequest>(MAX_PENDING_SYNC_REQUESTS);
         let worker = durable.clone();
+        let synced_mark = mark.clone();
         let open = Arc::new(());
         let (weak, handles) = (Arc::downgrade(&durable), Arc::downgrade(&open));
         std::thread::Builder::new()
@@ -291,7 +304,18 @@ impl GroupCommit {
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                         };
                         match request {
-                            SyncRequest::Log(callback) => callback.log_io_completed(result),
+                            SyncRequest::Log {
+                                callback,
+                                last,
+                                epoch,
+                            } => {
+                                // Before the callback: openraft may apply
+                                // the entry as soon as it fires.
+                                synced_mark.synced(last, epoch);
+                                if let Some(callback) = callback {
+                                    callback.log_io_completed(result);
+                                }
+                            }
                             SyncRequest::Barrier(tx) => {
                                 let _receiver_gone = tx.send(result);
                             }
@@ -302,6 +326,7 @@ impl GroupCommit {
         Ok(Self {
             tx,
             durable,
+            mark,
             _open: open,
         })
     }
@@ -310,10 +335,26 @@ impl GroupCommit {
         &self.durable
     }
 
-    /// Fires `callback` once everything written so far is durable.
-    pub async fn after_sync(&self, callback: LogFlushed<TypeConfig>) -> io::Result<()> {
+    /// The durable end of the log, moved by this thread's syncs.
+    pub fn mark(&self) -> &DurableMark {
+        &self.mark
+    }
+
+    /// Once everything written so far is durable: moves the mark to `last`
+    /// (appended in `epoch`, [`DurableMark::epoch`]) and fires `callback`
+    /// if one is given.
+    pub async fn after_sync(
+        &self,
+        callback: Option<LogFlushed<TypeConfig>>,
+        last: LogId,
+        epoch: u64,
+    ) -> io::Result<()> {
         self.tx
-            .send(SyncRequest::Log(callback))
+            .send(SyncRequest::Log {
+                callback,
+                last,
+                epoch,
+            })
             .await
             .map_err(|_| io::Error::other("group-commit thread has stopped"))
     }
@@ -341,7 +382,8 @@ mod tests {
         {
             let durable = DurableDb::open(&path).expect("open");
             let wal = Arc::new(Wal::open(&path).expect("open the log"));
-            let commit = GroupCommit::start(durable.clone(), wal).expect("start");
+            let commit =
+                GroupCommit::start(durable.clone(), wal, DurableMark::default()).expect("start");
             let tree = durable.db().open_tree("t").expect("tree");
             tree.insert(b"k", vec![7u8; 300_000])
                 .expect("insert a blob-sized value");

@@ -30,7 +30,9 @@
 //! (`sled_log.rs`, `sled_sm.rs`):
 //!
 //! * an append's openraft callback fires only after the sync that covers
-//!   it; a vote and a truncation return only after their sync; a purge
+//!   it, except a leader's own appends under `raft.replicate_before_sync`
+//!   (fired at once; the state machine waits for the durable mark, which
+//!   each sync sets to the durable image's last entry: `store::durable_mark`); a vote and a truncation return only after their sync; a purge
 //!   syncs first, then removes (only what the stored snapshot covers);
 //!   installing a snapshot stores it and then syncs;
 //! * the committed hint, the state machine's last-applied id (and
@@ -108,8 +110,10 @@ pub struct DiskStats {
     pub bytes_dropped: u64,
     /// Appended log entries dropped by power losses.
     pub entries_dropped: u64,
-    /// Of those, entries whose append had been acknowledged to openraft:
-    /// always 0 unless [`MemDiskOptions::unsynced_acks`].
+    /// Of those, entries whose append had been acknowledged to openraft as
+    /// durable: always 0 unless [`MemDiskOptions::unsynced_acks`]. (A
+    /// leader's own appends acknowledged before their sync are not
+    /// counted: nothing is applied or told to others before that sync.)
     pub acknowledged_entries_dropped: u64,
 }
 
@@ -272,9 +276,11 @@ impl Write {
 }
 
 enum SyncRequest {
-    /// Fire an append's callback once the writes up to `seq` are durable.
+    /// Fire an append's callback (if still owed: a leader's own appends
+    /// had theirs fired at once, `store::durable_mark`) once the writes up
+    /// to `seq` are durable.
     Log {
-        callback: LogFlushed<TypeConfig>,
+        callback: Option<LogFlushed<TypeConfig>>,
         seq: u64,
     },
     /// Wake a caller once everything written before is durable.
@@ -298,6 +304,8 @@ struct DiskState {
 struct DiskShared {
     state: Mutex<DiskState>,
     options: MemDiskOptions,
+    /// The last entry of the durable image's log (`store::durable_mark`).
+    mark: crate::store::DurableMark,
 }
 
 /// The simulated disk under one validator's log and state machine.
@@ -327,12 +335,18 @@ impl MemDisk {
                     syncer: None,
                 }),
                 options,
+                mark: crate::store::DurableMark::default(),
             }),
         }
     }
 
     pub fn options(&self) -> MemDiskOptions {
         self.shared.options
+    }
+
+    /// How far the log is durable on this disk.
+    pub fn mark(&self) -> &crate::store::DurableMark {
+        &self.shared.mark
     }
 
     fn lock(&self) -> MutexGuard<'_, DiskState> {
@@ -388,11 +402,18 @@ impl MemDisk {
         ));
     }
 
-    /// Fires `callback` once every write so far is durable.
-    fn after_sync(&self, callback: LogFlushed<TypeConfig>, seq: u64) {
+    /// Fires `callback`, if one is given, once every write so far is
+    /// durable (`last`: the last entry those writes appended).
+    fn after_sync(&self, callback: Option<LogFlushed<TypeConfig>>, seq: u64, last: LogId) {
         if self.shared.options.unsynced_acks {
             self.lock().acked_below = seq + 1;
-            callback.log_io_completed(Ok(()));
+            // The lie this mode tells: the entries count as durable.
+            self.shared
+                .mark
+                .set(Some(last).max(self.shared.mark.durable()));
+            if let Some(callback) = callback {
+                callback.log_io_completed(Ok(()));
+            }
             return;
         }
         self.request(SyncRequest::Log { callback, seq });
@@ -426,6 +447,7 @@ impl MemDisk {
         }
         s.volatile.clear();
         s.current = s.durable.clone();
+        self.shared.mark.set(last_entry(&s.durable));
         s.power_cycle += 1;
         s.syncer = None;
         s.stats.power_losses += 1;
@@ -435,6 +457,17 @@ impl MemDisk {
         s.stats.acknowledged_entries_dropped += loss.acknowledged_entries;
         loss
     }
+}
+
+/// The durable mark of `image`: its log's last entry, or its purged id if
+/// that is later (a snapshot installed past the log covers up to it).
+fn last_entry(image: &Image) -> Option<LogId> {
+    image
+        .entries
+        .values()
+        .next_back()
+        .map(|e| *e.get_log_id())
+        .max(image.last_purged)
 }
 
 fn lock_state(shared: &DiskShared) -> MutexGuard<'_, DiskState> {
@@ -483,6 +516,8 @@ async fn group_commit(
             for (_, w) in &synced {
                 s.durable.apply(w);
             }
+            // Before any callback: openraft may apply once one fires.
+            shared.mark.set(last_entry(&s.durable));
             s.stats.syncs += 1;
             for r in &batch {
                 if let SyncRequest::Log { seq, .. } = r {
@@ -493,7 +528,11 @@ async fn group_commit(
         }
         for r in batch {
             match r {
-                SyncRequest::Log { callback, .. } => callback.log_io_completed(Ok(())),
+                SyncRequest::Log {
+                    callback: Some(callback),
+                    ..
+                } => callback.log_io_completed(Ok(())),
+                SyncRequest::Log { callback: None, .. } => {}
                 SyncRequest::Barrier(tx) => {
                     let _receiver_gone = tx.send(());
                 }
@@ -507,11 +546,23 @@ async fn group_commit(
 pub struct MemLogStore {
     disk: MemDisk,
     checks: crate::store::AppendChecks,
+    /// `Some(this validator)` when its own appends as leader are
+    /// acknowledged before their sync (`store::durable_mark`).
+    early_as: Option<crate::types::NodeId>,
 }
 
 impl crate::store::ChecksOnAppend for MemLogStore {
     fn check_on_append(&mut self, machine: SharedMachine) {
         self.checks.set(&machine);
+    }
+
+    fn replicate_before_sync(&mut self, me: crate::types::NodeId) {
+        self.early_as = Some(me);
+        self.disk.mark().enable();
+    }
+
+    fn durable_mark(&self) -> crate::store::DurableMark {
+        self.disk.mark().clone()
     }
 }
 
@@ -526,6 +577,7 @@ impl MemLogStore {
         Self {
             disk,
             checks: crate::store::AppendChecks::default(),
+            early_as: None,
         }
     }
 
@@ -576,13 +628,19 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         Ok(())
     }
 
+    /// openraft reads it once, at start: see `store::restart_vote`.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.disk.read(|img| img.vote))
+        Ok(crate::store::restart_vote(
+            self.early_as,
+            self.disk.read(|img| img.vote),
+        ))
     }
 
     /// Not synced on its own (a hint for re-applying after a restart): it
     /// becomes durable with the next sync.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Never past the durable mark (as in the sled store).
+        let committed = self.disk.mark().clamp(committed);
         self.disk.write(Write::Committed(committed));
         Ok(())
     }
@@ -601,9 +659,23 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<RaftEntry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let vote = self.disk.read(|img| img.vote);
+        let early = crate::store::own_leader_append(self.early_as, vote.as_ref(), &entries);
         let checked = self.checks.is_on().then(|| entries.clone());
         let seq = self.disk.write(Write::Append(entries));
-        self.disk.after_sync(callback, seq);
+        let callback = if early {
+            // Readable now: openraft may replicate while the sync runs;
+            // the apply waits for the mark.
+            callback.log_io_completed(Ok(()));
+            None
+        } else {
+            Some(callback)
+        };
+        self.disk.after_sync(callback, seq, last);
         // The sync is requested: the signature checks run while it lasts.
         if let Some(entries) = checked {
             self.checks.start(entries);
@@ -802,6 +874,11 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
             }
             _ => None,
         });
+        // Nothing is applied before it is durable (`store::durable_mark`).
+        let mark = self.disk.mark();
+        if !mark.covers(last) {
+            mark.wait_covers(last).await;
+        }
         // Only the position is written (the entries are in the log); held
         // under the machine's lock as in the sled store.
         let mut machine = self.machine.write();
@@ -963,6 +1040,113 @@ mod tests {
         log.disk().power_loss();
         assert_eq!(sm.reopen().expect("reopen"), Some(2));
         assert_eq!(sm.shared().read().state.state_hash(), applied_hash);
+    }
+
+    fn tick_of(leader: (u64, u64), index: u64, now_ms: u64) -> RaftEntry {
+        RaftEntry {
+            log_id: LogId::new(CommittedLeaderId::new(leader.0, leader.1), index),
+            payload: EntryPayload::Normal(GovEntry::Tick { now_ms }),
+        }
+    }
+
+    fn sync_takes(ms: u64) -> MemDiskOptions {
+        MemDiskOptions {
+            sync_delay: Duration::from_millis(ms),
+            unsynced_acks: false,
+        }
+    }
+
+    /// `raft.replicate_before_sync`: a leader's own append is acknowledged
+    /// at once, its apply waits for the sync, and a power cut before the
+    /// sync leaves nothing applied, acknowledged as durable or recorded as
+    /// committed (`store::durable_mark`).
+    #[tokio::test]
+    async fn a_leaders_own_append_is_acknowledged_before_its_sync_and_applied_after_it() {
+        use crate::store::ChecksOnAppend;
+        use openraft::storage::RaftLogStorageExt;
+        let (mut log, sm) = open(genesis_state(), sync_takes(200));
+        log.replicate_before_sync(0);
+        log.save_vote(&Vote::new_committed(1, 0))
+            .await
+            .expect("vote");
+        let genesis_hash = sm.shared().read().state.state_hash();
+        let entries = vec![tick_of((1, 0), 0, 10), tick_of((1, 0), 1, 20)];
+        log.blocking_append(entries.clone()).await.expect("append");
+        assert!(
+            log.disk().volatile_bytes() > 0,
+            "acknowledged before its sync"
+        );
+        assert_eq!(log.disk().mark().durable(), None);
+        // Committed by openraft's count, but not durable here: the hint
+        // stays at the mark.
+        log.save_committed(Some(log_id(1))).await.expect("hint");
+        assert_eq!(log.disk().read(|img| img.committed), None);
+        let applying = {
+            let mut sm = sm.clone();
+            let entries = entries.clone();
+            tokio::spawn(async move { sm.apply(entries).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!applying.is_finished(), "the apply waits for the sync");
+        assert_eq!(sm.shared().read().state.state_hash(), genesis_hash);
+        applying.await.expect("task").expect("applied once durable");
+        assert_eq!(log.disk().mark().durable(), Some(log_id(1)));
+        assert!(
+            log.disk().volatile_bytes() > 0,
+            "the applied position is not synced yet"
+        );
+
+        // A power cut between the append and its sync: nothing applied.
+        let (mut log, sm) = open(genesis_state(), sync_takes(200));
+        log.replicate_before_sync(0);
+        log.save_vote(&Vote::new_committed(1, 0))
+            .await
+            .expect("vote");
+        log.blocking_append(entries.clone()).await.expect("append");
+        let applying = {
+            let mut sm = sm.clone();
+            tokio::spawn(async move { sm.apply(entries).await })
+        };
+        tokio::task::yield_now().await;
+        let loss = log.disk().power_loss();
+        assert_eq!((loss.entries, loss.acknowledged_entries), (2, 0));
+        applying.abort();
+        assert_eq!(sm.reopen().expect("reopen"), None);
+        assert_eq!(sm.shared().read().state.state_hash(), genesis_hash);
+        assert_eq!(log.read_committed().await.expect("read"), None);
+        // It restarts as a follower that must win a new term: as leader of
+        // term 1 again it could write other entries under the log ids its
+        // followers already hold.
+        assert_eq!(log.read_vote().await.expect("read"), Some(Vote::new(1, 0)));
+    }
+
+    /// A follower's append (entries of another leader) is acknowledged only
+    /// after its sync, with the switch on.
+    #[tokio::test]
+    async fn a_followers_append_waits_for_its_sync() {
+        use crate::store::ChecksOnAppend;
+        use openraft::storage::RaftLogStorageExt;
+        let (mut log, _sm) = open(genesis_state(), sync_takes(200));
+        log.replicate_before_sync(0);
+        log.save_vote(&Vote::new_committed(2, 1))
+            .await
+            .expect("vote");
+        // This validator's own entry of an earlier term is a follower's
+        // append too (a later leader sends it back).
+        log.blocking_append(vec![tick_of((1, 0), 0, 10)])
+            .await
+            .expect("append");
+        assert_eq!(log.disk().volatile_bytes(), 0, "synced before the ack");
+        log.blocking_append(vec![tick_of((2, 1), 1, 20)])
+            .await
+            .expect("append");
+        assert_eq!(log.disk().volatile_bytes(), 0, "synced before the ack");
+        // Its own vote, not yet committed (a candidate), acks after the sync.
+        log.save_vote(&Vote::new(3, 0)).await.expect("vote");
+        log.blocking_append(vec![tick_of((3, 0), 2, 30)])
+            .await
+            .expect("append");
+        assert_eq!(log.disk().volatile_bytes(), 0, "synced before the ack");
     }
 
     #[tokio::test]

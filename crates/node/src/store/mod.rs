@@ -3,6 +3,7 @@
 //! not synced when its power fails (simulation and tests).
 
 pub mod durability;
+pub mod durable_mark;
 pub mod machine;
 pub mod mem;
 pub mod sled_log;
@@ -14,6 +15,7 @@ pub mod wal;
 use std::path::Path;
 
 pub use durability::{DurableDb, GroupCommit};
+pub use durable_mark::DurableMark;
 pub use machine::{GovernanceMachine, SharedMachine, SnapshotImage};
 pub use mem::{DiskStats, MemDisk, MemDiskOptions, MemLogStore, MemStateMachine, PowerLoss};
 pub use sled_log::SledLogStore;
@@ -36,6 +38,57 @@ pub trait ChecksOnAppend {
     /// From now on, check appended commands against `machine`'s chain
     /// (verdicts are memoized: the apply reuses them).
     fn check_on_append(&mut self, machine: SharedMachine);
+
+    /// From now on, acknowledge this validator's own appends as leader
+    /// (`me`) before their sync (`store::durable_mark`).
+    fn replicate_before_sync(&mut self, me: crate::types::NodeId);
+
+    /// The durable end of this log, shared with its state machine (which
+    /// waits for it before applying) and with the peer clients (which
+    /// clamp the committed id they send to it).
+    fn durable_mark(&self) -> DurableMark;
+}
+
+/// The vote a restarted validator starts from: a vote committed for `me`
+/// (it led when it stopped) comes back uncommitted when `me`'s own
+/// appends were acknowledged before their sync. openraft 0.9 would
+/// otherwise restart it as leader *in the same term*; if a power cut took
+/// entries it had already replicated, it would append different entries
+/// under the same log ids, and followers, which compare entries by log id
+/// only, would keep the old ones: two replicas applying different
+/// entries at one index. Uncommitted, the vote makes it a follower that
+/// must win a new term (its own old vote still refuses any other
+/// candidate of that term).
+pub fn restart_vote(
+    me: Option<crate::types::NodeId>,
+    vote: Option<crate::types::Vote>,
+) -> Option<crate::types::Vote> {
+    match (me, vote) {
+        (Some(me), Some(v)) if v.is_committed() && v.leader_id().voted_for() == Some(me) => {
+            Some(crate::types::Vote::new(v.leader_id().get_term(), me))
+        }
+        _ => vote,
+    }
+}
+
+/// Whether `entries` are `me`'s own appends as leader: the vote is
+/// committed for `me` and every entry is of that leader's term. Only
+/// these may be acknowledged before their sync; a follower's appends
+/// (entries of another leader, or of an earlier term) always wait.
+pub fn own_leader_append(
+    me: Option<crate::types::NodeId>,
+    vote: Option<&crate::types::Vote>,
+    entries: &[RaftEntry],
+) -> bool {
+    let (Some(me), Some(vote)) = (me, vote) else {
+        return false;
+    };
+    vote.is_committed()
+        && vote.leader_id().voted_for() == Some(me)
+        && !entries.is_empty()
+        && entries
+            .iter()
+            .all(|e| openraft::RaftLogId::get_log_id(e).leader_id == *vote.leader_id())
 }
 
 /// What [`ChecksOnAppend`] keeps: the chain id to check against, once set
@@ -90,7 +143,9 @@ pub fn open_sled(
     }
     let wal = std::sync::Arc::new(wal::Wal::open(dir)?);
     durable.attach_log(wal.clone());
-    let commit = GroupCommit::start(durable.clone(), wal.clone())
+    // Set to the log's end by `SledLogStore::open`.
+    let mark = DurableMark::default();
+    let commit = GroupCommit::start(durable.clone(), wal.clone(), mark)
         .map_err(|e| RecoveryError::Sled(sled::Error::Io(e)))?;
     let log = SledLogStore::open(&durable, wal.clone(), commit.clone())?;
     let diverged = crate::boot::read_divergence(dir).map_err(RecoveryError::Diverged)?;

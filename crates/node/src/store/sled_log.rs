@@ -6,7 +6,10 @@
 //! version this binary cannot read is refused, naming both versions). sled
 //! tree `raft_meta`: the vote, the last purged log id and the committed log
 //! id. Appends are written at once (readable immediately) and acknowledged
-//! by the group-commit thread after the log's sync; votes wait for their
+//! by the group-commit thread after the log's sync, except the leader's
+//! own appends under `raft.replicate_before_sync`, acknowledged at once
+//! (`store::durable_mark`: what the state machine and the peers then wait
+//! for); votes wait for their
 //! sync before returning, truncations for their own; a purge first syncs
 //! (so the snapshot that covers the purged entries is durable before they
 //! disappear), then records the purged id durably, then deletes segments.
@@ -27,7 +30,7 @@ use openraft::{
 use crate::codec;
 use crate::store::durability::{written, DurableDb, GroupCommit};
 use crate::store::wal::{Wal, WalError};
-use crate::types::{LogId, RaftEntry, StorageError, TypeConfig, Vote};
+use crate::types::{LogId, NodeId, RaftEntry, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_PURGED: &[u8] = b"last_purged";
@@ -45,11 +48,26 @@ pub struct SledLogStore {
     state: sled::Tree,
     commit: GroupCommit,
     checks: crate::store::AppendChecks,
+    /// The vote as last saved (the appending handle's own copy: log
+    /// readers never append).
+    vote: Option<Vote>,
+    /// `Some(this validator)` when its own appends as leader are
+    /// acknowledged before their sync (`store::durable_mark`).
+    early_as: Option<NodeId>,
 }
 
 impl crate::store::ChecksOnAppend for SledLogStore {
     fn check_on_append(&mut self, machine: crate::store::SharedMachine) {
         self.checks.set(&machine);
+    }
+
+    fn replicate_before_sync(&mut self, me: NodeId) {
+        self.early_as = Some(me);
+        self.commit.mark().enable();
+    }
+
+    fn durable_mark(&self) -> crate::store::DurableMark {
+        self.commit.mark().clone()
     }
 }
 
@@ -82,13 +100,44 @@ impl SledLogStore {
         commit: GroupCommit,
     ) -> Result<Self, crate::store::RecoveryError> {
         move_legacy_log(durable, &wal)?;
-        Ok(Self {
+        // What a killed process wrote is still in the page cache: synced
+        // now, so the mark starts at the log's end.
+        wal.sync()?;
+        let mut this = Self {
             wal,
             meta: durable.db().open_tree("raft_meta")?,
             state: durable.db().open_tree("state")?,
             commit,
             checks: crate::store::AppendChecks::default(),
-        })
+            vote: None,
+            early_as: None,
+        };
+        this.vote = match this.meta.get(KEY_VOTE)? {
+            None => None,
+            Some(bytes) => Some(codec::decode("raft metadata", &bytes)?),
+        };
+        let purged: Option<LogId> = match this.meta.get(KEY_PURGED)? {
+            None => None,
+            Some(bytes) => Some(codec::decode("raft metadata", &bytes)?),
+        };
+        let last = match this.wal.last_index() {
+            None => None,
+            Some(last) => match this.wal.read(last, last + 1, 1)?.first() {
+                Some(bytes) => {
+                    Some(*codec::decode_entry::<RaftEntry>("log entry", bytes)?.get_log_id())
+                }
+                None => None,
+            },
+        };
+        this.commit.mark().reset(last.max(purged));
+        Ok(this)
+    }
+
+    /// Whether `entries` are this validator's own, appended while it leads
+    /// (its vote committed for itself, the entries of that term): their
+    /// callback may fire before their sync (`store::durable_mark`).
+    fn own_leader_append(&self, entries: &[RaftEntry]) -> bool {
+        crate::store::own_leader_append(self.early_as, self.vote.as_ref(), entries)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -264,19 +313,27 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.put_meta(KEY_VOTE, vote)?;
-        self.barrier(ErrorSubject::Vote).await
+        self.barrier(ErrorSubject::Vote).await?;
+        self.vote = Some(*vote);
+        Ok(())
     }
 
+    /// openraft reads it once, at start: see `store::restart_vote`.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE)
+        Ok(crate::store::restart_vote(
+            self.early_as,
+            self.get_meta(KEY_VOTE)?,
+        ))
     }
 
     /// Not synced on its own: it is a hint for re-applying after a restart,
     /// and it becomes durable with the next sync of sled (the sled-sync
     /// thread's, within `SLED_SYNC_INTERVAL`, or a vote's or purge's).
+    /// Never past the durable mark: a restart re-applies only entries its
+    /// log kept.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         crate::hoptrace::mark("SC", 0);
-        self.put_meta(KEY_COMMITTED, &committed)
+        self.put_meta(KEY_COMMITTED, &self.commit.mark().clamp(committed))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -311,9 +368,22 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             Err(e) => crate::store::durability::disk_failed("append to the Raft log", &e),
         }
         crate::hoptrace::mark("LA_w", 0);
+        let Some(last) = entries.last().map(|e| *e.get_log_id()) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let epoch = self.commit.mark().epoch();
+        let callback = if self.own_leader_append(&entries) {
+            // Readable now: openraft may replicate while the sync runs;
+            // the apply waits for the mark (`store::durable_mark`).
+            callback.log_io_completed(Ok(()));
+            None
+        } else {
+            Some(callback)
+        };
         let synced = self
             .commit
-            .after_sync(callback)
+            .after_sync(callback, last, epoch)
             .await
             .map_err(write_logs_err);
         // The sync is requested: the signature checks run while it lasts.
@@ -329,6 +399,12 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             "truncate the Raft log",
             self.wal.truncate_from(log_id.index),
         );
+        // Everything left is durable (synced here, in case a leader's
+        // appends were still waiting for theirs); syncs queued before do
+        // not count.
+        written("sync the Raft log", self.wal.sync());
+        let purged: Option<LogId> = self.get_meta(KEY_PURGED)?;
+        self.commit.mark().reset(self.last_held()?.max(purged));
         Ok(())
     }
 
@@ -350,6 +426,13 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // The purged id is durable before any segment goes: a restart never
         // finds the log starting past its purged id + 1.
         self.barrier(ErrorSubject::Logs).await?;
+        // Everything up to it is covered by a durable snapshot: after an
+        // installed snapshot the log may hold nothing above it, and the
+        // mark must not stay at an older entry (a committed id sent to a
+        // follower must be one of this log's).
+        self.commit
+            .mark()
+            .synced(log_id, self.commit.mark().epoch());
         let upto = match covered {
             Some(c) => c.min(log_id.index),
             None => return Ok(()),

@@ -12,9 +12,10 @@
 //! store's purge removes only entries the snapshot stored here covers
 //! (openraft may ask to purge behind a snapshot it is still installing),
 //! openraft truncates only entries that were never committed, so never
-//! applied; and sled and the log are synced apart, but openraft 0.9 waits
-//! for an append's sync before it goes on, so an entry is applied (and
-//! its position recorded here) only once it is durable in the log. A
+//! applied; and sled and the log are synced apart, but an entry is applied
+//! (and its position recorded here) only once it is durable in the log:
+//! `apply` waits for the log's durable mark (`store::durable_mark`;
+//! a follower's appends are synced before openraft goes on anyway). A
 //! recorded position past the log's end therefore means the log lost
 //! entries it had acknowledged: the start is refused
 //! ([`RecoveryError::MissingEntry`]). Building a snapshot stores it;
@@ -579,6 +580,13 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
             return Ok(Vec::new());
         };
         crate::hoptrace::mark("SM_apply", last.index);
+        // A leader's own entries may be committed before its own sync
+        // (`store::durable_mark`): nothing is applied before it is durable.
+        let mark = self.commit.mark();
+        if !mark.covers(last) {
+            mark.wait_covers(last).await;
+            crate::hoptrace::mark("SM_durable", last.index);
+        }
         // The entries themselves are in the Raft log already (written and
         // synced by their append); only the position moves here.
         let membership = entries.iter().rev().find_map(|entry| match &entry.payload {

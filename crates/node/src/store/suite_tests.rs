@@ -232,6 +232,12 @@ fn append_to_log(log: &SledLogStore, entries: &[RaftEntry]) {
         .collect();
     log.wal().append(&records).expect("append");
     log.wal().sync().expect("sync");
+    // Synced: the state machine may apply them (`store::durable_mark`).
+    use crate::store::ChecksOnAppend;
+    if let Some(last) = entries.last() {
+        log.durable_mark()
+            .synced(last.log_id, log.durable_mark().epoch());
+    }
 }
 
 /// Writes `entries` where stores kept them before the log had its own
@@ -863,4 +869,58 @@ async fn a_snapshot_file_of_another_length_than_recorded_refuses_the_start() {
     }
     std::fs::write(&file, &exact).expect("restore");
     drop(reopen(&path).await.expect("the exact length starts"));
+}
+
+/// `raft.replicate_before_sync` on the sled store: the leader's own
+/// appends move the durable mark once synced and are applied after it; a
+/// reopened store starts its mark at the log's end, and a validator that
+/// led restarts with its vote uncommitted (`store::restart_vote`).
+#[tokio::test]
+async fn a_leader_that_acknowledged_before_its_sync_restarts_as_a_follower() {
+    use crate::store::ChecksOnAppend;
+    use openraft::storage::RaftLogStorageExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let leader = openraft::Vote::new_committed(1, 0);
+    let mut entries = vec![RaftEntry {
+        log_id: log_id(0),
+        payload: EntryPayload::Blank,
+    }];
+    entries.extend(workload(3));
+    let last = entries.last().expect("entries").log_id;
+    {
+        let (mut log, mut sm, _d) =
+            open_sled(&path, genesis_state(), genesis().checkpoint_interval).expect("open");
+        log.replicate_before_sync(0);
+        log.save_vote(&leader).await.expect("vote");
+        // Entries of leader (term 1, validator 0): this validator's own.
+        log.blocking_append(entries.clone()).await.expect("append");
+        sm.apply(entries).await.expect("applied once durable");
+        assert!(log.durable_mark().covers(last));
+        // Not past the mark, so the hint is stored as given.
+        log.save_committed(Some(last)).await.expect("hint");
+        assert_eq!(log.read_committed().await.expect("read"), Some(last));
+        assert_eq!(
+            log.read_vote().await.expect("read"),
+            Some(openraft::Vote::new(1, 0)),
+            "a leader reads its vote back uncommitted"
+        );
+    }
+    let (mut log, _sm, _d) = reopen(&path).await.expect("reopen");
+    // Without the switch the vote is read as stored.
+    assert_eq!(log.read_vote().await.expect("read"), Some(leader));
+    assert_eq!(log.durable_mark().durable(), Some(last));
+    log.replicate_before_sync(0);
+    assert_eq!(
+        log.read_vote().await.expect("read"),
+        Some(openraft::Vote::new(1, 0))
+    );
+    // Another leader's vote is read as stored.
+    log.save_vote(&openraft::Vote::new_committed(2, 1))
+        .await
+        .expect("vote");
+    assert_eq!(
+        log.read_vote().await.expect("read"),
+        Some(openraft::Vote::new_committed(2, 1))
+    );
 }

@@ -59,6 +59,9 @@ pub struct PeerClients {
     /// Per follower: this leader's vote, the highest log id the follower
     /// confirmed under it, and whether it then lost entries.
     progress: Arc<Mutex<BTreeMap<NodeId, Confirmed>>>,
+    /// How far this validator's own log is durable: the committed id sent
+    /// to others never passes it (`store::durable_mark`).
+    mark: Option<crate::store::DurableMark>,
 }
 
 /// What one follower confirmed under one leader vote.
@@ -114,6 +117,25 @@ impl PeerClients {
             channels: Arc::default(),
             safety: None,
             progress: Arc::default(),
+            mark: None,
+        }
+    }
+
+    /// Clamps the committed id this validator tells others to `mark`.
+    pub fn with_durable_mark(mut self, mark: crate::store::DurableMark) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// The committed id another validator may be told: never past this
+    /// validator's durable log (`store::durable_mark`).
+    pub fn clamp_committed(
+        &self,
+        committed: Option<crate::types::LogId>,
+    ) -> Option<crate::types::LogId> {
+        match &self.mark {
+            Some(mark) => mark.clamp(committed),
+            None => committed,
         }
     }
 
@@ -402,13 +424,16 @@ impl PeerConnection {
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<
         AppendEntriesResponse<NodeId>,
         RPCError<NodeId, openraft::EmptyNode, RaftError<NodeId>>,
     > {
         let entries = rpc.entries.len() as u64;
+        // A follower applies what it is told is committed: only once it is
+        // durable here too (`store::durable_mark`).
+        rpc.leader_commit = self.clients.clamp_committed(rpc.leader_commit);
         if self.is_reverted(&rpc.vote) {
             return Err(RPCError::Unreachable(Unreachable::new(
                 &std::io::Error::other(format!(

@@ -613,6 +613,11 @@ impl RaftPeer for PeerService {
             .with_raft_state(|s| s.committed)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
+        // Never past this validator's durable log (`store::durable_mark`).
+        let committed = match &self.peers {
+            Some(peers) => peers.clamp_committed(committed),
+            None => committed,
+        };
         // Its vote and log, and what it records of `from` while leading.
         let (vote, last_log_index, live) = {
             let m = self.raft.metrics();
