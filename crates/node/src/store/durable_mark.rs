@@ -28,7 +28,7 @@
 //! anyone: it is lost the way an uncommitted entry is, and a later leader
 //! may overwrite it. Followers' appends are not changed: they ack only
 //! after their sync, as before. And a validator that led when it stopped
-//! restarts as a follower (`store::restart_vote`): openraft 0.9 would
+//! restarts as a follower (`store::stored_vote`): openraft 0.9 would
 //! resume it as leader of the same term, and entries a power cut took
 //! from it could be written again, different, under log ids its
 //! followers already hold.

@@ -549,6 +549,9 @@ pub struct MemLogStore {
     /// `Some(this validator)` when its own appends as leader are
     /// acknowledged before their sync (`store::durable_mark`).
     early_as: Option<crate::types::NodeId>,
+    /// The vote as this process last saved it (the disk may hold it
+    /// uncommitted: `store::stored_vote`).
+    vote: Option<Vote>,
 }
 
 impl crate::store::ChecksOnAppend for MemLogStore {
@@ -578,6 +581,7 @@ impl MemLogStore {
             disk,
             checks: crate::store::AppendChecks::default(),
             early_as: None,
+            vote: None,
         }
     }
 
@@ -623,17 +627,17 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.disk.write(Write::Vote(*vote));
+        // A leader's own vote goes to disk uncommitted: `store::stored_vote`.
+        self.disk
+            .write(Write::Vote(crate::store::stored_vote(self.early_as, vote)));
         self.disk.barrier().await;
+        self.vote = Some(*vote);
         Ok(())
     }
 
-    /// openraft reads it once, at start: see `store::restart_vote`.
+    /// openraft reads it once, at start: as stored (`store::stored_vote`).
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(crate::store::restart_vote(
-            self.early_as,
-            self.disk.read(|img| img.vote),
-        ))
+        Ok(self.disk.read(|img| img.vote))
     }
 
     /// Not synced on its own (a hint for re-applying after a restart): it
@@ -663,8 +667,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
             callback.log_io_completed(Ok(()));
             return Ok(());
         };
-        let vote = self.disk.read(|img| img.vote);
-        let early = crate::store::own_leader_append(self.early_as, vote.as_ref(), &entries);
+        let early = crate::store::own_leader_append(self.early_as, self.vote.as_ref(), &entries);
         let checked = self.checks.is_on().then(|| entries.clone());
         let seq = self.disk.write(Write::Append(entries));
         let callback = if early {

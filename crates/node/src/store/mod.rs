@@ -49,25 +49,28 @@ pub trait ChecksOnAppend {
     fn durable_mark(&self) -> DurableMark;
 }
 
-/// The vote a restarted validator starts from: a vote committed for `me`
-/// (it led when it stopped) comes back uncommitted when `me`'s own
-/// appends were acknowledged before their sync. openraft 0.9 would
-/// otherwise restart it as leader *in the same term*; if a power cut took
+/// The vote a validator writes to disk for `vote`: a vote committed for
+/// `me` (it leads) is stored uncommitted when `me`'s own appends are
+/// acknowledged before their sync; the store keeps the real one in
+/// memory (for [`own_leader_append`]). openraft 0.9 reads the stored vote
+/// once, at start, and would restart a validator whose stored vote is
+/// committed for itself as leader *in the same term*: if a power cut took
 /// entries it had already replicated, it would append different entries
 /// under the same log ids, and followers, which compare entries by log id
-/// only, would keep the old ones: two replicas applying different
-/// entries at one index. Uncommitted, the vote makes it a follower that
-/// must win a new term (its own old vote still refuses any other
-/// candidate of that term).
-pub fn restart_vote(
+/// only, would keep the old ones: two replicas applying different entries
+/// at one index. Stored uncommitted, the vote makes it restart as a
+/// follower that must win a new term — whatever its configuration or
+/// binary at the next start. (The term and the candidate it voted for
+/// are kept, so it never votes for less than before.)
+pub fn stored_vote(
     me: Option<crate::types::NodeId>,
-    vote: Option<crate::types::Vote>,
-) -> Option<crate::types::Vote> {
-    match (me, vote) {
-        (Some(me), Some(v)) if v.is_committed() && v.leader_id().voted_for() == Some(me) => {
-            Some(crate::types::Vote::new(v.leader_id().get_term(), me))
+    vote: &crate::types::Vote,
+) -> crate::types::Vote {
+    match me {
+        Some(me) if vote.is_committed() && vote.leader_id().voted_for() == Some(me) => {
+            crate::types::Vote::new(vote.leader_id().get_term(), me)
         }
-        _ => vote,
+        _ => *vote,
     }
 }
 

@@ -48,8 +48,10 @@ pub struct SledLogStore {
     state: sled::Tree,
     commit: GroupCommit,
     checks: crate::store::AppendChecks,
-    /// The vote as last saved (the appending handle's own copy: log
-    /// readers never append).
+    /// The vote as last saved, committed or not (the appending handle's own
+    /// copy: log readers never append). Read back uncommitted from disk
+    /// after a restart when it was this validator's own
+    /// (`store::stored_vote`).
     vote: Option<Vote>,
     /// `Some(this validator)` when its own appends as leader are
     /// acknowledged before their sync (`store::durable_mark`).
@@ -312,18 +314,16 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote)?;
+        // A leader's own vote goes to disk uncommitted: `store::stored_vote`.
+        self.put_meta(KEY_VOTE, &crate::store::stored_vote(self.early_as, vote))?;
         self.barrier(ErrorSubject::Vote).await?;
         self.vote = Some(*vote);
         Ok(())
     }
 
-    /// openraft reads it once, at start: see `store::restart_vote`.
+    /// openraft reads it once, at start: as stored (`store::stored_vote`).
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(crate::store::restart_vote(
-            self.early_as,
-            self.get_meta(KEY_VOTE)?,
-        ))
+        self.get_meta(KEY_VOTE)
     }
 
     /// Not synced on its own: it is a hint for re-applying after a restart,
@@ -426,10 +426,11 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // The purged id is durable before any segment goes: a restart never
         // finds the log starting past its purged id + 1.
         self.barrier(ErrorSubject::Logs).await?;
-        // Everything up to it is covered by a durable snapshot: after an
-        // installed snapshot the log may hold nothing above it, and the
-        // mark must not stay at an older entry (a committed id sent to a
-        // follower must be one of this log's).
+        // Everything up to it is committed and never read from this log
+        // again (a snapshot covers it: openraft purges behind an applied or
+        // installed one): after an installed snapshot the log may hold
+        // nothing above it, and the mark must not stay at an older entry
+        // (a committed id sent to a follower must be one of this log's).
         self.commit
             .mark()
             .synced(log_id, self.commit.mark().epoch());

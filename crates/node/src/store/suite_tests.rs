@@ -874,7 +874,7 @@ async fn a_snapshot_file_of_another_length_than_recorded_refuses_the_start() {
 /// `raft.replicate_before_sync` on the sled store: the leader's own
 /// appends move the durable mark once synced and are applied after it; a
 /// reopened store starts its mark at the log's end, and a validator that
-/// led restarts with its vote uncommitted (`store::restart_vote`).
+/// led restarts with its vote uncommitted (`store::stored_vote`).
 #[tokio::test]
 async fn a_leader_that_acknowledged_before_its_sync_restarts_as_a_follower() {
     use crate::store::ChecksOnAppend;
@@ -907,8 +907,12 @@ async fn a_leader_that_acknowledged_before_its_sync_restarts_as_a_follower() {
         );
     }
     let (mut log, _sm, _d) = reopen(&path).await.expect("reopen");
-    // Without the switch the vote is read as stored.
-    assert_eq!(log.read_vote().await.expect("read"), Some(leader));
+    // Stored uncommitted: without the switch (or with an older binary)
+    // it restarts as a follower too.
+    assert_eq!(
+        log.read_vote().await.expect("read"),
+        Some(openraft::Vote::new(1, 0))
+    );
     assert_eq!(log.durable_mark().durable(), Some(last));
     log.replicate_before_sync(0);
     assert_eq!(
