@@ -24,12 +24,15 @@ pub struct Row {
     pub is_baseline: bool,
     /// Findings of the criteria (beyond the attack's own).
     pub failures: Vec<String>,
+    /// Whether the honest p99 bound is among `failures`.
+    pub p99_failed: bool,
 }
 
 impl Row {
     /// Applies the pass criteria; returns whether the row passed.
     pub fn judge(&mut self) -> bool {
         let mut f = Vec::new();
+        self.p99_failed = false;
         if self.running < self.validators {
             f.push(format!(
                 "{} of {} validators running at the end of the phase",
@@ -66,10 +69,13 @@ impl Row {
         }
         if !self.is_baseline {
             match (self.honest.p99_ms, self.baseline_p99_ms) {
-                (Some(p), Some(b)) if p > self.p99_factor * b => f.push(format!(
-                    "honest p99 {p:.1} ms is more than {}× the baseline's {b:.1} ms",
-                    self.p99_factor
-                )),
+                (Some(p), Some(b)) if p > self.p99_factor * b => {
+                    self.p99_failed = true;
+                    f.push(format!(
+                        "honest p99 {p:.1} ms is more than {}× the baseline's {b:.1} ms",
+                        self.p99_factor
+                    ))
+                }
                 (None, _) | (_, None) => f.push("no honest p99 to compare".to_owned()),
                 _ => {}
             }
@@ -92,6 +98,14 @@ impl Row {
 
     pub fn passed(&self) -> bool {
         self.failures.is_empty() && self.report.findings.is_empty()
+    }
+
+    /// Whether the row failed on its honest p99 bound alone: every
+    /// honest command answered and applied, nothing found by the attack,
+    /// memory within its bound, only slower than the suite's factor of
+    /// the baseline.
+    pub fn failed_on_p99_alone(&self) -> bool {
+        self.p99_failed && self.failures.len() == 1 && self.report.findings.is_empty()
     }
 }
 
@@ -223,6 +237,7 @@ mod tests {
             state: None,
             is_baseline,
             failures: Vec::new(),
+            p99_failed: false,
         }
     }
 
@@ -253,5 +268,39 @@ mod tests {
         r.report.check_expected();
         assert!(!r.judge());
         assert!(render(&[r]).contains("FAIL x: expected refusal rule nonce_replay never seen"));
+    }
+
+    #[test]
+    fn only_a_row_slow_and_otherwise_sound_failed_on_its_p99_alone() {
+        // At the bound (3 × 10 ms) the row passes; just over, it fails on
+        // its p99 alone.
+        let mut r = row(false);
+        r.honest.p99_ms = Some(30.0);
+        assert!(r.judge());
+        assert!(!r.failed_on_p99_alone());
+        r.honest.p99_ms = Some(30.1);
+        assert!(!r.judge());
+        assert!(r.failed_on_p99_alone());
+        // Slow and anything else: not a p99-only failure.
+        r.honest.applied = 9;
+        assert!(!r.judge());
+        assert!(!r.failed_on_p99_alone());
+        let mut r = row(false);
+        r.honest.p99_ms = Some(30.1);
+        r.peak_kib[1] = Some(172 * 1024 + 1);
+        assert!(!r.judge());
+        assert!(!r.failed_on_p99_alone());
+        let mut r = row(false);
+        r.honest.p99_ms = Some(30.1);
+        r.report.finding("an attack's finding".to_owned());
+        assert!(!r.judge());
+        assert!(!r.failed_on_p99_alone());
+        // A judged-again row forgets an earlier p99 failure.
+        let mut r = row(false);
+        r.honest.p99_ms = Some(30.1);
+        assert!(!r.judge());
+        r.honest.p99_ms = Some(20.0);
+        assert!(r.judge());
+        assert!(!r.failed_on_p99_alone());
     }
 }
