@@ -654,7 +654,16 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
     })
     .await;
     honest_tasks.abort_all();
-    let (applied, verify_findings) = honest::verify(&honest, &admin).await;
+    let (applied, mut verify_findings) = honest::verify(&honest, &admin).await;
+    // A validator that exited while the last phase ended or during the
+    // check fails the suite too (the last row's).
+    for (i, status) in validators.exited() {
+        println!("hostile: validator {i} exited by itself ({status}); see its node.log");
+        verify_findings.push((
+            None,
+            format!("validator {i} exited by itself after the last phase ({status})"),
+        ));
+    }
     let ops = honest.ops();
     let stats = honest::phase_stats(&ops, &applied, phase_names.len());
     // CHAOS_HOSTILE_SLOWEST=N: each phase's N slowest measured commands,
@@ -699,6 +708,19 @@ async fn run(args: &HostileArgs) -> Result<Vec<Row>, RealError> {
                 report.finding(format!(
                     "{} honest commands acknowledged while warming up not found applied",
                     ws.acked - ws.applied
+                ));
+            }
+            if !ws.refused.is_empty() {
+                report.finding(format!(
+                    "honest commands refused while warming up: {:?}",
+                    ws.refused
+                ));
+            }
+            if ws.unresolved > 0 {
+                report.finding(format!(
+                    "{} honest commands sent while warming up unanswered for {} s",
+                    ws.unresolved,
+                    honest::MAX_WAIT.as_secs()
                 ));
             }
         }

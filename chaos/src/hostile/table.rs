@@ -28,6 +28,12 @@ pub struct Row {
     pub p99_failed: bool,
 }
 
+/// A row over its p99 bound is a timing failure the suite may run again
+/// to confirm ([`Row::failed_on_p99_alone`]) only while its p99 stays
+/// within this many times the bound (2: at most 6× the baseline with the
+/// default factor 3); beyond, the row fails outright.
+pub const P99_RETRY_CEILING: f64 = 2.0;
+
 impl Row {
     /// Applies the pass criteria; returns whether the row passed.
     pub fn judge(&mut self) -> bool {
@@ -100,12 +106,20 @@ impl Row {
         self.failures.is_empty() && self.report.findings.is_empty()
     }
 
-    /// Whether the row failed on its honest p99 bound alone: every
-    /// honest command answered and applied, nothing found by the attack,
-    /// memory within its bound, only slower than the suite's factor of
-    /// the baseline.
+    /// Whether the row failed on its honest p99 bound alone, and by at
+    /// most [`P99_RETRY_CEILING`] times the suite's factor: every honest
+    /// command answered and applied, nothing found by the attack, memory
+    /// within its bound, only slower than the suite's factor of the
+    /// baseline. A row slower than the ceiling fails outright.
     pub fn failed_on_p99_alone(&self) -> bool {
-        self.p99_failed && self.failures.len() == 1 && self.report.findings.is_empty()
+        let within_ceiling = match (self.honest.p99_ms, self.baseline_p99_ms) {
+            (Some(p), Some(b)) => p <= P99_RETRY_CEILING * self.p99_factor * b,
+            _ => false,
+        };
+        self.p99_failed
+            && within_ceiling
+            && self.failures.len() == 1
+            && self.report.findings.is_empty()
     }
 }
 
@@ -281,6 +295,14 @@ mod tests {
         r.honest.p99_ms = Some(30.1);
         assert!(!r.judge());
         assert!(r.failed_on_p99_alone());
+        // Over twice the bound (60 ms against 3 × 10 ms): fails outright.
+        r.honest.p99_ms = Some(60.0);
+        assert!(!r.judge());
+        assert!(r.failed_on_p99_alone());
+        r.honest.p99_ms = Some(60.1);
+        assert!(!r.judge());
+        assert!(!r.failed_on_p99_alone());
+        r.honest.p99_ms = Some(30.1);
         // Slow and anything else: not a p99-only failure.
         r.honest.applied = 9;
         assert!(!r.judge());
