@@ -416,6 +416,13 @@ pub async fn run(
     if let Some(s) = client::status(admin, attacked, Duration::from_secs(2)).await {
         mid = Some(s);
     }
+    // A validator that exited by itself is a finding, not hidden by the
+    // planned kill and restart (kill -9 of an exited child succeeds).
+    for (i, status) in validators.exited() {
+        report.finding(format!(
+            "validator {i} exited by itself ({status}) before the planned restart"
+        ));
+    }
     let killed_at = Instant::now();
     if let Err(e) = validators.kill9(restarted) {
         report.finding(format!("kill -9 of validator {restarted}: {e}"));
