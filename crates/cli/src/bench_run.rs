@@ -50,6 +50,53 @@ impl Workload {
     }
 }
 
+/// Threads of each validator's async runtime in a benchmark committee
+/// (`neuroshard node --worker-threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerThreads {
+    /// The machine's CPUs divided among the committee's validators, at
+    /// least one each: every validator of a benchmark runs on this one
+    /// machine, as validators sharing a host would be deployed
+    /// (docs/operations.md, "Validators sharing a machine").
+    Shared,
+    /// The runtime's own default: one per CPU, in every validator.
+    PerCpu,
+    /// This many in every validator.
+    Fixed(u16),
+}
+
+impl std::str::FromStr for WorkerThreads {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "shared" => Ok(Self::Shared),
+            "per-cpu" => Ok(Self::PerCpu),
+            n => match n.parse::<u16>() {
+                Ok(n @ 1..=256) => Ok(Self::Fixed(n)),
+                _ => Err(format!(
+                    "--worker-threads {n}: expected `shared`, `per-cpu` or a number of threads from 1 to 256"
+                )),
+            },
+        }
+    }
+}
+
+impl WorkerThreads {
+    /// The `--worker-threads` of each of `validators` validators on a
+    /// machine with `cpus` CPUs (None: the runtime's default).
+    pub fn per_validator(self, validators: u32, cpus: usize) -> Option<u16> {
+        match self {
+            Self::Shared => {
+                let each = cpus / (validators.max(1) as usize);
+                Some(u16::try_from(each.clamp(1, 256)).unwrap_or(256))
+            }
+            Self::PerCpu => None,
+            Self::Fixed(n) => Some(n),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub validators: Vec<u32>,
@@ -68,6 +115,8 @@ pub struct RunOptions {
     pub replicate_before_sync: bool,
     /// The genesis `checkpoint_interval` (None: keygen's default, 4096).
     pub checkpoint_interval: Option<u64>,
+    /// Each validator's runtime threads.
+    pub worker_threads: WorkerThreads,
 }
 
 /// Balance each worker account is funded with, and its stake.
@@ -231,10 +280,27 @@ impl Bench {
                 .ok_or_else(|| anyhow::anyhow!("no treasury key"))?,
         )?;
         let chain_id = ceremony.genesis.chain_id.clone();
-        let cluster = LocalCluster::start_with_env(
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = opts.worker_threads.per_validator(validators, cpus);
+        match threads {
+            Some(n) => println!(
+                "neuroshard, {validators} validators: {n} runtime worker thread(s) each ({cpus} CPUs; --worker-threads {})",
+                match opts.worker_threads {
+                    WorkerThreads::Shared => "shared: the CPUs divided among the validators, at least 1",
+                    _ => "as given",
+                }
+            ),
+            None => println!(
+                "neuroshard, {validators} validators: the runtime's default worker threads, one per CPU ({cpus})"
+            ),
+        }
+        let cluster = LocalCluster::start_with(
             binary,
             ceremony,
             vec![(COUNTERS_ENV.to_owned(), "1".to_owned())],
+            threads
+                .map(|n| vec!["--worker-threads".to_owned(), n.to_string()])
+                .unwrap_or_default(),
         )?;
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
         let target = Target {
@@ -461,4 +527,27 @@ pub async fn run(binary: &Path, opts: &RunOptions) -> anyhow::Result<Vec<Summary
         summaries.extend(result?);
     }
     Ok(summaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_threads_divide_the_cpus_and_parse_their_bounds() {
+        let shared = WorkerThreads::Shared;
+        assert_eq!(shared.per_validator(3, 2), Some(1));
+        assert_eq!(shared.per_validator(4, 16), Some(4));
+        assert_eq!(shared.per_validator(3, 8), Some(2));
+        assert_eq!(shared.per_validator(0, 1), Some(1));
+        assert_eq!(WorkerThreads::PerCpu.per_validator(3, 2), None);
+        assert_eq!(WorkerThreads::Fixed(3).per_validator(3, 2), Some(3));
+        assert_eq!("shared".parse(), Ok(WorkerThreads::Shared));
+        assert_eq!("per-cpu".parse(), Ok(WorkerThreads::PerCpu));
+        assert_eq!("1".parse(), Ok(WorkerThreads::Fixed(1)));
+        assert_eq!("256".parse(), Ok(WorkerThreads::Fixed(256)));
+        for bad in ["0", "257", "-1", "two", ""] {
+            assert!(bad.parse::<WorkerThreads>().is_err(), "{bad:?}");
+        }
+    }
 }

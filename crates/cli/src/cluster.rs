@@ -42,6 +42,8 @@ pub struct LocalCluster {
     children: Vec<Option<Child>>,
     /// Extra environment of every validator started.
     env: Vec<(String, String)>,
+    /// Extra arguments of every validator started, after `node --config …`.
+    args: Vec<String>,
 }
 
 impl LocalCluster {
@@ -57,12 +59,24 @@ impl LocalCluster {
         ceremony: Ceremony,
         env: Vec<(String, String)>,
     ) -> Result<Self, ClusterError> {
+        Self::start_with(binary, ceremony, env, Vec::new())
+    }
+
+    /// [`LocalCluster::start_with_env`] with extra arguments of `neuroshard
+    /// node` for every validator (also when restarted).
+    pub fn start_with(
+        binary: &Path,
+        ceremony: Ceremony,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+    ) -> Result<Self, ClusterError> {
         let n = ceremony.node_configs.len();
         let mut cluster = Self {
             ceremony,
             binary: binary.to_path_buf(),
             children: (0..n).map(|_| None).collect(),
             env,
+            args,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -102,6 +116,7 @@ impl LocalCluster {
             .arg("node")
             .arg("--config")
             .arg(config)
+            .args(&self.args)
             .args(extra)
             .env(
                 "RUST_LOG",

@@ -83,6 +83,12 @@ enum Cmd {
         /// Per-module levels: `RUST_LOG` (e.g. `info,neuroshard_node::safety=debug`).
         #[arg(long, value_parser = ["text", "json"])]
         log_format: Option<String>,
+        /// Threads of the validator's async runtime (1–256; default: one
+        /// per CPU this process may use). Validators that share a machine's
+        /// cores answer sooner with the cores divided among them
+        /// (docs/operations.md, "Validators sharing a machine").
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        worker_threads: Option<u16>,
     },
     /// Role, leader, term, commit/applied index, members and state hash of
     /// one validator.
@@ -157,6 +163,13 @@ enum BenchCmd {
         /// one measures what checkpoints cost.
         #[arg(long)]
         checkpoint_interval: Option<u64>,
+        /// Each validator's runtime threads (`neuroshard node
+        /// --worker-threads`): `shared` divides this machine's CPUs among
+        /// the committee's validators (at least 1 each), as validators
+        /// sharing a host would be run; `per-cpu` is the runtime's default
+        /// (one per CPU in every validator); or a number from 1 to 256.
+        #[arg(long, default_value = "shared")]
+        worker_threads: bench_run::WorkerThreads,
     },
     /// Signed-command throughput through a local committee of real
     /// validator processes (durable appends).
@@ -225,6 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             recover,
             log_format,
+            worker_threads: _,
         } => {
             // The flag, else node.toml's `[log] format` (a config that does
             // not load is reported by the node itself, below).
@@ -287,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     batch_entries,
                     replicate_before_sync,
                     checkpoint_interval,
+                    worker_threads,
                 },
         } => {
             if rounds == 0 || round_secs <= 0.0 || warmup_secs < 0.0 {
@@ -306,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 batch_entries,
                 replicate_before_sync,
                 checkpoint_interval,
+                worker_threads,
             };
             let binary = std::env::current_exe()?;
             let mut term =
@@ -366,10 +382,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Cmd::Node {
+        worker_threads: Some(n),
+        ..
+    } = &cli.command
     {
+        builder.worker_threads(usize::from(*n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -175,6 +176,70 @@ mod tests {
         }
     }
 
+    fn signed(seed: u8, nonce: u64, forge: bool) -> SignedCommand {
+        use neuroshard_governance::{Amount, Command};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut c = SignedCommand::sign(
+            "batcher-test",
+            &key,
+            nonce,
+            Command::Transfer {
+                to: AccountId([9; 32]),
+                amount: Amount(nonce),
+            },
+        );
+        if forge {
+            c.signature.0[0] ^= 1;
+        }
+        c
+    }
+
+    fn remembered(c: &SignedCommand) -> Option<bool> {
+        let message = c.message("batcher-test");
+        neuroshard_governance::signature::recall(&neuroshard_governance::signature::memo_key(
+            &c.author,
+            &message,
+            &c.signature.0,
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn signature_checks_alone_or_queued_all_reach_a_verdict() {
+        let batcher = SignatureBatcher::start("batcher-test".into(), 64);
+        // Alone: checked on the caller's task, nothing left busy.
+        let good = signed(41, 1, false);
+        let bad = signed(41, 2, true);
+        batcher.check(&good, 100).await;
+        batcher.check(&bad, 100).await;
+        assert_eq!(remembered(&good), Some(true));
+        assert_eq!(remembered(&bad), Some(false));
+        assert_eq!(batcher.busy(), 0);
+        // Many at once: some alone, the rest queued and batched; every
+        // verdict is right and nothing stays busy.
+        let commands: Vec<SignedCommand> = (0..200u64)
+            .map(|n| signed(42 + (n % 5) as u8, 10 + n, n % 7 == 3))
+            .collect();
+        let checks = commands.iter().map(|c| {
+            let b = batcher.clone();
+            let c = c.clone();
+            tokio::spawn(async move { b.check(&c, 100).await })
+        });
+        for h in checks.collect::<Vec<_>>() {
+            h.await.expect("check task");
+        }
+        for (n, c) in commands.iter().enumerate() {
+            assert_eq!(remembered(c), Some(n % 7 != 3), "command {n}");
+        }
+        assert_eq!(batcher.busy(), 0);
+        // Over the size bound: not checked (admission refuses it by size).
+        let big = signed(43, 1, false);
+        batcher
+            .check(&big, neuroshard_governance::limits::MAX_COMMAND_BYTES + 1)
+            .await;
+        assert_eq!(remembered(&big), None);
+        assert_eq!(batcher.busy(), 0);
+    }
+
     #[test]
     fn quotas_refuse_past_their_limit_and_free_on_drop() {
         let q = Quotas::new(&settings(2, 3));
@@ -224,9 +289,28 @@ struct SignatureJob {
 /// (`neuroshard_governance::signature::verify_commands`), so admission,
 /// this validator's apply and its check of the entry that carries the
 /// command all reuse them.
+///
+/// A check that finds nothing queued or being checked (`busy` is 0) is done
+/// at once on the caller's task instead: alone, it would be a batch of one
+/// anyway, and the hand-off to the batcher's task and back cost more than
+/// the check itself at one command in flight (BENCHMARKS.md, "A lone
+/// signature check on the caller's task"). While it runs, `busy` counts it,
+/// so the checks that arrive meanwhile queue and are batched.
 #[derive(Clone)]
 pub struct SignatureBatcher {
     tx: mpsc::Sender<SignatureJob>,
+    chain_id: Arc<str>,
+    /// Checks queued, being batched, or being done on a caller's task.
+    busy: Arc<AtomicUsize>,
+}
+
+/// Takes one off `busy` when dropped (a check done or given up).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl SignatureBatcher {
@@ -234,6 +318,13 @@ impl SignatureBatcher {
     /// `client.max_pending_commands`).
     pub fn start(chain_id: String, capacity: usize) -> Self {
         let (tx, mut rx) = mpsc::channel::<SignatureJob>(capacity.max(1));
+        let chain_id: Arc<str> = chain_id.into();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let this = Self {
+            tx,
+            chain_id: chain_id.clone(),
+            busy,
+        };
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
@@ -250,7 +341,7 @@ impl SignatureBatcher {
                 }
             }
         });
-        Self { tx }
+        this
     }
 
     /// Returns once `command`'s signature verdict is memoized (or at once
@@ -261,6 +352,18 @@ impl SignatureBatcher {
         if encoded_len > neuroshard_governance::limits::MAX_COMMAND_BYTES {
             return;
         }
+        let alone = self
+            .busy
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !alone {
+            self.busy.fetch_add(1, Ordering::AcqRel);
+        }
+        let _busy = Busy(&self.busy);
+        if alone {
+            neuroshard_governance::signature::verify_commands(&self.chain_id, &[command]);
+            return;
+        }
         let (done, rx) = oneshot::channel();
         let job = SignatureJob {
             command: command.clone(),
@@ -269,5 +372,10 @@ impl SignatureBatcher {
         if self.tx.send(job).await.is_ok() {
             let _stopped = rx.await;
         }
+    }
+
+    /// Checks queued, being batched, or being done on a caller's task.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Acquire)
     }
 }

@@ -11,7 +11,11 @@
 //! entries in AppendEntries batches. A follower does not write: it queues
 //! commands for the leader, and a forwarder sends everything queued while
 //! the previous RPC was in flight as one `ForwardCommands` batch, carrying
-//! the commands' original bytes.
+//! the commands' original bytes. A command that finds the forwarder's queue
+//! empty and a batch slot free is sent at once, as a batch of one, from its
+//! own task: alone it would be a batch of one anyway, and the two hand-offs
+//! through the forwarder's tasks are saved (BENCHMARKS.md, "A lone
+//! command's shortcuts").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -85,6 +89,10 @@ struct Inner {
     election_timeout: Duration,
     pending: AtomicUsize,
     forward_tx: mpsc::Sender<ForwardJob>,
+    /// Forwarded batches in flight (`MAX_FORWARD_INFLIGHT`), shared by the
+    /// forwarder and the commands sent at once.
+    forward_slots: Arc<Semaphore>,
+    peers: PeerClients,
     propose_tx: mpsc::Sender<Proposal>,
 }
 
@@ -115,9 +123,11 @@ impl Submitter {
         let (propose_tx, propose_rx) = mpsc::channel(settings.max_pending_commands);
         let self_id = peers.self_id();
         let timeout = Duration::from_millis(settings.submit_timeout_ms);
+        let forward_slots = Arc::new(Semaphore::new(MAX_FORWARD_INFLIGHT));
         tokio::spawn(run_forwarder(
             forward_rx,
-            peers,
+            forward_slots.clone(),
+            peers.clone(),
             BatchBounds {
                 commands: settings.max_forward_batch,
                 bytes: settings.max_forward_batch_bytes,
@@ -139,6 +149,8 @@ impl Submitter {
                 election_timeout,
                 pending: AtomicUsize::new(0),
                 forward_tx,
+                forward_slots,
+                peers,
                 propose_tx,
             }),
         }
@@ -225,6 +237,23 @@ impl Submitter {
 
     async fn forward(&self, leader: NodeId, command: Vec<u8>) -> Result<Submitted, NodeError> {
         crate::hoptrace::mark("FW_send", 0);
+        let queue = &self.inner.forward_tx;
+        if queue.capacity() == queue.max_capacity() {
+            if let Ok(_slot) = self.inner.forward_slots.clone().try_acquire_owned() {
+                // Nothing queued and a slot free: a batch of one, now.
+                let timeout = Duration::from_millis(self.inner.settings.submit_timeout_ms);
+                let r = match forward_commands(&self.inner.peers, leader, vec![command], timeout)
+                    .await
+                {
+                    Ok(mut results) => results.pop().map(result_from_wire).unwrap_or_else(|| {
+                        Err(NodeError::Internal("missing forwarded result".into()))
+                    }),
+                    Err(message) => Err(NodeError::Forward { leader, message }),
+                };
+                crate::hoptrace::mark("FW_back", 0);
+                return r;
+            }
+        }
         let (reply, rx) = oneshot::channel();
         self.inner
             .forward_tx
@@ -604,11 +633,11 @@ fn take_batch<J: Batched>(
 
 async fn run_forwarder(
     mut rx: mpsc::Receiver<ForwardJob>,
+    inflight: Arc<Semaphore>,
     peers: PeerClients,
     bounds: BatchBounds,
     timeout: Duration,
 ) {
-    let inflight = Arc::new(Semaphore::new(MAX_FORWARD_INFLIGHT));
     let mut carry: Option<ForwardJob> = None;
     loop {
         let Ok(permit) = inflight.clone().acquire_owned().await else {
