@@ -294,7 +294,7 @@ struct SignatureJob {
 /// at once on the caller's task instead: alone, it would be a batch of one
 /// anyway, and the hand-off to the batcher's task and back cost more than
 /// the check itself at one command in flight (BENCHMARKS.md, "A lone
-/// signature check on the caller's task"). While it runs, `busy` counts it,
+/// command's shortcuts"). While it runs, `busy` counts it,
 /// so the checks that arrive meanwhile queue and are batched.
 #[derive(Clone)]
 pub struct SignatureBatcher {
