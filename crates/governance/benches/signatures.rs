@@ -1,14 +1,16 @@
-//! What one command signature check costs, alone (`verify_one`: a lone
-//! command at admission) and per signature in a batch of 64
-//! (`verify_batch`: the signature batcher, a forwarded batch, the check of
-//! an appended entry).
+//! What one command signature check costs, alone (`verify_one`; a lone
+//! check through `verify_each`, as at admission, is the same single check)
+//! and per signature in a batch of 64 (`verify_batch`: the signature
+//! batcher, a forwarded batch, the check of an appended entry).
 //!
 //! Run: `cargo bench -p neuroshard-governance --bench signatures`. The
 //! workspace builds curve25519-dalek's AVX-512 IFMA backend, chosen at run
 //! time when the CPU has it (`.cargo/config.toml`); the AVX2 figure for
-//! comparison: `RUSTFLAGS="--cfg tokio_unstable" cargo bench -p
-//! neuroshard-governance --bench signatures` (a RUSTFLAGS variable replaces
-//! the config's flags).
+//! comparison, in a target directory of its own (a RUSTFLAGS variable
+//! replaces the config's flags, and would rebuild the shared one):
+//! `CARGO_TARGET_DIR=target/dalek-simd RUSTFLAGS="--cfg tokio_unstable --cfg
+//! curve25519_dalek_backend=\"simd\"" cargo bench -p neuroshard-governance
+//! --bench signatures`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::{Signer, SigningKey};

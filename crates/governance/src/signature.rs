@@ -61,11 +61,16 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
 /// with batch verification where it can: each chunk of at most
 /// [`MAX_VERIFY_BATCH`] is checked as one batch, and only a chunk whose batch
 /// fails is checked one signature at a time, so one bad signature costs its
-/// chunk a second pass but refuses only its own entry.
+/// chunk a second pass but refuses only its own entry. A lone item is
+/// checked alone at once (no batch equation, no generator to seed).
 pub fn verify_each(items: &[BatchItem<'_>]) -> Vec<bool> {
     let mut verdicts = Vec::with_capacity(items.len());
     for chunk in items.chunks(MAX_VERIFY_BATCH) {
         counted(chunk.len());
+        if let [item] = chunk {
+            verdicts.push(prepare(item).verify_single().is_ok());
+            continue;
+        }
         let prepared: Vec<batch::Item> = chunk.iter().map(prepare).collect();
         if batch_holds(&prepared) {
             verdicts.extend(std::iter::repeat_n(true, prepared.len()));

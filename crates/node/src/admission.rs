@@ -231,6 +231,18 @@ mod tests {
             assert_eq!(remembered(c), Some(n % 7 != 3), "command {n}");
         }
         assert_eq!(batcher.busy(), 0);
+        // With a check under way (as if on another task), the next one is
+        // queued and the batcher's task reaches its verdict; one whose
+        // caller gives up while queued leaves nothing counted.
+        batcher.busy.fetch_add(1, Ordering::AcqRel);
+        let queued = signed(44, 1, false);
+        batcher.check(&queued, 100).await;
+        assert_eq!(remembered(&queued), Some(true));
+        let abandoned = signed(44, 2, false);
+        let _gave_up =
+            tokio::time::timeout(std::time::Duration::ZERO, batcher.check(&abandoned, 100)).await;
+        batcher.busy.fetch_sub(1, Ordering::AcqRel);
+        assert_eq!(batcher.busy(), 0);
         // Over the size bound: not checked (admission refuses it by size).
         let big = signed(43, 1, false);
         batcher
