@@ -405,3 +405,41 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_threads(value: &str) -> Result<Option<u16>, clap::Error> {
+        let cli = Cli::try_parse_from([
+            "neuroshard",
+            "node",
+            "--config",
+            "node.toml",
+            "--worker-threads",
+            value,
+        ])?;
+        match cli.command {
+            Cmd::Node { worker_threads, .. } => Ok(worker_threads),
+            _ => unreachable!("parsed as node"),
+        }
+    }
+
+    #[test]
+    fn node_worker_threads_are_bounded_1_to_256() {
+        assert_eq!(node_threads("1").ok(), Some(Some(1)));
+        assert_eq!(node_threads("256").ok(), Some(Some(256)));
+        for bad in ["0", "257", "-1", "two"] {
+            assert!(node_threads(bad).is_err(), "{bad:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["neuroshard", "node", "--config", "node.toml"]).expect("no flag");
+        assert!(matches!(
+            cli.command,
+            Cmd::Node {
+                worker_threads: None,
+                ..
+            }
+        ));
+    }
+}

@@ -364,13 +364,7 @@ impl SignatureBatcher {
         if encoded_len > neuroshard_governance::limits::MAX_COMMAND_BYTES {
             return;
         }
-        let alone = self
-            .busy
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if !alone {
-            self.busy.fetch_add(1, Ordering::AcqRel);
-        }
+        let alone = self.busy.fetch_add(1, Ordering::AcqRel) == 0;
         let _busy = Busy(&self.busy);
         if alone {
             neuroshard_governance::signature::verify_commands(&self.chain_id, &[command]);

@@ -239,17 +239,13 @@ impl Submitter {
         crate::hoptrace::mark("FW_send", 0);
         let queue = &self.inner.forward_tx;
         if queue.capacity() == queue.max_capacity() {
-            if let Ok(_slot) = self.inner.forward_slots.clone().try_acquire_owned() {
+            if let Ok(_slot) = self.inner.forward_slots.try_acquire() {
                 // Nothing queued and a slot free: a batch of one, now.
                 let timeout = Duration::from_millis(self.inner.settings.submit_timeout_ms);
-                let r = match forward_commands(&self.inner.peers, leader, vec![command], timeout)
+                let r = send_batch(&self.inner.peers, leader, vec![command], timeout)
                     .await
-                {
-                    Ok(mut results) => results.pop().map(result_from_wire).unwrap_or_else(|| {
-                        Err(NodeError::Internal("missing forwarded result".into()))
-                    }),
-                    Err(message) => Err(NodeError::Forward { leader, message }),
-                };
+                    .pop()
+                    .unwrap_or_else(|| Err(NodeError::Internal("missing forwarded result".into())));
                 crate::hoptrace::mark("FW_back", 0);
                 return r;
             }
@@ -658,22 +654,33 @@ async fn run_forwarder(
             let _permit = permit;
             let (commands, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|j| (j.command, j.reply)).unzip();
-            match forward_commands(&peers, leader, commands, timeout).await {
-                Ok(results) => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _caller_gone = reply.send(result_from_wire(result));
-                    }
-                }
-                Err(message) => {
-                    for reply in replies {
-                        let _caller_gone = reply.send(Err(NodeError::Forward {
-                            leader,
-                            message: message.clone(),
-                        }));
-                    }
-                }
+            let results = send_batch(&peers, leader, commands, timeout).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _caller_gone = reply.send(result);
             }
         });
+    }
+}
+
+/// Forwards `commands` to `leader` as one batch: each command's answer, in
+/// order (every one the RPC's error when the RPC failed).
+async fn send_batch(
+    peers: &PeerClients,
+    leader: NodeId,
+    commands: Vec<Vec<u8>>,
+    timeout: Duration,
+) -> Vec<Result<Submitted, NodeError>> {
+    let count = commands.len();
+    match forward_commands(peers, leader, commands, timeout).await {
+        Ok(results) => results.into_iter().map(result_from_wire).collect(),
+        Err(message) => (0..count)
+            .map(|_| {
+                Err(NodeError::Forward {
+                    leader,
+                    message: message.clone(),
+                })
+            })
+            .collect(),
     }
 }
 
